@@ -1,0 +1,529 @@
+// Logistic regression solvers. The training rows are copied once into a column-major (CSC)
+// design with the optional column scale applied, because coordinate descent visits features and
+// both solvers need X^T r. Sparse stays sparse: nothing here ever allocates n x F.
+#include "cbm/logreg.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace cl::cbm {
+
+void validate(const LogRegParams& p) {
+  if (p.penalty != "l1" && p.penalty != "l2" && p.penalty != "elasticnet" && p.penalty != "none")
+    throw_usage("penalty '{}': expected l1, l2, elasticnet or none", p.penalty);
+  if (p.class_weight != "none" && p.class_weight != "balanced")
+    throw_usage("class_weight '{}': expected none or balanced", p.class_weight);
+  if (p.solver != "auto" && p.solver != "cd" && p.solver != "lbfgs")
+    throw_usage("solver '{}': expected auto, cd or lbfgs", p.solver);
+  if (!(p.alpha >= 0) || !std::isfinite(p.alpha)) throw_usage("alpha {}: expected a finite value >= 0", p.alpha);
+  if (!(p.l1_ratio >= 0 && p.l1_ratio <= 1)) throw_usage("l1_ratio {}: expected a value in [0, 1]", p.l1_ratio);
+  if (!(p.tol > 0)) throw_usage("tol {}: expected > 0", p.tol);
+  if (p.max_iter < 1) throw_usage("max_iter {}: expected >= 1", p.max_iter);
+  if (p.solver == "lbfgs" && (p.penalty == "l1" || p.penalty == "elasticnet") && p.alpha > 0)
+    throw_usage("solver lbfgs cannot fit penalty {} (non-smooth): use cd or auto", p.penalty);
+}
+
+std::vector<int64_t> LogRegFit::nnz_per_row() const {
+  std::vector<int64_t> out(n_rows, 0);
+  for (int64_t r = 0; r < n_rows; ++r)
+    for (int64_t j = 0; j < n_features; ++j) out[r] += weights[r * n_features + j] != 0.0;
+  return out;
+}
+
+int64_t LogRegFit::nnz() const {
+  auto v = nnz_per_row();
+  return std::accumulate(v.begin(), v.end(), int64_t{0});
+}
+
+namespace {
+
+struct Design {
+  int64_t n = 0, f = 0;
+  std::vector<int64_t> colptr;  // [f + 1]
+  std::vector<int32_t> row;     // local row index, ascending within a column
+  std::vector<float> val;       // scaled values
+  std::vector<double> scale;    // x_scaled = x * scale[j]
+};
+
+Design make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize) {
+  Design d;
+  d.n = rows.empty() ? X.n_rows : static_cast<int64_t>(rows.size());
+  d.f = X.n_cols;
+  auto src = [&](int64_t i) { return rows.empty() ? i : rows[i]; };
+  d.colptr.assign(d.f + 1, 0);
+  for (int64_t i = 0; i < d.n; ++i) {
+    int64_t r = src(i);
+    CL_ASSERT(r >= 0 && r < X.n_rows, "row index out of range");
+    for (int64_t k = X.indptr[r]; k < X.indptr[r + 1]; ++k) d.colptr[X.indices[k] + 1]++;
+  }
+  for (int64_t j = 0; j < d.f; ++j) d.colptr[j + 1] += d.colptr[j];
+  d.row.resize(d.colptr[d.f]);
+  d.val.resize(d.colptr[d.f]);
+  std::vector<int64_t> pos(d.colptr.begin(), d.colptr.end() - 1);
+  for (int64_t i = 0; i < d.n; ++i) {
+    int64_t r = src(i);
+    for (int64_t k = X.indptr[r]; k < X.indptr[r + 1]; ++k) {
+      int64_t p = pos[X.indices[k]]++;
+      d.row[p] = static_cast<int32_t>(i);
+      d.val[p] = X.values[k];
+    }
+  }
+  d.scale.assign(d.f, 1.0);
+  if (standardize) {
+    for (int64_t j = 0; j < d.f; ++j) {
+      double s = 0, ss = 0;
+      for (int64_t k = d.colptr[j]; k < d.colptr[j + 1]; ++k) s += d.val[k], ss += double(d.val[k]) * d.val[k];
+      double mean = s / d.n, var = ss / d.n - mean * mean;
+      double sd = var > 0 ? std::sqrt(var) : 0.0;
+      if (sd > 1e-12) {
+        d.scale[j] = 1.0 / sd;
+        for (int64_t k = d.colptr[j]; k < d.colptr[j + 1]; ++k) d.val[k] = float(d.val[k] * d.scale[j]);
+      }
+    }
+  }
+  return d;
+}
+
+double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
+
+// State of one fit: parameters in the scaled space, logits and probabilities.
+struct Solver {
+  Solver(const Design& d, int c, int k) : D(d), C(c), K(k) {}
+  const Design& D;
+  int C, K;  // classes, fitted rows (1 for binary)
+  std::vector<int> y;
+  std::vector<double> c;  // sample weight / n
+  double a1 = 0, a2 = 0;
+  bool intercept = true;
+  double tol = 1e-4;
+  int max_iter = 1000;
+
+  std::vector<double> V, b;  // [K, F], [K]
+  std::vector<double> z, p;  // [n, K] logits, [n, K] probabilities (class k of K; binary: class 1)
+  double loss = 0;
+
+  int64_t n() const { return D.n; }
+  int64_t F() const { return D.f; }
+
+  double target(int64_t i, int k) const { return K == 1 ? (y[i] == 1) : (y[i] == k); }
+
+  // Loss of logits zz (and probabilities into pp when given).
+  double eval_loss(const std::vector<double>& zz, std::vector<double>* pp) const {
+    double L = 0;
+    if (K == 1) {
+      for (int64_t i = 0; i < n(); ++i) {
+        double zi = zz[i];
+        L += c[i] * (softplus(zi) - (y[i] == 1 ? zi : 0.0));
+        if (pp) (*pp)[i] = 1.0 / (1.0 + std::exp(-zi));
+      }
+    } else {
+      for (int64_t i = 0; i < n(); ++i) {
+        const double* zi = &zz[i * K];
+        double m = *std::max_element(zi, zi + K), s = 0;
+        for (int k = 0; k < K; ++k) s += std::exp(zi[k] - m);
+        L += c[i] * (m + std::log(s) - zi[y[i]]);
+        if (pp)
+          for (int k = 0; k < K; ++k) (*pp)[i * K + k] = std::exp(zi[k] - m) / s;
+      }
+    }
+    return L;
+  }
+
+  double penalty(const std::vector<double>& VV) const {
+    double l1 = 0, l2 = 0;
+    for (double v : VV) l1 += std::abs(v), l2 += v * v;
+    return a1 * l1 + 0.5 * a2 * l2;
+  }
+
+  void compute_z() {
+    z.assign(n() * K, 0.0);
+    for (int64_t i = 0; i < n(); ++i)
+      for (int k = 0; k < K; ++k) z[i * K + k] = b[k];
+    for (int64_t j = 0; j < F(); ++j)
+      for (int k = 0; k < K; ++k) {
+        double v = V[k * F() + j];
+        if (v == 0) continue;
+        for (int64_t q = D.colptr[j]; q < D.colptr[j + 1]; ++q) z[D.row[q] * K + k] += v * D.val[q];
+      }
+    p.assign(n() * K, 0.0);
+    loss = eval_loss(z, &p);
+  }
+
+  // Loss gradient for class k: per-sample residual R and G = X^T R (unpenalised).
+  void loss_grad(int k, std::vector<double>& R, std::vector<double>& G, double& Gb) const {
+    R.resize(n());
+    Gb = 0;
+    for (int64_t i = 0; i < n(); ++i) {
+      R[i] = c[i] * (p[i * K + k] - target(i, k));
+      Gb += R[i];
+    }
+    G.resize(F());
+    for (int64_t j = 0; j < F(); ++j) {
+      double g = 0;
+      for (int64_t q = D.colptr[j]; q < D.colptr[j + 1]; ++q) g += D.val[q] * R[D.row[q]];
+      G[j] = g;
+    }
+  }
+
+  double violation(double v, double g_loss) const {
+    double g = g_loss + a2 * v;
+    if (v != 0) return std::abs(g + a1 * (v > 0 ? 1.0 : -1.0));
+    return std::max(0.0, std::abs(g) - a1);
+  }
+
+  double class_gap(int k, const std::vector<double>& G, double Gb) const {
+    double gap = intercept ? std::abs(Gb) : 0.0;
+    for (int64_t j = 0; j < F(); ++j) gap = std::max(gap, violation(V[k * F() + j], G[j]));
+    return gap;
+  }
+
+  double full_gap() const {
+    std::vector<double> R, G;
+    double Gb, gap = 0;
+    for (int k = 0; k < K; ++k) {
+      loss_grad(k, R, G, Gb);
+      gap = std::max(gap, class_gap(k, G, Gb));
+    }
+    return gap;
+  }
+
+  // One proximal Newton step on class k (others fixed): coordinate descent on the quadratic
+  // model over the active set, then an Armijo line search on the true objective.
+  bool cd_step(int k, const std::vector<double>& G, double Gb, double gap_k) {
+    const int64_t Fn = F();
+    std::vector<int64_t> active;
+    for (int64_t j = 0; j < Fn; ++j)
+      if (V[k * Fn + j] != 0 || violation(0.0, G[j]) > 0) active.push_back(j);
+    std::vector<double> h(n());
+    double hsum = 0;
+    for (int64_t i = 0; i < n(); ++i) {
+      double pk = p[i * K + k];
+      h[i] = c[i] * std::max(pk * (1 - pk), 1e-10);
+      hsum += h[i];
+    }
+    // The unpenalised intercept is profiled out of the quadratic model: coordinate j then acts
+    // on its h-weighted centred column (curvature a_j - H m_j^2), which removes the slow
+    // intercept/feature zig-zag of uncentred non-negative features.
+    std::vector<double> a(active.size()), m(active.size(), 0.0), dv(active.size(), 0.0), r(n(), 0.0);
+    for (size_t t = 0; t < active.size(); ++t) {
+      int64_t j = active[t];
+      double s2 = 0, s1 = 0;
+      for (int64_t q = D.colptr[j]; q < D.colptr[j + 1]; ++q) {
+        double hv = h[D.row[q]] * D.val[q];
+        s1 += hv;
+        s2 += hv * D.val[q];
+      }
+      if (intercept) {
+        m[t] = s1 / hsum;
+        a[t] = std::max(0.0, s2 - hsum * m[t] * m[t]);
+      } else {
+        a[t] = s2;
+      }
+    }
+    double hr = 0;  // sum_i h_i r_i
+    const double inner_tol = 0.1 * std::max(std::min(gap_k, 1.0), tol);
+    auto sweep = [&](bool nonzero_only) {
+      double maxchg = 0;
+      for (size_t t = 0; t < active.size(); ++t) {
+        int64_t j = active[t];
+        double u = V[k * Fn + j] + dv[t];
+        if ((nonzero_only && u == 0) || a[t] + a2 <= 0) continue;
+        double gq = G[j] - m[t] * (Gb + hr);
+        for (int64_t q = D.colptr[j]; q < D.colptr[j + 1]; ++q) gq += D.val[q] * h[D.row[q]] * r[D.row[q]];
+        double w = a[t] * u - gq;
+        double un = (w > a1 ? w - a1 : w < -a1 ? w + a1 : 0.0) / (a[t] + a2);
+        double d = un - u;
+        if (d == 0) continue;
+        dv[t] += d;
+        for (int64_t q = D.colptr[j]; q < D.colptr[j + 1]; ++q) r[D.row[q]] += d * D.val[q];
+        hr += d * hsum * m[t];
+        maxchg = std::max(maxchg, (a[t] + a2) * std::abs(d));
+      }
+      return maxchg;
+    };
+    // glmnet's schedule: a full sweep, then sweeps over the non-zeros until they settle.
+    for (int outer = 0; outer < 100; ++outer) {
+      if (sweep(false) <= inner_tol) break;
+      for (int pass = 0; pass < 100; ++pass)
+        if (sweep(true) <= inner_tol) break;
+    }
+    double db = 0;
+    if (intercept) {
+      db = -(Gb + hr) / hsum;
+      for (int64_t i = 0; i < n(); ++i) r[i] += db;
+    }
+    // Armijo on F = loss + penalty along (dv, db). The predicted change is summed per
+    // coordinate (not as a difference of two penalty totals) so it keeps its precision.
+    double pen_old = 0, lin = Gb * db, dpen = 0;
+    for (size_t t = 0; t < active.size(); ++t) {
+      double v = V[k * Fn + active[t]], d = dv[t];
+      pen_old += a1 * std::abs(v) + 0.5 * a2 * v * v;
+      dpen += a1 * (std::abs(v + d) - std::abs(v)) + a2 * d * (v + 0.5 * d);
+      lin += G[active[t]] * d;
+    }
+    const double F0 = loss + pen_old;
+    const double delta = lin + dpen;
+    // Near the optimum the predicted decrease drops below what double precision can resolve in
+    // F; the full Newton step is then taken as is (it is what drives the gradient to ~1e-12).
+    const bool tiny = std::abs(delta) < 1e-13 * std::max(1.0, std::abs(F0));
+    if (!(delta < 0) && !tiny) return false;
+    std::vector<double> zt(z), pt(p.size());
+    double step = 1.0;
+    for (int ls = 0; ls < 40; ++ls, step *= 0.5) {
+      for (int64_t i = 0; i < n(); ++i) zt[i * K + k] = z[i * K + k] + step * r[i];
+      double Lt = eval_loss(zt, &pt), pen_t = 0;
+      for (size_t t = 0; t < active.size(); ++t) {
+        double vn = V[k * Fn + active[t]] + step * dv[t];
+        pen_t += a1 * std::abs(vn) + 0.5 * a2 * vn * vn;
+      }
+      if (tiny || Lt + pen_t <= F0 + 0.01 * step * delta) {
+        for (size_t t = 0; t < active.size(); ++t) V[k * Fn + active[t]] += step * dv[t];
+        b[k] += step * db;
+        z.swap(zt);
+        p.swap(pt);
+        loss = Lt;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void run_cd(int& iters, double& gap) {
+    std::vector<double> R;
+    std::vector<std::vector<double>> G(K);
+    std::vector<double> Gb(K);
+    for (iters = 0;; ++iters) {
+      gap = 0;
+      for (int k = 0; k < K; ++k) {
+        loss_grad(k, R, G[k], Gb[k]);
+        gap = std::max(gap, class_gap(k, G[k], Gb[k]));
+      }
+      if (gap <= tol || iters >= max_iter) return;
+      bool moved = false;
+      for (int k = 0; k < K; ++k) {
+        if (k > 0) loss_grad(k, R, G[k], Gb[k]);  // earlier classes' steps changed p
+        moved = cd_step(k, G[k], Gb[k], class_gap(k, G[k], Gb[k])) || moved;
+      }
+      if (!moved) return;  // no descent step exists at double precision: report the gap as is
+    }
+  }
+
+  // L-BFGS on theta = [V (K*F), b (K)] for smooth objectives (a1 == 0).
+  double smooth_eval(const std::vector<double>& th, std::vector<double>& g) {
+    const int64_t KF = K * F();
+    std::copy(th.begin(), th.begin() + KF, V.begin());
+    std::copy(th.begin() + KF, th.end(), b.begin());
+    compute_z();
+    g.assign(th.size(), 0.0);
+    std::vector<double> R, G;
+    double Gb;
+    for (int k = 0; k < K; ++k) {
+      loss_grad(k, R, G, Gb);
+      for (int64_t j = 0; j < F(); ++j) g[k * F() + j] = G[j] + a2 * V[k * F() + j];
+      g[KF + k] = intercept ? Gb : 0.0;
+    }
+    double pen = 0;
+    for (int64_t q = 0; q < KF; ++q) pen += 0.5 * a2 * V[q] * V[q];
+    return loss + pen;
+  }
+
+  void run_lbfgs(int& iters, double& gap) {
+    const int m = 10;
+    const size_t N = V.size() + b.size();
+    std::vector<double> x(N), g, gn, d(N), xn(N);
+    std::copy(V.begin(), V.end(), x.begin());
+    std::copy(b.begin(), b.end(), x.begin() + V.size());
+    double f = smooth_eval(x, g);
+    std::vector<std::vector<double>> S, Y;
+    std::vector<double> rho;
+    auto dot = [](const std::vector<double>& u, const std::vector<double>& v) {
+      double s = 0;
+      for (size_t i = 0; i < u.size(); ++i) s += u[i] * v[i];
+      return s;
+    };
+    auto inf_norm = [](const std::vector<double>& u) {
+      double s = 0;
+      for (double v : u) s = std::max(s, std::abs(v));
+      return s;
+    };
+    for (iters = 0;; ++iters) {
+      gap = inf_norm(g);
+      if (gap <= tol || iters >= max_iter) break;
+      // Two-loop recursion.
+      d = g;
+      std::vector<double> al(S.size());
+      for (int i = int(S.size()) - 1; i >= 0; --i) {
+        al[i] = rho[i] * dot(S[i], d);
+        for (size_t q = 0; q < N; ++q) d[q] -= al[i] * Y[i][q];
+      }
+      double gamma = S.empty() ? 1.0 / std::max(1.0, std::sqrt(dot(g, g))) : dot(S.back(), Y.back()) / dot(Y.back(), Y.back());
+      for (auto& v : d) v *= gamma;
+      for (size_t i = 0; i < S.size(); ++i) {
+        double be = rho[i] * dot(Y[i], d);
+        for (size_t q = 0; q < N; ++q) d[q] += (al[i] - be) * S[i][q];
+      }
+      for (auto& v : d) v = -v;
+      double gd = dot(g, d);
+      if (!(gd < 0)) {  // lost descent: restart from steepest descent
+        S.clear(), Y.clear(), rho.clear();
+        double sc = 1.0 / std::max(1.0, std::sqrt(dot(g, g)));
+        for (size_t q = 0; q < N; ++q) d[q] = -g[q] * sc;
+        gd = dot(g, d);
+      }
+      double step = 1.0, fn = f;
+      bool ok = false;
+      for (int ls = 0; ls < 50; ++ls, step *= 0.5) {
+        for (size_t q = 0; q < N; ++q) xn[q] = x[q] + step * d[q];
+        fn = smooth_eval(xn, gn);
+        if (fn <= f + 1e-4 * step * gd + 1e-15 * std::abs(f)) {
+          ok = true;
+          break;
+        }
+      }
+      if (!ok) {  // no progress possible at double precision
+        smooth_eval(x, g);
+        break;
+      }
+      std::vector<double> s(N), yv(N);
+      for (size_t q = 0; q < N; ++q) s[q] = xn[q] - x[q], yv[q] = gn[q] - g[q];
+      double sy = dot(s, yv);
+      if (sy > 1e-16 * dot(yv, yv)) {
+        if (int(S.size()) == m) S.erase(S.begin()), Y.erase(Y.begin()), rho.erase(rho.begin());
+        S.push_back(std::move(s));
+        Y.push_back(std::move(yv));
+        rho.push_back(1.0 / sy);
+      }
+      x.swap(xn);
+      g.swap(gn);
+      f = fn;
+    }
+    std::copy(x.begin(), x.begin() + V.size(), V.begin());
+    std::copy(x.begin() + V.size(), x.end(), b.begin());
+    compute_z();
+  }
+};
+
+}  // namespace
+
+LogRegFit fit_logreg(const CsrMatrix& X, const std::vector<int>& y, int n_classes, const LogRegParams& p,
+                     const std::vector<int64_t>& rows, const LogRegFit* warm) {
+  validate(p);
+  CL_ASSERT(n_classes >= 2, "need at least two classes");
+  CL_ASSERT(static_cast<int64_t>(y.size()) == X.n_rows, "labels and features differ in rows");
+  Design D = make_design(X, rows, p.standardize);
+  CL_ASSERT(D.n > 0, "no training rows");
+  Solver s(D, n_classes, n_classes == 2 ? 1 : n_classes);
+  s.intercept = p.fit_intercept;
+  s.tol = p.tol;
+  s.max_iter = p.max_iter;
+  double alpha = p.penalty == "none" ? 0.0 : p.alpha;
+  double l1r = p.penalty == "l1" ? 1.0 : p.penalty == "l2" ? 0.0 : p.penalty == "none" ? 0.0 : p.l1_ratio;
+  s.a1 = alpha * l1r;
+  s.a2 = alpha * (1 - l1r);
+
+  s.y.resize(D.n);
+  std::vector<double> counts(n_classes, 0.0);
+  for (int64_t i = 0; i < D.n; ++i) {
+    int yi = y[rows.empty() ? i : rows[i]];
+    CL_ASSERT(yi >= 0 && yi < n_classes, "label out of range");
+    s.y[i] = yi;
+    counts[yi] += 1;
+  }
+  std::vector<double> cw(n_classes, 1.0);
+  if (p.class_weight == "balanced")
+    for (int k = 0; k < n_classes; ++k) cw[k] = counts[k] > 0 ? D.n / (n_classes * counts[k]) : 0.0;
+  s.c.resize(D.n);
+  for (int64_t i = 0; i < D.n; ++i) s.c[i] = cw[s.y[i]] / D.n;
+
+  const int K = s.K;
+  s.V.assign(K * D.f, 0.0);
+  s.b.assign(K, 0.0);
+  if (warm && warm->n_rows == K && warm->n_features == D.f) {
+    for (int k = 0; k < K; ++k)
+      for (int64_t j = 0; j < D.f; ++j) s.V[k * D.f + j] = warm->weights[k * D.f + j] / D.scale[j];
+    if (p.fit_intercept) s.b = warm->bias;
+  } else if (p.fit_intercept) {
+    // Start from the (weighted) class priors: the optimum when no feature is used.
+    std::vector<double> q(n_classes, 0.0);
+    for (int64_t i = 0; i < D.n; ++i) q[s.y[i]] += s.c[i];
+    double tot = std::accumulate(q.begin(), q.end(), 0.0);
+    for (auto& v : q) v = std::clamp(v / tot, 1e-6, 1 - 1e-6);
+    if (K == 1) {
+      s.b[0] = std::log(q[1] / q[0]);
+    } else {
+      double mean = 0;
+      for (int k = 0; k < K; ++k) mean += std::log(q[k]) / K;
+      for (int k = 0; k < K; ++k) s.b[k] = std::log(q[k]) - mean;
+    }
+  }
+  s.compute_z();
+
+  LogRegFit out;
+  bool use_cd = p.solver == "cd" || (p.solver == "auto" && s.a1 > 0);
+  if (use_cd) s.run_cd(out.iterations, out.gap);
+  else s.run_lbfgs(out.iterations, out.gap);
+
+  out.n_classes = n_classes;
+  out.n_rows = K;
+  out.n_features = D.f;
+  out.weights.resize(K * D.f);
+  for (int k = 0; k < K; ++k)
+    for (int64_t j = 0; j < D.f; ++j) out.weights[k * D.f + j] = s.V[k * D.f + j] * D.scale[j];
+  out.bias = s.b;
+  out.objective = s.loss + s.penalty(s.V);
+  out.converged = out.gap <= p.tol;
+  return out;
+}
+
+std::vector<double> predict_proba(const CsrMatrix& X, const LogRegFit& m, const std::vector<int64_t>& rows) {
+  CL_ASSERT(X.n_cols == m.n_features, "feature count differs from the model");
+  const int64_t n = rows.empty() ? X.n_rows : static_cast<int64_t>(rows.size());
+  const int C = m.n_classes, K = static_cast<int>(m.n_rows);
+  std::vector<double> out(n * C), z(K);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t r = rows.empty() ? i : rows[i];
+    for (int k = 0; k < K; ++k) z[k] = m.bias[k];
+    for (int64_t q = X.indptr[r]; q < X.indptr[r + 1]; ++q)
+      for (int k = 0; k < K; ++k) z[k] += m.weights[k * m.n_features + X.indices[q]] * X.values[q];
+    if (K == 1) {
+      double p1 = 1.0 / (1.0 + std::exp(-z[0]));
+      out[i * C] = 1 - p1;
+      out[i * C + 1] = p1;
+    } else {
+      double mx = *std::max_element(z.begin(), z.end()), s = 0;
+      for (int k = 0; k < K; ++k) s += std::exp(z[k] - mx);
+      for (int k = 0; k < K; ++k) out[i * C + k] = std::exp(z[k] - mx) / s;
+    }
+  }
+  return out;
+}
+
+std::vector<LogRegFit> fit_alpha_path(const CsrMatrix& X, const std::vector<int>& y, int n_classes,
+                                      const LogRegParams& p, const std::vector<double>& alphas,
+                                      const std::vector<int64_t>& rows) {
+  std::vector<size_t> order(alphas.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return alphas[a] > alphas[b]; });
+  std::vector<LogRegFit> fits(alphas.size());
+  const LogRegFit* prev = nullptr;
+  for (size_t o : order) {
+    LogRegParams q = p;
+    q.alpha = alphas[o];
+    fits[o] = fit_logreg(X, y, n_classes, q, rows, prev);
+    prev = &fits[o];
+  }
+  return fits;
+}
+
+std::vector<double> log_alphas(double hi, double lo, int n) {
+  CL_ASSERT(n >= 2 && hi > 0 && lo > 0, "bad alpha grid");
+  std::vector<double> a(n);
+  for (int i = 0; i < n; ++i) a[i] = hi * std::pow(lo / hi, double(i) / (n - 1));
+  return a;
+}
+
+}  // namespace cl::cbm

@@ -1,0 +1,71 @@
+// Penalised logistic regression (binary and multinomial) on sparse CSR features: the model
+// behind concept bottlenecks (features = SAE latents) and linear probes (features = embeddings).
+// Objective (scikit-learn SGDClassifier convention):
+//   mean_i( w_i * logloss_i ) + alpha * ( l1_ratio * |W|_1 + (1 - l1_ratio) / 2 * |W|_2^2 )
+// with sample weights w_i (1, or n / (C * n_class) for class_weight "balanced"); intercepts are
+// never penalised. penalty l1 -> l1_ratio = 1, l2 -> 0, none -> alpha = 0.
+// Solvers: L1/elastic-net use proximal Newton with coordinate descent on an active set
+// (GLMNET / newGLMNET); L2/none use L-BFGS. Both stop when the largest violation of the
+// (sub)gradient optimality conditions is <= tol (that number is reported as `gap`).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/sparse.h"
+
+namespace cl::cbm {
+
+struct LogRegParams {
+  std::string penalty = "l1";       // l1 | l2 | elasticnet | none
+  double alpha = 1e-3;              // penalty strength (per-sample mean loss scale)
+  double l1_ratio = 0.15;           // elasticnet only: share of the L1 term
+  std::string class_weight = "none";  // none | balanced
+  double tol = 1e-4;                // max (sub)gradient optimality violation at convergence
+  int max_iter = 1000;              // outer iterations (Newton steps / L-BFGS iterations)
+  bool standardize = false;         // scale columns to unit std (never centred, so sparsity stays)
+  bool fit_intercept = true;
+  std::string solver = "auto";      // auto (cd for l1/elasticnet, lbfgs otherwise) | cd | lbfgs
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LogRegParams, penalty, alpha, l1_ratio, class_weight, tol, max_iter,
+                                                standardize, fit_intercept, solver)
+
+// Throws UsageError on unknown penalty/class_weight/solver or out-of-range numbers.
+void validate(const LogRegParams& p);
+
+// A fitted model in the original feature scale (standardisation folded in).
+// Binary: n_rows = 1, the logit of class 1. Multiclass: one row per class (softmax).
+struct LogRegFit {
+  int n_classes = 0;
+  int64_t n_rows = 0, n_features = 0;
+  std::vector<double> weights;  // [n_rows, n_features] row-major
+  std::vector<double> bias;     // [n_rows]
+  int iterations = 0;
+  double gap = 0;               // final max optimality violation (in the solver's scale)
+  double objective = 0;
+  bool converged = false;
+  std::vector<int64_t> nnz_per_row() const;
+  int64_t nnz() const;
+};
+
+// Fits on the rows listed in `rows` (all rows when empty) of X ([n, F]); y[i] in [0, n_classes)
+// for every row of X. warm (optional) is a previous fit of the same shape to start from.
+LogRegFit fit_logreg(const CsrMatrix& X, const std::vector<int>& y, int n_classes, const LogRegParams& p,
+                     const std::vector<int64_t>& rows = {}, const LogRegFit* warm = nullptr);
+
+// Class probabilities [rows.size(), n_classes] row-major (all rows when rows is empty).
+std::vector<double> predict_proba(const CsrMatrix& X, const LogRegFit& m, const std::vector<int64_t>& rows = {});
+
+// Regularisation path: alphas visited from largest to smallest, each warm-started from the
+// previous; fits returned in the order of `alphas` as given.
+std::vector<LogRegFit> fit_alpha_path(const CsrMatrix& X, const std::vector<int>& y, int n_classes,
+                                      const LogRegParams& p, const std::vector<double>& alphas,
+                                      const std::vector<int64_t>& rows = {});
+
+// Log-spaced alphas from hi down to lo (n >= 2).
+std::vector<double> log_alphas(double hi, double lo, int n);
+
+}  // namespace cl::cbm

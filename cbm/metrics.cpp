@@ -1,0 +1,248 @@
+// Metrics and splitters. Randomness uses std::mt19937_64 with explicit shuffles written
+// here (std::shuffle's algorithm is unspecified), so splits are identical across compilers.
+#include "cbm/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+
+namespace cl::cbm {
+
+double auroc(const std::vector<double>& scores, const std::vector<int>& labels01) {
+  CL_ASSERT(scores.size() == labels01.size(), "scores and labels differ in size");
+  const size_t n = scores.size();
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  double rank_sum_pos = 0, n_pos = 0;
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    while (j < n && scores[order[j]] == scores[order[i]]) ++j;
+    double mid_rank = 0.5 * (double(i + 1) + double(j));  // 1-based mid rank of the tie block
+    for (size_t q = i; q < j; ++q)
+      if (labels01[order[q]]) rank_sum_pos += mid_rank, n_pos += 1;
+    i = j;
+  }
+  double n_neg = double(n) - n_pos;
+  if (n_pos == 0 || n_neg == 0) return std::numeric_limits<double>::quiet_NaN();
+  return (rank_sum_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg);
+}
+
+double auroc_multi(const std::vector<int>& y, const std::vector<double>& proba, int C) {
+  const size_t n = y.size();
+  CL_ASSERT(proba.size() == n * C, "proba shape");
+  std::vector<double> s(n);
+  std::vector<int> l(n);
+  if (C == 2) {
+    for (size_t i = 0; i < n; ++i) s[i] = proba[i * 2 + 1], l[i] = y[i] == 1;
+    return auroc(s, l);
+  }
+  double sum = 0;
+  int cnt = 0;
+  for (int k = 0; k < C; ++k) {
+    for (size_t i = 0; i < n; ++i) s[i] = proba[i * C + k], l[i] = y[i] == k;
+    double a = auroc(s, l);
+    if (!std::isnan(a)) sum += a, ++cnt;
+  }
+  return cnt ? sum / cnt : std::numeric_limits<double>::quiet_NaN();
+}
+
+std::vector<int64_t> confusion_matrix(const std::vector<int>& y, const std::vector<int>& pred, int C) {
+  CL_ASSERT(y.size() == pred.size(), "y and pred differ in size");
+  std::vector<int64_t> cm(size_t(C) * C, 0);
+  for (size_t i = 0; i < y.size(); ++i) cm[size_t(y[i]) * C + pred[i]]++;
+  return cm;
+}
+
+double accuracy(const std::vector<int64_t>& cm, int C) {
+  int64_t tot = 0, ok = 0;
+  for (int a = 0; a < C; ++a)
+    for (int b = 0; b < C; ++b) tot += cm[a * C + b], ok += a == b ? cm[a * C + b] : 0;
+  return tot ? double(ok) / tot : std::numeric_limits<double>::quiet_NaN();
+}
+
+double macro_f1(const std::vector<int64_t>& cm, int C) {
+  double sum = 0;
+  int cnt = 0;
+  for (int k = 0; k < C; ++k) {
+    int64_t tp = cm[k * C + k], t = 0, pr = 0;
+    for (int q = 0; q < C; ++q) t += cm[k * C + q], pr += cm[q * C + k];
+    if (t == 0 && pr == 0) continue;
+    sum += 2.0 * tp / double(t + pr);
+    ++cnt;
+  }
+  return cnt ? sum / cnt : std::numeric_limits<double>::quiet_NaN();
+}
+
+double balanced_accuracy(const std::vector<int64_t>& cm, int C) {
+  double sum = 0;
+  int cnt = 0;
+  for (int k = 0; k < C; ++k) {
+    int64_t t = 0;
+    for (int q = 0; q < C; ++q) t += cm[k * C + q];
+    if (t == 0) continue;
+    sum += double(cm[k * C + k]) / t;
+    ++cnt;
+  }
+  return cnt ? sum / cnt : std::numeric_limits<double>::quiet_NaN();
+}
+
+std::vector<int> argmax_rows(const std::vector<double>& proba, int C) {
+  std::vector<int> out(proba.size() / C);
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = int(std::max_element(proba.begin() + i * C, proba.begin() + (i + 1) * C) - (proba.begin() + i * C));
+  return out;
+}
+
+Metrics evaluate(const std::vector<int>& y, const std::vector<double>& proba, int C) {
+  Metrics m;
+  m.confusion = confusion_matrix(y, argmax_rows(proba, C), C);
+  m.auroc = auroc_multi(y, proba, C);
+  m.accuracy = accuracy(m.confusion, C);
+  m.macro_f1 = macro_f1(m.confusion, C);
+  m.balanced_accuracy = balanced_accuracy(m.confusion, C);
+  return m;
+}
+
+namespace {
+nlohmann::json num(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
+
+// Fisher-Yates with our own bounded draws: same permutation on every platform.
+void shuffle(std::vector<int64_t>& v, std::mt19937_64& rng) {
+  for (size_t i = v.size(); i > 1; --i) {
+    uint64_t j = rng() % i;
+    std::swap(v[i - 1], v[j]);
+  }
+}
+
+std::vector<std::vector<int64_t>> by_class(const std::vector<int>& y, int C) {
+  std::vector<std::vector<int64_t>> m(C);
+  for (size_t i = 0; i < y.size(); ++i) m[y[i]].push_back(int64_t(i));
+  return m;
+}
+
+uint64_t mix(uint64_t seed) {  // splitmix64: decorrelates neighbouring seeds
+  seed += 0x9e3779b97f4a7c15ULL;
+  seed = (seed ^ (seed >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  seed = (seed ^ (seed >> 27)) * 0x94d049bb133111ebULL;
+  return seed ^ (seed >> 31);
+}
+}  // namespace
+
+nlohmann::json to_json(const Metrics& m, int C) {
+  nlohmann::json cm = nlohmann::json::array();
+  for (int a = 0; a < C; ++a) {
+    nlohmann::json row = nlohmann::json::array();
+    for (int b = 0; b < C; ++b) row.push_back(m.confusion[a * C + b]);
+    cm.push_back(row);
+  }
+  return {{"auroc", num(m.auroc)},
+          {"macro_f1", num(m.macro_f1)},
+          {"accuracy", num(m.accuracy)},
+          {"balanced_accuracy", num(m.balanced_accuracy)},
+          {"confusion", cm}};
+}
+
+static std::string class_name(const std::vector<std::string>& names, int k) {
+  return k < int(names.size()) ? "'" + names[k] + "'" : std::to_string(k);
+}
+
+Split stratified_split(const std::vector<int>& y, int C, double test_size, uint64_t seed, const std::string& what,
+                       const std::vector<std::string>& class_names) {
+  if (!(test_size > 0 && test_size < 1)) throw_usage("test size {}: expected a value in (0, 1)", test_size);
+  std::mt19937_64 rng(mix(seed));
+  Split s;
+  auto cls = by_class(y, C);
+  for (int k = 0; k < C; ++k) {
+    auto& v = cls[k];
+    if (v.size() < 2)
+      throw_input("{}: class {} has {} member(s); a train/test split needs at least 2", what,
+                  class_name(class_names, k), v.size());
+    shuffle(v, rng);
+    int64_t nt = std::llround(test_size * double(v.size()));
+    nt = std::clamp<int64_t>(nt, 1, int64_t(v.size()) - 1);
+    s.test.insert(s.test.end(), v.begin(), v.begin() + nt);
+    s.train.insert(s.train.end(), v.begin() + nt, v.end());
+  }
+  std::sort(s.train.begin(), s.train.end());
+  std::sort(s.test.begin(), s.test.end());
+  return s;
+}
+
+Split kshot_split(const std::vector<int>& y, int C, int k, uint64_t seed, const std::string& what,
+                  const std::vector<std::string>& class_names) {
+  std::mt19937_64 rng(mix(seed ^ (uint64_t(k) << 32)));
+  Split s;
+  auto cls = by_class(y, C);
+  for (int c = 0; c < C; ++c) {
+    auto& v = cls[c];
+    if (int64_t(v.size()) <= k)
+      throw_input("{}: class {} has {} member(s); {}-shot needs at least {}", what, class_name(class_names, c),
+                  v.size(), k, k + 1);
+    shuffle(v, rng);
+    s.train.insert(s.train.end(), v.begin(), v.begin() + k);
+    s.test.insert(s.test.end(), v.begin() + k, v.end());
+  }
+  std::sort(s.train.begin(), s.train.end());
+  std::sort(s.test.begin(), s.test.end());
+  return s;
+}
+
+Summary summarize(const std::vector<double>& v0) {
+  Summary s;
+  std::vector<double> v;
+  for (double x : v0)
+    if (!std::isnan(x)) v.push_back(x);
+  if (v.empty()) return {NAN, NAN, NAN, NAN};
+  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+  double ss = 0;
+  for (double x : v) ss += (x - s.mean) * (x - s.mean);
+  s.std = v.size() > 1 ? std::sqrt(ss / (v.size() - 1)) : 0.0;
+  std::sort(v.begin(), v.end());
+  auto pct = [&](double q) {
+    double pos = q * (v.size() - 1);
+    size_t i = size_t(pos);
+    double fr = pos - i;
+    return i + 1 < v.size() ? v[i] * (1 - fr) + v[i + 1] * fr : v[i];
+  };
+  s.lo = pct(0.025);
+  s.hi = pct(0.975);
+  return s;
+}
+
+BootstrapResult bootstrap_metrics(const std::vector<int>& y, const std::vector<double>& proba, int C, int n_boot,
+                                  uint64_t seed) {
+  const size_t n = y.size();
+  CL_ASSERT(proba.size() == n * C && n > 0, "bootstrap shapes");
+  std::mt19937_64 rng(mix(seed));
+  std::vector<double> au, f1, acc, bacc;
+  std::vector<int> yb(n);
+  std::vector<double> pb(n * C);
+  for (int b = 0; b < n_boot; ++b) {
+    for (size_t i = 0; i < n; ++i) {
+      size_t r = size_t(rng() % n);
+      yb[i] = y[r];
+      std::copy(proba.begin() + r * C, proba.begin() + (r + 1) * C, pb.begin() + i * C);
+    }
+    auto m = evaluate(yb, pb, C);
+    au.push_back(m.auroc), f1.push_back(m.macro_f1), acc.push_back(m.accuracy), bacc.push_back(m.balanced_accuracy);
+  }
+  return {summarize(au), summarize(f1), summarize(acc), summarize(bacc)};
+}
+
+nlohmann::json to_json(const BootstrapResult& b) {
+  return {{"auroc", to_json(b.auroc)},
+          {"macro_f1", to_json(b.macro_f1)},
+          {"accuracy", to_json(b.accuracy)},
+          {"balanced_accuracy", to_json(b.balanced_accuracy)}};
+}
+
+nlohmann::json to_json(const Summary& s) {
+  return {{"mean", num(s.mean)}, {"std", num(s.std)}, {"ci95", {num(s.lo), num(s.hi)}}};
+}
+
+}  // namespace cl::cbm

@@ -1,0 +1,172 @@
+// Sparse activations file I/O (schema in activations.h). indptr/indices/values are
+// appendable chunked datasets, so encoders stream chunks out and readers page rows in.
+#include "core/activations.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/h5.h"
+
+namespace cl {
+
+void write_activations(const std::string& path, const Activations& a, const std::vector<std::string>& inputs) {
+  ActivationsWriter w(path, a.acts.n_cols, a.config, inputs);
+  w.append(a.ids, a.acts);
+  w.commit();
+}
+
+Activations read_activations(const std::string& path) {
+  ActivationsReader r(path);
+  Activations a;
+  a.ids = r.ids();
+  a.config = r.config();
+  a.acts = r.read_all();
+  return a;
+}
+
+// ---- writer ----
+
+struct ActivationsWriter::Impl {
+  AtomicOutput out;
+  h5::File file;
+  h5::Id group;
+  int64_t n_latents = 0, rows = 0, nnz = 0;
+  std::unique_ptr<h5::Appender<int64_t>> indptr;
+  std::unique_ptr<h5::Appender<int32_t>> indices;
+  std::unique_ptr<h5::Appender<float>> values;
+  std::unique_ptr<h5::Appender<std::string>> ids;
+  std::unordered_set<std::string> seen;
+  Impl(const std::string& path, const std::vector<std::string>& inputs) : out(path, inputs) {}
+};
+
+ActivationsWriter::ActivationsWriter(const std::string& path, int64_t n_latents, const nlohmann::json& config,
+                                     const std::vector<std::string>& inputs)
+    : impl_(std::make_unique<Impl>(path, inputs)) {
+  if (n_latents <= 0) throw_input("{}: n_latents {}, expected > 0", path, n_latents);
+  auto& m = *impl_;
+  m.n_latents = n_latents;
+  m.file = h5::create(m.out.temp_path());
+  m.file.path = path;
+  h5::write_header(m.file, kActivationsFormat, config.dump());
+  m.group = h5::create_group(m.file.get(), "activations");
+  h5::write_attr(m.group, "n_latents", n_latents);
+  m.indptr = std::make_unique<h5::Appender<int64_t>>(m.group, "indptr", 1, 65536, true);
+  m.indices = std::make_unique<h5::Appender<int32_t>>(m.group, "indices", 1, 262144, true);
+  m.values = std::make_unique<h5::Appender<float>>(m.group, "values", 1, 262144, true);
+  m.ids = std::make_unique<h5::Appender<std::string>>(m.file.get(), "ids", 1, 8192, true);
+  int64_t zero = 0;
+  m.indptr->append(&zero, 1);
+}
+
+ActivationsWriter::~ActivationsWriter() = default;
+
+void ActivationsWriter::append(const std::vector<std::string>& ids, const CsrMatrix& chunk) {
+  auto& m = *impl_;
+  const std::string& path = m.out.final_path();
+  if (static_cast<int64_t>(ids.size()) != chunk.n_rows)
+    throw_input("{}: {} ids for {} activation rows", path, ids.size(), chunk.n_rows);
+  if (chunk.n_cols != m.n_latents)
+    throw_input("{}: chunk has {} latents, file has {}", path, chunk.n_cols, m.n_latents);
+  chunk.validate(path);
+  for (const auto& id : ids)
+    if (!m.seen.insert(id).second) throw_input("{}: duplicate id '{}'", path, id);
+  std::vector<int64_t> ptr(static_cast<size_t>(chunk.n_rows));
+  for (int64_t r = 0; r < chunk.n_rows; ++r) ptr[static_cast<size_t>(r)] = m.nnz + chunk.indptr[static_cast<size_t>(r) + 1];
+  m.indptr->append(ptr.data(), chunk.n_rows);
+  m.indices->append(chunk.indices.data(), chunk.nnz());
+  m.values->append(chunk.values.data(), chunk.nnz());
+  m.ids->append(ids.data(), chunk.n_rows);
+  m.rows += chunk.n_rows;
+  m.nnz += chunk.nnz();
+}
+
+int64_t ActivationsWriter::rows() const { return impl_->rows; }
+
+void ActivationsWriter::commit() {
+  auto& m = *impl_;
+  m.indptr.reset();
+  m.indices.reset();
+  m.values.reset();
+  m.ids.reset();
+  m.group.reset();
+  m.file.id.reset();
+  m.out.commit();
+}
+
+// ---- reader ----
+
+struct ActivationsReader::Impl {
+  h5::File file;
+  h5::Id group;
+  int64_t n = 0, n_latents = 0, nnz = 0;
+  std::vector<int64_t> indptr;
+  std::vector<std::string> ids;
+};
+
+ActivationsReader::ActivationsReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
+  auto& m = *impl_;
+  m.file = h5::open_read(path);
+  h5::check_header(m.file, kActivationsFormat);
+  m.group = h5::open_group(m.file, "activations");
+  auto nl = h5::read_attr_int(m.group, "n_latents");
+  if (!nl || *nl <= 0) throw_input("{}: group 'activations' lacks a positive 'n_latents' attribute", path);
+  m.n_latents = *nl;
+  m.ids = h5::read_strings(m.file, m.file.get(), "ids");
+  m.n = static_cast<int64_t>(m.ids.size());
+  m.indptr = h5::read_dataset<int64_t>(m.file, m.group, "indptr");
+  if (static_cast<int64_t>(m.indptr.size()) != m.n + 1)
+    throw_input("{}: indptr has {} entries, expected {} (ids + 1)", path, m.indptr.size(), m.n + 1);
+  auto idx_dims = h5::dataset_dims(m.file, m.group, "indices");
+  auto val_dims = h5::dataset_dims(m.file, m.group, "values");
+  if (idx_dims.size() != 1 || val_dims.size() != 1 || idx_dims[0] != val_dims[0])
+    throw_input("{}: indices and values must be 1-D of equal length", path);
+  m.nnz = idx_dims[0];
+  if (m.indptr.front() != 0 || m.indptr.back() != m.nnz)
+    throw_input("{}: indptr ends at {}, expected nnz {}", path, m.indptr.back(), m.nnz);
+  for (size_t i = 1; i < m.indptr.size(); ++i)
+    if (m.indptr[i] < m.indptr[i - 1]) throw_input("{}: indptr decreases at row {}", path, i - 1);
+  std::unordered_set<std::string> seen;
+  for (const auto& id : m.ids)
+    if (!seen.insert(id).second) throw_input("{}: duplicate id '{}'", path, id);
+}
+
+ActivationsReader::~ActivationsReader() = default;
+int64_t ActivationsReader::rows() const { return impl_->n; }
+int64_t ActivationsReader::n_latents() const { return impl_->n_latents; }
+int64_t ActivationsReader::nnz() const { return impl_->nnz; }
+const std::string& ActivationsReader::path() const { return impl_->file.path; }
+const std::vector<std::string>& ActivationsReader::ids() const { return impl_->ids; }
+
+nlohmann::json ActivationsReader::config() const {
+  auto s = h5::read_attr_string(impl_->file.get(), "config");
+  if (!s || s->empty()) return nlohmann::json::object();
+  try {
+    return nlohmann::json::parse(*s);
+  } catch (const std::exception&) {
+    throw_input("{}: root attribute 'config' is not valid JSON", impl_->file.path);
+  }
+}
+
+CsrMatrix ActivationsReader::read_rows(int64_t start, int64_t count) const {
+  auto& m = *impl_;
+  if (start < 0 || count < 0 || start + count > m.n)
+    throw_input("{}: rows [{}, {}) out of range, file has {} rows", m.file.path, start, start + count, m.n);
+  CsrMatrix c;
+  c.n_rows = count;
+  c.n_cols = m.n_latents;
+  int64_t a = m.indptr[static_cast<size_t>(start)], b = m.indptr[static_cast<size_t>(start + count)];
+  c.indptr.resize(static_cast<size_t>(count) + 1);
+  for (int64_t r = 0; r <= count; ++r) c.indptr[static_cast<size_t>(r)] = m.indptr[static_cast<size_t>(start + r)] - a;
+  c.indices.resize(static_cast<size_t>(b - a));
+  c.values.resize(static_cast<size_t>(b - a));
+  h5::read_rows<int32_t>(m.file, m.group, "indices", a, b - a, c.indices.data());
+  h5::read_rows<float>(m.file, m.group, "values", a, b - a, c.values.data());
+  c.validate(m.file.path);
+  return c;
+}
+
+CsrMatrix ActivationsReader::read_all() const { return read_rows(0, impl_->n); }
+
+}  // namespace cl

@@ -1,0 +1,57 @@
+// Temp-file-then-rename outputs. The temp file lives in the target's folder so rename() is
+// atomic (same filesystem) and a crash leaves only a dot-file, never a half-written target.
+#include "core/atomic_file.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace cl {
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa {}, sb {};
+  if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return false;
+  return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+void check_not_input(const std::string& out_path, const std::vector<std::string>& inputs) {
+  for (const auto& in : inputs) {
+    if (in.empty()) continue;
+    if (same_file(out_path, in) || fs::weakly_canonical(out_path) == fs::weakly_canonical(in))
+      throw_input("{}: output would overwrite input {}", out_path, in);
+  }
+}
+
+AtomicOutput::AtomicOutput(std::string final_path, const std::vector<std::string>& inputs)
+    : final_path_(std::move(final_path)) {
+  if (final_path_.empty()) throw_usage("empty output path");
+  check_not_input(final_path_, inputs);
+  fs::path p(final_path_);
+  fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir)) throw_input("{}: output folder {} does not exist", final_path_, dir.string());
+  if (fs::is_directory(p)) throw_input("{}: is a folder, expected a file path", final_path_);
+  std::random_device rd;
+  temp_path_ = (dir / ("." + p.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+                       std::to_string(rd() % 1000000)))
+                   .string();
+}
+
+AtomicOutput::~AtomicOutput() {
+  if (!committed_) std::remove(temp_path_.c_str());
+}
+
+void AtomicOutput::commit() {
+  CL_ASSERT(!committed_, "commit called twice");
+  if (std::rename(temp_path_.c_str(), final_path_.c_str()) != 0)
+    throw_input("{}: cannot rename temporary output into place", final_path_);
+  committed_ = true;
+}
+
+}  // namespace cl

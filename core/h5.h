@@ -1,0 +1,99 @@
+// Thin RAII layer over the HDF5 C API: handles, attributes, typed datasets, variable-length
+// UTF-8 string datasets and appendable (chunked, unlimited) row datasets. All failures turn
+// into cl::InputError naming the file and object, never HDF5's own stack dump.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cl::h5 {
+
+// Owns one hid_t and closes it with the matching H5*close.
+class Id {
+ public:
+  Id() = default;
+  explicit Id(hid_t id) : id_(id) {}
+  ~Id() { reset(); }
+  Id(Id&& o) noexcept : id_(o.id_) { o.id_ = H5I_INVALID_HID; }
+  Id& operator=(Id&& o) noexcept;
+  Id(const Id&) = delete;
+  Id& operator=(const Id&) = delete;
+  hid_t get() const { return id_; }
+  operator hid_t() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  void reset();
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+// A file plus the path used in error messages.
+struct File {
+  Id id;
+  std::string path;
+  hid_t get() const { return id.get(); }
+};
+
+File open_read(const std::string& path);    // InputError if missing, not HDF5 or truncated
+File create(const std::string& path);       // truncates
+void flush(const File& f);
+
+bool exists(hid_t loc, const std::string& name);  // link exists (no intermediate groups)
+Id open_group(const File& f, const std::string& name);
+Id create_group(hid_t loc, const std::string& name);
+std::vector<std::string> list_children(hid_t loc);  // in creation/name order
+
+// Attributes on any object.
+void write_attr(hid_t obj, const std::string& name, const std::string& value);
+void write_attr(hid_t obj, const std::string& name, int64_t value);
+void write_attr(hid_t obj, const std::string& name, double value);
+std::optional<std::string> read_attr_string(hid_t obj, const std::string& name);
+std::optional<int64_t> read_attr_int(hid_t obj, const std::string& name);
+std::optional<double> read_attr_double(hid_t obj, const std::string& name);
+
+// Typed whole-dataset I/O. T in {float, double, int32_t, int64_t}.
+template <typename T>
+void write_dataset(hid_t loc, const std::string& name, const T* data, const std::vector<int64_t>& dims,
+                   bool compress = false);
+template <typename T>
+std::vector<T> read_dataset(const File& f, hid_t loc, const std::string& name, std::vector<int64_t>* dims = nullptr);
+std::vector<int64_t> dataset_dims(const File& f, hid_t loc, const std::string& name);
+std::string dataset_type_name(const File& f, hid_t loc, const std::string& name);  // "float32", "string", ...
+
+// Reads rows [start, start+count) of a dataset whose first dimension is rows.
+template <typename T>
+void read_rows(const File& f, hid_t loc, const std::string& name, int64_t start, int64_t count, T* out);
+
+// Variable-length UTF-8 strings, 1-D.
+void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values);
+std::vector<std::string> read_strings(const File& f, hid_t loc, const std::string& name);
+std::vector<std::string> read_strings_rows(const File& f, hid_t loc, const std::string& name, int64_t start,
+                                           int64_t count);
+
+// A dataset grown by appending rows: [0, cols] with unlimited first dimension, chunked.
+// T in {float, double, int32_t, int64_t, std::string}; cols is 1 for vectors (stored 1-D).
+template <typename T>
+class Appender {
+ public:
+  Appender(hid_t loc, const std::string& name, int64_t cols, int64_t chunk_rows, bool one_dim);
+  void append(const T* rows, int64_t n_rows);
+  int64_t rows() const { return rows_; }
+
+ private:
+  Id dset_;
+  int64_t cols_, rows_ = 0;
+  bool one_dim_;
+};
+
+// Root-attribute contract of every conceptlab file.
+constexpr int64_t kSchemaVersion = 1;
+void write_header(const File& f, const std::string& format, const std::string& config_json);
+// Checks root `format` == expected and `schema_version` <= kSchemaVersion; throws InputError.
+void check_header(const File& f, const std::string& expected_format);
+std::string read_format(const File& f);  // "" when absent
+
+}  // namespace cl::h5

@@ -1,0 +1,84 @@
+// SAE weights file I/O (schema in sae_weights.h).
+#include "core/sae_weights.h"
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/h5.h"
+
+namespace cl {
+namespace {
+
+nlohmann::json parse_attr_json(const h5::File& f, const std::string& name) {
+  auto s = h5::read_attr_string(f.get(), name);
+  if (!s || s->empty()) return nlohmann::json::object();
+  try {
+    return nlohmann::json::parse(*s);
+  } catch (const std::exception&) {
+    throw_input("{}: root attribute '{}' is not valid JSON", f.path, name);
+  }
+}
+
+void expect_dims(const h5::File& f, const std::string& name, const std::vector<int64_t>& got,
+                 const std::vector<int64_t>& want) {
+  if (got != want) {
+    auto str = [](const std::vector<int64_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); };
+    throw_input("{}: '{}' has shape {}, expected {}", f.path, name, str(got), str(want));
+  }
+}
+
+}  // namespace
+
+void write_sae(const std::string& path, const SaeWeights& w, const std::vector<std::string>& inputs) {
+  const int64_t D = w.d_in, n = w.n_latents;
+  CL_ASSERT(static_cast<int64_t>(w.W_enc.size()) == D * n && static_cast<int64_t>(w.W_dec.size()) == n * D &&
+                static_cast<int64_t>(w.b_enc.size()) == n && static_cast<int64_t>(w.b_dec.size()) == D,
+            "SaeWeights shapes inconsistent");
+  if (w.arch != "relu-l1" && w.arch != "topk" && w.arch != "batchtopk")
+    throw_input("{}: arch '{}', expected relu-l1, topk or batchtopk", path, w.arch);
+  AtomicOutput out(path, inputs);
+  {
+    h5::File f = h5::create(out.temp_path());
+    f.path = path;
+    h5::write_header(f, kSaeFormat, w.config.dump());
+    h5::write_attr(f.get(), "arch", w.arch);
+    h5::write_attr(f.get(), "k", w.k);
+    h5::write_attr(f.get(), "threshold", w.threshold);
+    h5::write_attr(f.get(), "metrics", w.metrics.dump());
+    h5::write_attr(f.get(), "d_in", D);
+    h5::write_attr(f.get(), "n_latents", n);
+    h5::write_dataset<float>(f.get(), "W_enc", w.W_enc.data(), {D, n});
+    h5::write_dataset<float>(f.get(), "b_enc", w.b_enc.data(), {n});
+    h5::write_dataset<float>(f.get(), "W_dec", w.W_dec.data(), {n, D});
+    h5::write_dataset<float>(f.get(), "b_dec", w.b_dec.data(), {D});
+  }
+  out.commit();
+}
+
+SaeWeights read_sae(const std::string& path) {
+  h5::File f = h5::open_read(path);
+  h5::check_header(f, kSaeFormat);
+  SaeWeights w;
+  w.arch = h5::read_attr_string(f.get(), "arch").value_or("");
+  if (w.arch != "relu-l1" && w.arch != "topk" && w.arch != "batchtopk")
+    throw_input("{}: arch '{}', expected relu-l1, topk or batchtopk", path, w.arch);
+  w.k = h5::read_attr_int(f.get(), "k").value_or(0);
+  w.threshold = h5::read_attr_double(f.get(), "threshold").value_or(0.0);
+  w.config = parse_attr_json(f, "config");
+  w.metrics = parse_attr_json(f, "metrics");
+  std::vector<int64_t> dims;
+  w.W_enc = h5::read_dataset<float>(f, f.get(), "W_enc", &dims);
+  if (dims.size() != 2) throw_input("{}: 'W_enc' must be 2-D [D, n_latents]", path);
+  w.d_in = dims[0];
+  w.n_latents = dims[1];
+  w.b_enc = h5::read_dataset<float>(f, f.get(), "b_enc", &dims);
+  expect_dims(f, "b_enc", dims, {w.n_latents});
+  w.W_dec = h5::read_dataset<float>(f, f.get(), "W_dec", &dims);
+  expect_dims(f, "W_dec", dims, {w.n_latents, w.d_in});
+  w.b_dec = h5::read_dataset<float>(f, f.get(), "b_dec", &dims);
+  expect_dims(f, "b_dec", dims, {w.d_in});
+  if ((w.arch == "topk" || w.arch == "batchtopk") && (w.k <= 0 || w.k > w.n_latents))
+    throw_input("{}: arch {} with k {}, expected 1..{}", path, w.arch, w.k, w.n_latents);
+  return w;
+}
+
+}  // namespace cl

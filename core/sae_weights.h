@@ -1,0 +1,33 @@
+// The SAE weights format ("conceptlab.sae", schema 1): `W_enc` float32 [D, n_latents],
+// `b_enc` [n_latents], `W_dec` [n_latents, D], `b_dec` [D]; attributes `arch`
+// ("relu-l1" | "topk" | "batchtopk"), `k`, `threshold`, `config` and `metrics` (JSON).
+// Meaning: z = act((x - b_dec) W_enc + b_enc), x_hat = z W_dec + b_dec.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace cl {
+
+inline constexpr const char* kSaeFormat = "conceptlab.sae";
+
+struct SaeWeights {
+  std::string arch = "relu-l1";
+  int64_t d_in = 0, n_latents = 0;
+  std::vector<float> W_enc;  // [d_in, n_latents] row-major
+  std::vector<float> b_enc;  // [n_latents]
+  std::vector<float> W_dec;  // [n_latents, d_in] row-major
+  std::vector<float> b_dec;  // [d_in]
+  int64_t k = 0;             // topk / batchtopk
+  double threshold = 0.0;    // batchtopk inference threshold
+  nlohmann::json config = nlohmann::json::object();
+  nlohmann::json metrics = nlohmann::json::object();
+};
+
+void write_sae(const std::string& path, const SaeWeights& w, const std::vector<std::string>& inputs = {});
+SaeWeights read_sae(const std::string& path);
+
+}  // namespace cl

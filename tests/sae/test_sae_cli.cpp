@@ -1,0 +1,130 @@
+// `conceptlab sae ...` end to end through the built binary: train, encode, eval --json,
+// import, config handling and the error messages users see.
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "core/activations.h"
+#include "core/embeddings.h"
+#include "core/sae_weights.h"
+#include "tests/sae/sae_test_data.h"
+#include "tests/test_util.h"
+#include "tests/sae/doctest_glog_fix.h"
+
+using namespace cl;
+
+namespace {
+
+void write_gt_embeddings(const std::string& path, int64_t n, int64_t d, uint64_t seed) {
+  auto g = test::make_ground_truth(n, d, 32, seed);
+  Embeddings e;
+  e.n = n;
+  e.dim = d;
+  e.data = g.x;
+  for (int64_t i = 0; i < n; ++i) e.ids.push_back("img_" + std::to_string(i));
+  write_embeddings(path, e);
+}
+
+}  // namespace
+
+TEST_CASE("sae cli: train, encode, eval --json") {
+  test::TempDir tmp;
+  const auto emb = tmp.file("e.h5"), sae = tmp.file("s.h5"), acts = tmp.file("a.h5");
+  write_gt_embeddings(emb, 800, 16, 1);
+  auto r = test::run_cli({"-q", "sae", "train", "--embeddings", emb, "--out", sae, "--arch", "topk", "--k", "4",
+                          "--expansion", "2", "--epochs", "3", "--batch", "128", "--device", "cpu", "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto tj = nlohmann::json::parse(r.out);
+  CHECK(tj["epochs_trained"].get<int64_t>() == 3);
+  auto w = read_sae(sae);
+  CHECK(w.arch == "topk");
+  CHECK(w.k == 4);
+  CHECK(w.n_latents == 32);
+  CHECK(w.config["epochs"].get<int64_t>() == 3);
+  CHECK(std::filesystem::exists(sae + ".log.jsonl"));
+  CHECK(std::filesystem::exists(sae + ".ckpt"));
+
+  r = test::run_cli({"-q", "sae", "encode", "--sae", sae, "--embeddings", emb, "--out", acts, "--device", "cpu"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto a = read_activations(acts);
+  CHECK(a.acts.n_rows == 800);
+  CHECK(a.acts.n_cols == 32);
+  CHECK(a.ids.front() == "img_0");
+  for (int64_t i = 0; i < a.acts.n_rows; ++i) CHECK(a.acts.indptr[i + 1] - a.acts.indptr[i] <= 4);
+
+  r = test::run_cli({"sae", "eval", "--sae", sae, "--embeddings", emb, "--device", "cpu", "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto j = nlohmann::json::parse(r.out);  // exactly one JSON object: parse fails on trailing text
+  CHECK(j.is_object());
+  CHECK(j["n"].get<int64_t>() == 800);
+  CHECK(j["fvu"].get<double>() == doctest::Approx(tj["fvu"].get<double>()).epsilon(1e-6));
+  for (const char* key : {"mse", "fvu", "l0", "l1", "dead_fraction", "decoder_norm_max_dev"}) CHECK(j.contains(key));
+  CHECK(j["l0"].get<double>() <= 4.0);
+}
+
+TEST_CASE("sae cli: mismatched dimension names the file and both dims") {
+  test::TempDir tmp;
+  write_gt_embeddings(tmp.file("e16.h5"), 300, 16, 2);
+  write_gt_embeddings(tmp.file("e20.h5"), 300, 20, 3);
+  auto r = test::run_cli({"-q", "sae", "train", "--embeddings", tmp.file("e16.h5"), "--out", tmp.file("s.h5"),
+                          "--expansion", "2", "--epochs", "1", "--batch", "100", "--device", "cpu"});
+  REQUIRE(r.exit_code == 0);
+  for (const char* verb : {"eval", "encode"}) {
+    CAPTURE(verb);
+    std::vector<std::string> args = {"-q", "sae", verb, "--sae", tmp.file("s.h5"), "--embeddings", tmp.file("e20.h5"),
+                                     "--device", "cpu"};
+    if (std::string(verb) == "encode") args.insert(args.end(), {"--out", tmp.file("a.h5")});
+    r = test::run_cli(args);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("e20.h5") != std::string::npos);
+    CHECK(r.err.find("20") != std::string::npos);
+    CHECK(r.err.find("16") != std::string::npos);
+    CHECK(!std::filesystem::exists(tmp.file("a.h5")));
+  }
+}
+
+TEST_CASE("sae cli: config file, flag overrides and bad usage") {
+  test::TempDir tmp;
+  write_gt_embeddings(tmp.file("e.h5"), 300, 16, 4);
+  test::write_text(tmp.file("c.json"), R"({"arch": "batchtopk", "k": 3, "expansion": 2, "epochs": 1, "batch": 100})");
+  auto r = test::run_cli({"-q", "sae", "train", "--embeddings", tmp.file("e.h5"), "--out", tmp.file("s.h5"), "--config",
+                          tmp.file("c.json"), "--k", "5", "--device", "cpu"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto w = read_sae(tmp.file("s.h5"));
+  CHECK(w.arch == "batchtopk");
+  CHECK(w.k == 5);  // the flag wins over the config
+  CHECK(w.n_latents == 32);
+  CHECK(w.threshold > 0);
+
+  test::write_text(tmp.file("bad.json"), R"({"learning_rate": 0.1})");
+  r = test::run_cli({"-q", "sae", "train", "--embeddings", tmp.file("e.h5"), "--out", tmp.file("t.h5"), "--config",
+                     tmp.file("bad.json")});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("learning_rate") != std::string::npos);
+
+  r = test::run_cli({"-q", "sae", "train", "--embeddings", tmp.file("e.h5"), "--out", tmp.file("t.h5"), "--arch", "gated"});
+  CHECK(r.exit_code == 2);
+  r = test::run_cli({"sae"});
+  CHECK(r.exit_code == 2);
+}
+
+TEST_CASE("sae cli: import the reference checkpoint") {
+  const std::string shared = test::shared_dir();
+  if (shared.empty()) {
+    MESSAGE("skip: ../shared absent");
+    return;
+  }
+  test::TempDir tmp;
+  auto r = test::run_cli({"-q", "sae", "import", "--pth", shared + "/fixtures/seed_sae/autoencoder.pth", "--out",
+                          tmp.file("s.h5")});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto w = read_sae(tmp.file("s.h5"));
+  CHECK(w.d_in == 64);
+  CHECK(w.n_latents == 512);
+  CHECK(w.config["model_config"]["n_learned_features"].get<int64_t>() == 512);
+}

@@ -1,0 +1,49 @@
+// The subcommand table: each command is a thin adapter (options -> params struct -> one
+// library call -> output). setup() binds options on its CLI11 subcommand and returns the
+// runner that main calls once parsing succeeded.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+namespace cl::cli {
+
+using Runner = std::function<int()>;
+
+struct Command {
+  std::string name;
+  std::string help;
+  std::function<Runner(CLI::App& sub)> setup;
+};
+
+// Global flags shared by every command, set by main before running a command.
+struct Globals {
+  bool quiet = false;
+};
+Globals& globals();
+
+// Prints exactly one JSON object on stdout (the contract of --json).
+void print_json(const nlohmann::json& j);
+
+// Loads a JSON file (configs/*.json); throws InputError naming the file on parse errors.
+nlohmann::json load_json_file(const std::string& path);
+
+// Every command, in the order `conceptlab --help` lists them.
+std::vector<Command> all_commands();
+
+// One factory per command source file in tools/commands/.
+Command command_demo();
+Command command_demo_data();
+Command command_embed();
+Command command_sae();
+Command command_cbm();
+Command command_probe();
+Command command_inspect();
+Command command_import_npy();
+Command command_export_npy();
+
+}  // namespace cl::cli

@@ -1,0 +1,103 @@
+// `conceptlab probe`: linear probes on raw embeddings under the literature's protocols
+// (panderm: L2 logistic regression, lambda = M*C/100, L-BFGS; kshot: k labelled per class).
+// Several label columns may be given (comma list): the embeddings are read once.
+#include <spdlog/spdlog.h>
+
+#include "cbm/protocol.h"
+#include "core/error.h"
+#include "tools/command.h"
+
+namespace cl::cli {
+
+namespace {
+struct ProbeArgs {
+  cbm::LoadParams load;
+  cbm::ProbeParams probe;
+  std::vector<std::string> label_cols;
+  bool json = false;
+};
+
+nlohmann::json probe_column(const std::shared_ptr<ProbeArgs>& a, const cbm::Features& feats, const std::string& col) {
+  const auto& p = a->probe;
+  auto lp = a->load;
+  lp.label_col = col;
+  auto d = cbm::load_dataset(lp, feats);
+  if (p.protocol == "kshot")
+    return {{"protocol", "kshot"}, {"classes", d.classes}, {"shots", cbm::run_probe_kshot(d, p)}};
+  std::vector<int64_t> train, valid, test;
+  if (!lp.split_col.empty()) cbm::rows_from_split_col(d, train, valid, test);
+  auto r = cbm::run_probe_panderm(d, p, train, test).report;
+  r.erase("per_split");
+  r["protocol"] = "panderm";
+  return r;
+}
+
+void print_column(const nlohmann::json& r, const std::string& col, const std::string& protocol) {
+  auto num = [](const nlohmann::json& v) { return v.is_null() ? NAN : v.get<double>(); };
+  if (protocol == "kshot") {
+    for (auto& k : r["shots"])
+      std::printf("%-24s k=%-3d accuracy %.4f  macro-F1 %.4f  AUROC %.4f\n", col.c_str(), k["k"].get<int>(),
+                  num(k["accuracy"]["mean"]), num(k["macro_f1"]["mean"]), num(k["auroc"]["mean"]));
+  } else if (r.contains("test")) {
+    std::printf("%-24s train %-5lld test %-5lld AUROC %.4f  macro-F1 %.4f  accuracy %.4f\n", col.c_str(),
+                (long long)r["n_train"].get<int64_t>(), (long long)r["n_test"].get<int64_t>(), num(r["test"]["auroc"]),
+                num(r["test"]["macro_f1"]), num(r["test"]["accuracy"]));
+  } else {
+    std::printf("%-24s n=%-5lld AUROC %.4f (std %.4f)  macro-F1 %.4f  accuracy %.4f\n", col.c_str(),
+                (long long)r["n_rows"].get<int64_t>(), num(r["auroc"]["mean"]), num(r["auroc"]["std"]),
+                num(r["macro_f1"]["mean"]), num(r["accuracy"]["mean"]));
+  }
+}
+}  // namespace
+
+Command command_probe() {
+  return {"probe", "linear probes on embeddings (panderm or k-shot protocol)", [](CLI::App& s) -> Runner {
+            auto a = std::make_shared<ProbeArgs>();
+            s.add_option("--embeddings", a->load.features_path, "conceptlab.embeddings (or activations) file")
+                ->required();
+            s.add_option("--labels", a->load.labels_path, "labels CSV")->required();
+            s.add_option("--label-col", a->label_cols, "label column(s), comma-separated")->required()->delimiter(',');
+            s.add_option("--id-col", a->load.id_col, "id column");
+            s.add_option("--split-col", a->load.split_col, "official split column (train/valid/test); panderm only");
+            auto& p = a->probe;
+            s.add_option("--protocol", p.protocol, "panderm | kshot");
+            s.add_option("--shots", p.shots, "kshot: k values")->delimiter(',');
+            s.add_option("--seeds", p.seeds, "kshot: repetitions per k");
+            s.add_option("--splits", p.splits, "panderm without --split-col: stratified splits");
+            s.add_option("--test-size", p.test_size, "test share of stratified splits");
+            s.add_option("--seed", p.seed, "seed");
+            s.add_option("--max-iter", p.max_iter, "L-BFGS iterations");
+            s.add_flag("--standardize,!--no-standardize", p.standardize, "scale features to unit std");
+            s.add_option("--threads", p.threads, "parallel fits (0 = all cores)");
+            s.add_flag("--json", a->json, "print one JSON object");
+            return [a]() -> int {
+              auto& p = a->probe;
+              if (p.protocol != "panderm" && p.protocol != "kshot")
+                throw_usage("--protocol '{}': expected panderm or kshot", p.protocol);
+              spdlog::info("probe config: {}", nlohmann::json(p).dump());
+              auto feats = cbm::read_features(a->load.features_path);
+              nlohmann::json all = nlohmann::json::object();
+              // With several columns one unusable column (e.g. a class absent from the official
+              // train split) is reported and skipped; the exit code still says something failed.
+              int failed = 0;
+              for (auto& col : a->label_cols) {
+                nlohmann::json r;
+                try {
+                  r = probe_column(a, feats, col);
+                } catch (const InputError& e) {
+                  if (a->label_cols.size() == 1) throw;
+                  spdlog::error("{}", e.what());
+                  all[col] = {{"error", e.what()}};
+                  ++failed;
+                  continue;
+                }
+                if (!a->json) print_column(r, col, a->probe.protocol);
+                all[col] = r;
+              }
+              if (a->json) print_json(a->label_cols.size() == 1 ? all[a->label_cols[0]] : nlohmann::json{{"columns", all}});
+              return failed ? 1 : 0;
+            };
+          }};
+}
+
+}  // namespace cl::cli

@@ -1,0 +1,69 @@
+// The demo world: synthetic dermoscopy-like images with known concept flags, a diagnosis that
+// depends only on lesion structures, and a train split where hair is spuriously correlated with
+// malignancy. Everything is generated from code and a seed (no downloads).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+
+namespace cl::demo {
+
+struct DemoWorldParams {
+  int64_t n = 4000;
+  uint64_t seed = 0;
+  int image_size = 224;
+  double train_fraction = 0.7;
+  double p_structure = 0.35;           // P(flag) for each structure, independently
+  double p_artifact = 0.3;             // P(flag) for ruler, ink, gel_bubble, dark_corner (and hair in test)
+  int malignant_threshold = 4;         // malignant when the checklist score reaches this
+  double label_noise = 0.1;            // then the label flips with this probability
+  double hair_p_malignant_train = 0.8; // train: P(hair | malignant)
+  double hair_p_benign_train = 0.2;    // train: P(hair | benign)
+  double hair_p_test = 0.5;            // test: P(hair), independent of the label
+  int jpeg_quality = 92;
+  int workers = 0;                     // rendering threads; 0 = one per core
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DemoWorldParams, n, seed, image_size, train_fraction, p_structure,
+                                                p_artifact, malignant_threshold, label_noise, hair_p_malignant_train,
+                                                hair_p_benign_train, hair_p_test, jpeg_quality, workers)
+
+// Flag names in CSV column order.
+const std::vector<std::string>& structure_names();  // pigment_network ... multiple_colours
+const std::vector<std::string>& artifact_names();   // hair, ruler, ink, gel_bubble, dark_corner
+std::vector<std::string> concept_names();           // structures then artifacts
+
+// Score of the 7-point-checklist-like rule: 2 x (pigment_network + blue_white_veil +
+// multiple_colours) + streaks + dots_globules + regression + irregular_border.
+int checklist_score(const std::vector<uint8_t>& structures);
+
+struct DemoImage {
+  std::string id;                  // "img_00042.jpg"
+  std::string split;               // "train" | "test"
+  bool malignant = false;
+  bool malignant_by_rule = false;  // before label noise
+  std::vector<uint8_t> flags;      // concept_names() order
+  uint64_t render_seed = 0;
+};
+
+// Draws the ground truth of every image (sequentially, so it does not depend on threading).
+std::vector<DemoImage> draw_world(const DemoWorldParams& p);
+
+// Renders one image (BGR uint8, size x size) from its flags; deterministic in render_seed.
+cv::Mat render_image(const DemoImage& im, int size);
+
+struct DemoWorldReport {
+  std::string dir, meta_csv, images_dir, encoder_path, encoder_json;
+  int64_t n = 0, n_train = 0, n_test = 0, n_malignant = 0;
+  double seconds = 0;
+};
+nlohmann::json to_json(const DemoWorldReport& r);
+
+// Writes DIR/images/*.jpg, DIR/meta.csv (ImageID, label, malignant, split, score, flags) and the
+// demo encoder DIR/encoder.pt + DIR/encoder.json. Creates DIR when missing.
+DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string& dir, bool quiet = false);
+
+}  // namespace cl::demo

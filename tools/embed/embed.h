@@ -1,0 +1,69 @@
+// Frozen-encoder embedding export: a TorchScript module ([B,3,H,W] float -> [B,D]) over a CSV
+// of image ids or a folder, decoded and preprocessed on worker threads while the model runs,
+// written as conceptlab.embeddings with the CSV's other columns. Bad images fail the run
+// before any output appears, or are skipped and listed with --skip-bad; runs checkpoint every
+// batch to OUT.partial so --resume continues to a bitwise-identical result.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include "tools/embed/preprocess.h"
+
+namespace cl::embed {
+
+struct EmbedParams {
+  std::string model;            // TorchScript file
+  std::string preprocess_json;  // "" = the model path with extension .json (ENCODER.pt -> ENCODER.json)
+  std::string csv;              // CSV mode: metadata with one row per image
+  std::string image_col = "ImageID";
+  std::string image_root;       // CSV mode: folder the ids are relative to ("" = the CSV's folder)
+  std::string images_dir;       // folder mode: every image below, ids = relative paths, sorted
+  std::string out;              // output .h5
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  int batch = 32;
+  bool fp16 = false;            // CUDA only: half-precision model and inputs
+  int workers = 0;              // decoding threads; 0 = auto (CUDA: one per core, at most 8; CPU: half the cores)
+  bool skip_bad = false;        // write good rows + OUT.skipped.csv instead of failing
+  bool resume = false;          // continue from OUT.partial
+  int64_t stop_after_rows = 0;  // test hook: exit(75) right after the checkpoint reaching this many rows
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmbedParams, model, preprocess_json, csv, image_col, image_root,
+                                                images_dir, out, device, batch, fp16, workers, skip_bad, resume,
+                                                stop_after_rows)
+
+struct EmbedItem {
+  std::string id;
+  std::string path;
+};
+
+struct EmbedReport {
+  std::string out, skipped_csv;  // skipped_csv "" unless --skip-bad
+  int64_t n_items = 0, n_rows = 0, n_skipped = 0, n_resumed = 0, dim = 0;
+  double seconds = 0, images_per_s = 0;  // over the images embedded in this run
+  std::string device;
+  std::vector<std::pair<std::string, std::string>> skipped;  // (id, reason)
+};
+nlohmann::json to_json(const EmbedReport& r);
+
+// The images of a run: CSV rows (ids from image_col, paths image_root/id) or folder contents.
+// Throws InputError on a missing column, duplicate ids, an empty folder.
+std::vector<EmbedItem> list_items(const EmbedParams& p);
+bool is_image_extension(const std::string& path);
+
+// Preprocessing for a model: preprocess_json when given, else beside the model; InputError
+// when that file is absent.
+std::string default_preprocess_path(const std::string& model_path);
+PreprocessParams resolve_preprocess(const EmbedParams& p);
+
+// The whole run. `pre` is the resolved preprocessing (resolve_preprocess plus any flag overrides).
+EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, torch::Device device);
+
+std::string partial_path(const std::string& out);  // OUT.partial
+std::string skipped_path(const std::string& out);  // OUT.skipped.csv
+
+}  // namespace cl::embed
