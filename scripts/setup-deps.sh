@@ -11,7 +11,11 @@ PKGS=(
   libimgui-dev libglfw3-dev libgl-dev
   xvfb xauth libgl1-mesa-dri
   python3 python3-numpy python3-h5py
+  # PyTorch in Python: the tests cross-check embed and export_torchscript.py against it.
+  python3-torch python3-torchvision
 )
+# CONCEPTLAB_BENCH_DEPS=1 adds scikit-learn for bench/cbm_sklearn.py (the reference's classifier).
+if [ "${CONCEPTLAB_BENCH_DEPS:-0}" = "1" ]; then PKGS+=(python3-sklearn); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -133,7 +133,7 @@ TEST_CASE("npy: versions 2.0 and 3.0 use a 32-bit header length") {
   // Version 1.0 with a hand-written, unaligned header and keys in another order.
   std::string d = "{'shape': (2,), 'fortran_order': False, 'descr': '<f8'}";
   Bytes b = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<unsigned char>(d.size()), 0};
-  b.insert(b.end(), d.begin(), d.end());
+  for (char c : d) b.push_back(static_cast<unsigned char>(c));
   auto data = encode(std::vector<double>{9.5, -1}, false);
   b.insert(b.end(), data.begin(), data.end());
   CHECK(parse_npy(b, "u.npy").as<double>() == std::vector<double>{9.5, -1});
