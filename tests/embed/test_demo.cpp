@@ -98,11 +98,11 @@ TEST_CASE("demo images render deterministically and differ by flags") {
 }
 
 TEST_CASE("probe helpers: AUROC with ties and a ridge probe on a linear concept") {
-  CHECK(auroc({0.1, 0.2, 0.3, 0.4}, {0, 0, 1, 1}) == 1.0);
-  CHECK(auroc({0.4, 0.3, 0.2, 0.1}, {0, 0, 1, 1}) == 0.0);
-  CHECK(auroc({0.5, 0.5, 0.5, 0.5}, {0, 1, 0, 1}) == 0.5);
-  CHECK(auroc({0.1, 0.5, 0.5, 0.9}, {0, 0, 1, 1}) == doctest::Approx(0.875));
-  CHECK(std::isnan(auroc({0.1, 0.2}, {1, 1})));
+  CHECK(cl::cbm::auroc({0.1, 0.2, 0.3, 0.4}, {0, 0, 1, 1}) == 1.0);
+  CHECK(cl::cbm::auroc({0.4, 0.3, 0.2, 0.1}, {0, 0, 1, 1}) == 0.0);
+  CHECK(cl::cbm::auroc({0.5, 0.5, 0.5, 0.5}, {0, 1, 0, 1}) == 0.5);
+  CHECK(cl::cbm::auroc({0.1, 0.5, 0.5, 0.9}, {0, 0, 1, 1}) == doctest::Approx(0.875));
+  CHECK(std::isnan(cl::cbm::auroc({0.1, 0.2}, {1, 1})));
   std::vector<float> xtr, xte;
   std::vector<int> ytr, yte;
   for (int i = 0; i < 200; ++i) {
@@ -111,7 +111,7 @@ TEST_CASE("probe helpers: AUROC with ties and a ridge probe on a linear concept"
     (i < 150 ? xtr : xte).insert((i < 150 ? xtr : xte).end(), {y + noise * 0.5f, noise, 1.0f - noise});
     (i < 150 ? ytr : yte).push_back(y);
   }
-  CHECK(auroc(ridge_probe_scores(xtr, ytr, xte, 3, 1.0), yte) > 0.95);
+  CHECK(cl::cbm::auroc(ridge_probe_scores(xtr, ytr, xte, 3, 1.0), yte) > 0.95);
 }
 
 TEST_CASE("demo encoder embeddings carry every concept: probe AUROC >= 0.9 per flag (n=600)") {

@@ -151,7 +151,7 @@ QuickCheck quick_check(const Embeddings& e) {
     std::vector<int> y = int_column(e, name), y_tr, y_te;
     for (size_t i : tr) y_tr.push_back(y[i]);
     for (size_t i : te) y_te.push_back(y[i]);
-    q.concept_auroc[name] = auroc(ridge_probe_scores(x_tr, y_tr, x_te, e.dim), y_te);
+    q.concept_auroc[name] = cbm::auroc(ridge_probe_scores(x_tr, y_tr, x_te, e.dim), y_te);
   }
   std::vector<int> hair = int_column(e, "hair"), mal = int_column(e, "malignant");
   q.hair_malignant_corr_train = phi(hair, mal, tr);

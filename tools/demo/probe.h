@@ -1,14 +1,11 @@
 // Linear probes for quick checks of how well embeddings carry a binary concept: a ridge
-// regression on standardised features (closed form) scored by AUROC on held-out rows.
+// regression on standardised features (closed form), scored with cbm::auroc on held-out rows.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 namespace cl::demo {
-
-// Area under the ROC curve of scores for 0/1 labels (ties count half); NaN when one class is absent.
-double auroc(const std::vector<double>& scores, const std::vector<int>& labels);
 
 // Fits ridge on (x_train [n_train, d], y_train 0/1) after standardising with train statistics,
 // returns scores for x_test [n_test, d].
