@@ -14,7 +14,6 @@
 #include "cbm/logreg.h"
 #include "cbm/metrics.h"
 #include "cbm/protocol.h"
-#include "core/activations.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/sae_weights.h"
@@ -129,6 +128,15 @@ double phi(const std::vector<int>& a, const std::vector<int>& b, const std::vect
   return den > 0 ? (n11 * n00 - n10 * n01) / den : 0.0;
 }
 
+ClassifierStage to_stage(const cbm::ProtocolResult& res) {
+  ClassifierStage st;
+  st.test_auroc = res.splits.at(0).metrics.auroc;
+  st.test_balanced_accuracy = res.splits.at(0).metrics.balanced_accuracy;
+  st.nnz = res.model.nnz();
+  st.report = res.report;
+  return st;
+}
+
 }  // namespace
 
 QuickCheck quick_check(const Embeddings& e) {
@@ -212,12 +220,12 @@ DemoReport run_demo(const DemoParams& p, torch::Device device, bool quiet) {
   r.sae_metrics["n_latents"] = w.n_latents;
   encode_file(w, reader, r.activations_path, device, 8192, true, {r.embeddings_path, r.sae_path});
 
-  // Which latent detects which concept.
-  const Activations acts = read_activations(r.activations_path);
-  std::vector<std::vector<int>> flags;
-  for (const auto& name : concept_names()) flags.push_back(int_column(emb, name));
-  const auto aucs = latent_aurocs(acts.acts, flags);
+  // Which latent detects which concept. The activations are read once, for this and the CBM.
+  const cbm::Features acts = cbm::read_features(r.activations_path);
   const auto names = concept_names();
+  std::vector<std::vector<int>> flags;
+  for (const auto& name : names) flags.push_back(int_column(emb, name));
+  const auto aucs = latent_aurocs(acts.X, flags);
   for (size_t c = 0; c < names.size(); ++c) {
     const auto& a = aucs[c];
     const int64_t best = std::max_element(a.begin(), a.end()) - a.begin();
@@ -228,28 +236,20 @@ DemoReport run_demo(const DemoParams& p, torch::Device device, bool quiet) {
   }
 
   // Concept bottleneck (latents) and probe (embeddings): fit on the biased train split.
-  auto fit_stage = [&](const std::string& features_path, cbm::ProtocolResult& res) {
-    cbm::LoadParams lp;
-    lp.features_path = features_path;
-    lp.labels_path = r.world.meta_csv;
-    lp.label_col = "malignant";
-    lp.split_col = "split";
-    cbm::Dataset d = cbm::load_dataset(lp);
-    std::vector<int64_t> train, valid, test;
-    cbm::rows_from_split_col(d, train, valid, test);
-    res = cbm::run_fixed_split(d, train, {}, test, pp);
-    ClassifierStage st;
-    st.test_auroc = res.splits.at(0).metrics.auroc;
-    st.test_balanced_accuracy = res.splits.at(0).metrics.balanced_accuracy;
-    st.nnz = res.model.nnz();
-    st.report = res.report;
-    return std::make_tuple(st, std::move(d), test);
-  };
   spdlog::info("demo: fitting the concept bottleneck and the embedding probe on the train split");
-  cbm::ProtocolResult cbm_res, probe_res;
-  auto [cbm_stage, cbm_data, test_rows] = fit_stage(r.activations_path, cbm_res);
-  r.cbm = cbm_stage;
-  r.probe = std::get<0>(fit_stage(r.embeddings_path, probe_res));
+  cbm::LoadParams lp;
+  lp.features_path = r.activations_path;
+  lp.labels_path = r.world.meta_csv;
+  lp.label_col = "malignant";
+  lp.split_col = "split";
+  const cbm::Dataset cbm_data = cbm::load_dataset(lp, acts);
+  std::vector<int64_t> train_rows, valid_rows, test_rows;
+  cbm::rows_from_split_col(cbm_data, train_rows, valid_rows, test_rows);
+  const cbm::ProtocolResult cbm_res = cbm::run_fixed_split(cbm_data, train_rows, {}, test_rows, pp);
+  r.cbm = to_stage(cbm_res);
+  lp.features_path = r.embeddings_path;
+  const cbm::Dataset probe_data = cbm::load_dataset(lp);  // same CSV, so the same rows and split
+  r.probe = to_stage(cbm::run_fixed_split(probe_data, train_rows, {}, test_rows, pp));
 
   // Intervention: the bottleneck without its hair latents, on the same test rows.
   cbm::LogRegFit zeroed = cbm_res.model;
