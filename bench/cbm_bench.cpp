@@ -74,7 +74,7 @@ cl::cbm::Dataset generate(const Opts& o, int C, uint64_t seed) {
       d.X.values.push_back(vals[q]);
       for (int k = 0; k < K; ++k) logits[i * K + k] += W[size_t(k) * o.f + cols[q]] * vals[q];
     }
-    d.X.indptr.push_back(int64_t(d.X.indices.size()));
+    d.X.indptr.push_back(cl::SparseIndex(d.X.indices.size()));
     d.X.n_rows++;
   }
   // Centre each logit so classes are roughly balanced, then sample labels.
@@ -110,7 +110,7 @@ void dump(const Opts& o, const cl::cbm::Dataset& d, int C, uint64_t seed) {
   namespace fs = std::filesystem;
   std::string dir = o.dump + "/c" + std::to_string(C);
   fs::create_directories(dir);
-  write_npy(dir + "/indptr.npy", d.X.indptr, {int64_t(d.X.indptr.size())}, "<i8");
+  write_npy(dir + "/indptr.npy", d.X.indptr, {int64_t(d.X.indptr.size())}, "<i4");
   write_npy(dir + "/indices.npy", d.X.indices, {int64_t(d.X.indices.size())}, "<i4");
   write_npy(dir + "/values.npy", d.X.values, {int64_t(d.X.values.size())}, "<f4");
   write_npy(dir + "/y.npy", d.y, {int64_t(d.y.size())}, "<i4");
@@ -170,10 +170,8 @@ int main(int argc, char** argv) {
         "classes %d: nnz(X) %lld, wall %.3f s (%.1f ms/split), mean AUROC %.4f (std %.4f), macro-F1 %.4f, "
         "accuracy %.4f, nnz weights %.1f, mean iterations %.1f, max gap %.2e, all converged %s, mean train "
         "objective %.5f\n",
-        C, (long long)d.X.nnz(), wall, 1000 * wall / o.splits, j["auroc"]["mean"].get<double>(),
-        j["auroc"]["std"].get<double>(), j["macro_f1"]["mean"].get<double>(), j["accuracy"]["mean"].get<double>(),
-        j["nnz"]["mean"].get<double>(), j["iterations_mean"].get<double>(), j["max_gap"].get<double>(),
-        j["all_converged"].get<bool>() ? "yes" : "no", j["objective_mean"].get<double>());
+        C, (long long)d.X.nnz(), wall, 1000 * wall / o.splits, j.auroc.mean, j.auroc.std, j.macro_f1.mean,
+        j.accuracy.mean, j.nnz.mean, j.iterations_mean, j.max_gap, j.all_converged ? "yes" : "no", j.objective_mean);
   }
   return 0;
 }

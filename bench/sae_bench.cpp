@@ -15,7 +15,8 @@
 
 #include "core/device.h"
 #include "sae/sae.h"
-#include "sae/sae_model.h"
+#include "sae/tensors.h"
+#include "sae/trainer.h"
 
 using namespace cl;
 using Clock = std::chrono::steady_clock;
@@ -113,7 +114,7 @@ int main(int argc, char** argv) {
     const int64_t n = 8 * D;
     auto x = fake_embeddings(B, D, dev);
     for (const std::string arch : {"relu-l1", "topk", "batchtopk"}) {
-      SaeParams p;
+      sae::TrainParams p;
       p.arch = arch;
       p.batch = B;
       sae::Trainer tr(p, D, 1'000'000'000, dev);  // huge dead window: AuxK stays idle (no dead latents)
@@ -150,7 +151,7 @@ int main(int argc, char** argv) {
               "winner", "max|diff|");
   for (int64_t n : {64, 128, 256, 512, 768, 1536, 3072, 6144, 12288, 24576}) {
     const double e = double(n) / double(D);
-    sae::SaeTensors t;
+    sae::Tensors t;
     auto o = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
     t.W_dec = torch::randn({n, D}, o);
     t.b_dec = torch::zeros({D}, o);

@@ -3,10 +3,8 @@
 #include "cbm/dataset.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <fstream>
-#include <map>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -16,22 +14,11 @@
 #include "core/embeddings.h"
 #include "core/error.h"
 #include "core/h5.h"
+#include "core/parse.h"
 
 namespace cl::cbm {
 
 namespace {
-
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
-}
-
-bool parse_number(const std::string& s, double& out) {
-  if (s.empty()) return false;
-  const char* e = s.data() + s.size();
-  auto r = std::from_chars(s.data(), e, out);
-  return r.ec == std::errc() && r.ptr == e;
-}
 
 std::string first_few(const std::vector<std::string>& v, size_t n = 5) {
   std::string s;
@@ -40,75 +27,59 @@ std::string first_few(const std::vector<std::string>& v, size_t n = 5) {
   return s;
 }
 
-CsrMatrix take(const CsrMatrix& X, const std::vector<int64_t>& rows) {
-  CsrMatrix out;
-  out.n_rows = static_cast<int64_t>(rows.size());
-  out.n_cols = X.n_cols;
-  out.indptr.assign(1, 0);
-  for (int64_t r : rows) {
-    out.indices.insert(out.indices.end(), X.indices.begin() + X.indptr[r], X.indices.begin() + X.indptr[r + 1]);
-    out.values.insert(out.values.end(), X.values.begin() + X.indptr[r], X.values.begin() + X.indptr[r + 1]);
-    out.indptr.push_back(static_cast<int64_t>(out.indices.size()));
-  }
-  return out;
-}
-
 }  // namespace
 
 Features read_features(const std::string& path) {
   std::string format;
   {
     auto f = h5::open_read(path);
-    format = h5::read_attr_string(f.get(), "format").value_or("");
+    format = h5::read_format(f);
   }
   Features out;
-  if (format == "conceptlab.activations") {
-    auto a = read_activations(path);
+  if (format == kActivationsFormat) {
+    auto a = read_activations(path);  // validated: finite values, sorted in-range indices
     out.kind = "activations";
     out.ids = std::move(a.ids);
     out.X = std::move(a.acts);
-    for (int64_t r = 0; r < out.X.n_rows; ++r)
-      for (int64_t q = out.X.indptr[r]; q < out.X.indptr[r + 1]; ++q)
-        if (!std::isfinite(out.X.values[q]))
-          throw_input("{}: activation {} at row {} (id '{}'), latent {}; expected finite values", path,
-                      out.X.values[q], r, out.ids[r], out.X.indices[q]);
-  } else if (format == "conceptlab.embeddings") {
+  } else if (format == kEmbeddingsFormat) {
     auto e = read_embeddings(path, true);
     out.kind = "embeddings";
     out.ids = std::move(e.ids);
-    out.X.n_rows = e.n;
-    out.X.n_cols = e.dim;
-    out.X.indptr.assign(1, 0);
-    out.X.indices.reserve(e.data.size());
-    out.X.values.reserve(e.data.size());
-    for (int64_t i = 0; i < e.n; ++i) {
-      const float* r = e.row(i);
-      for (int64_t j = 0; j < e.dim; ++j)
-        if (r[j] != 0.0f) out.X.indices.push_back(int32_t(j)), out.X.values.push_back(r[j]);
-      out.X.indptr.push_back(int64_t(out.X.indices.size()));
-    }
+    out.X = csr_from_dense(e.data.data(), e.n, e.dim);
   } else {
-    throw_input("{}: format '{}'; expected conceptlab.activations or conceptlab.embeddings", path, format);
+    throw_input("{}: format '{}'; expected {} or {}", path, format, kActivationsFormat, kEmbeddingsFormat);
   }
   return out;
 }
+
+namespace {
+bool finite_number(const std::string& s, double& v) { return parse_number(s, v) && std::isfinite(v); }
+}  // namespace
 
 std::vector<std::string> derive_classes(const std::vector<std::string>& labels) {
   std::vector<std::string> uniq(labels.begin(), labels.end());
   std::sort(uniq.begin(), uniq.end());
   uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
-  bool numeric = !uniq.empty();
   std::vector<double> vals(uniq.size());
-  for (size_t i = 0; i < uniq.size() && numeric; ++i) numeric = parse_number(uniq[i], vals[i]);
-  if (numeric) {
-    std::vector<size_t> o(uniq.size());
-    for (size_t i = 0; i < o.size(); ++i) o[i] = i;
-    std::stable_sort(o.begin(), o.end(), [&](size_t a, size_t b) { return vals[a] < vals[b]; });
-    std::vector<std::string> s;
-    for (size_t i : o) s.push_back(uniq[i]);
-    return s;
-  }
-  return uniq;
+  bool numeric = !uniq.empty();
+  for (size_t i = 0; i < uniq.size() && numeric; ++i) numeric = finite_number(uniq[i], vals[i]);
+  if (!numeric) return uniq;
+  // One class per value, named by its shortest spelling: "1", "1.0" and "+1" are one class.
+  std::sort(vals.begin(), vals.end());
+  vals.erase(std::unique(vals.begin(), vals.end()), vals.end());
+  std::vector<std::string> out;
+  for (double v : vals) out.push_back(format_number(v));
+  return out;
+}
+
+int class_index(const std::vector<std::string>& classes, const std::string& label) {
+  for (size_t k = 0; k < classes.size(); ++k)
+    if (classes[k] == label) return static_cast<int>(k);
+  double v, w;
+  if (finite_number(label, v))
+    for (size_t k = 0; k < classes.size(); ++k)
+      if (finite_number(classes[k], w) && w == v) return static_cast<int>(k);
+  return -1;
 }
 
 Dataset load_dataset(const LoadParams& p, const std::vector<std::string>* classes) {
@@ -131,7 +102,7 @@ Dataset load_dataset(const LoadParams& p, const Features& f, const std::vector<s
   std::vector<std::string> labels, missing;
   size_t dropped = 0;
   for (size_t r = 0; r < t.rows.size(); ++r) {
-    std::string lab = trim(t.rows[r][lc]);
+    std::string lab = trim_copy(t.rows[r][lc]);
     if (lab.empty()) {
       if (!p.drop_missing)
         throw_input("{}: empty value in column '{}' at data row {} (id '{}')", p.labels_path, p.label_col, r + 1,
@@ -147,7 +118,7 @@ Dataset load_dataset(const LoadParams& p, const Features& f, const std::vector<s
     rows.push_back(it->second);
     labels.push_back(lab);
     d.ids.push_back(t.rows[r][ic]);
-    if (!p.split_col.empty()) d.split.push_back(trim(t.rows[r][sc]));
+    if (!p.split_col.empty()) d.split.push_back(trim_copy(t.rows[r][sc]));
   }
   if (!missing.empty())
     throw_input("{}: {} id(s) in column '{}' are missing from {} (first: {})", p.labels_path, missing.size(), p.id_col,
@@ -159,29 +130,22 @@ Dataset load_dataset(const LoadParams& p, const Features& f, const std::vector<s
 
   if (classes) {
     d.classes = *classes;
-    std::map<std::string, int> idx;
-    for (size_t k = 0; k < d.classes.size(); ++k) idx[d.classes[k]] = int(k);
-    for (auto& l : labels) {
-      auto it = idx.find(l);
-      double v, w;
-      if (it == idx.end() && parse_number(l, v))  // "1.0" matches class "1"
-        for (size_t k = 0; k < d.classes.size(); ++k)
-          if (parse_number(d.classes[k], w) && w == v) it = idx.find(d.classes[k]);
-      if (it == idx.end())
-        throw_input("{}: label '{}' in column '{}' is not a class of the model (classes: {})", p.labels_path, l,
-                    p.label_col, first_few(d.classes, 20));
-      d.y.push_back(it->second);
-    }
   } else {
     d.classes = derive_classes(labels);
     if (d.classes.size() < 2)
       throw_input("{}: column '{}' has a single class '{}' in {} labelled row(s); need at least 2 classes",
                   p.labels_path, p.label_col, d.classes[0], labels.size());
-    std::map<std::string, int> idx;
-    for (size_t k = 0; k < d.classes.size(); ++k) idx[d.classes[k]] = int(k);
-    for (auto& l : labels) d.y.push_back(idx.at(l));
   }
-  d.X = take(f.X, rows);
+  std::unordered_map<std::string, int> idx;  // label spelling -> class, resolved once per spelling
+  for (auto& l : labels) {
+    auto it = idx.find(l);
+    if (it == idx.end()) it = idx.emplace(l, class_index(d.classes, l)).first;
+    if (it->second < 0)
+      throw_input("{}: label '{}' in column '{}' is not a class of the model (classes: {})", p.labels_path, l,
+                  p.label_col, first_few(d.classes, 20));
+    d.y.push_back(it->second);
+  }
+  d.X = f.X.take_rows(rows);
   return d;
 }
 
@@ -194,7 +158,7 @@ std::vector<int64_t> rows_for_id_file(const Dataset& d, const std::string& path)
   std::vector<std::string> missing;
   std::string line;
   while (std::getline(in, line)) {
-    line = trim(line);
+    line = trim_copy(line);
     if (line.empty()) continue;
     auto it = pos.find(line);
     if (it == pos.end()) missing.push_back(line);

@@ -48,7 +48,11 @@ Dataset load_dataset(const LoadParams& p, const Features& f, const std::vector<s
 // first missing ids.
 std::vector<int64_t> rows_for_id_file(const Dataset& d, const std::string& path);
 
-// Class order: numeric when every value parses as a number (sorted by value), else by string.
+// Class order: numeric when every label parses as a finite number (one class per value, sorted by
+// value, named by the value's shortest spelling, so "1", "1.0" and "+1" are one class "1"), else
+// one class per distinct string, sorted.
 std::vector<std::string> derive_classes(const std::vector<std::string>& labels);
+// Index of label among classes: equal text, else equal numeric value; -1 when none.
+int class_index(const std::vector<std::string>& classes, const std::string& label);
 
 }  // namespace cl::cbm

@@ -1,12 +1,15 @@
 // Logistic regression solvers. The training rows are copied once into a column-major (CSC)
-// design with the optional column scale applied, because coordinate descent visits features and
-// both solvers need X^T r. Sparse stays sparse: nothing here ever allocates n x F.
+// design (Eigen's storage-order conversion) with the optional column scale applied, because
+// coordinate descent visits features and both solvers need X^T r. Sparse stays sparse: nothing
+// here ever allocates n x F.
 #include "cbm/logreg.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
+
+#include <Eigen/Dense>
 
 #include "core/error.h"
 
@@ -41,51 +44,44 @@ int64_t LogRegFit::nnz() const {
 
 namespace {
 
+// The training rows by column (Eigen compressed column storage, float values as stored on disk):
+// coordinate descent walks one feature's non-zeros at a time.
 struct Design {
+  Design() = default;
+  Design(const Design&) = delete;
+  Design& operator=(const Design&) = delete;
   int64_t n = 0, f = 0;
-  std::vector<int64_t> colptr;  // [f + 1]
-  std::vector<int32_t> row;     // local row index, ascending within a column
-  std::vector<float> val;       // scaled values
-  std::vector<double> scale;    // x_scaled = x * scale[j]
+  CscMatrix X;               // [n, f] scaled values
+  const SparseIndex* colptr = nullptr;  // X's buffers, for the hand-written hot loops below
+  const SparseIndex* row = nullptr;
+  const float* val = nullptr;
+  std::vector<double> scale;  // x_scaled = x * scale[j]
 };
 
-Design make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize) {
-  Design d;
-  d.n = rows.empty() ? X.n_rows : static_cast<int64_t>(rows.size());
-  d.f = X.n_cols;
-  auto src = [&](int64_t i) { return rows.empty() ? i : rows[i]; };
-  d.colptr.assign(d.f + 1, 0);
-  for (int64_t i = 0; i < d.n; ++i) {
-    int64_t r = src(i);
-    CL_ASSERT(r >= 0 && r < X.n_rows, "row index out of range");
-    for (int64_t k = X.indptr[r]; k < X.indptr[r + 1]; ++k) d.colptr[X.indices[k] + 1]++;
-  }
-  for (int64_t j = 0; j < d.f; ++j) d.colptr[j + 1] += d.colptr[j];
-  d.row.resize(d.colptr[d.f]);
-  d.val.resize(d.colptr[d.f]);
-  std::vector<int64_t> pos(d.colptr.begin(), d.colptr.end() - 1);
-  for (int64_t i = 0; i < d.n; ++i) {
-    int64_t r = src(i);
-    for (int64_t k = X.indptr[r]; k < X.indptr[r + 1]; ++k) {
-      int64_t p = pos[X.indices[k]]++;
-      d.row[p] = static_cast<int32_t>(i);
-      d.val[p] = X.values[k];
-    }
-  }
+// Fills d in place: the raw pointers point into d.X, so a Design is never copied or moved.
+void make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize, Design& d) {
+  for (int64_t r : rows) CL_ASSERT(r >= 0 && r < X.n_rows, "row index out of range");
+  d.X = rows.empty() ? to_csc(X) : to_csc(X.take_rows(rows));
+  d.n = d.X.rows();
+  d.f = d.X.cols();
   d.scale.assign(d.f, 1.0);
+  float* v = d.X.valuePtr();
+  const SparseIndex* cp = d.X.outerIndexPtr();
   if (standardize) {
     for (int64_t j = 0; j < d.f; ++j) {
       double s = 0, ss = 0;
-      for (int64_t k = d.colptr[j]; k < d.colptr[j + 1]; ++k) s += d.val[k], ss += double(d.val[k]) * d.val[k];
+      for (SparseIndex k = cp[j]; k < cp[j + 1]; ++k) s += v[k], ss += double(v[k]) * v[k];
       double mean = s / d.n, var = ss / d.n - mean * mean;
       double sd = var > 0 ? std::sqrt(var) : 0.0;
       if (sd > 1e-12) {
         d.scale[j] = 1.0 / sd;
-        for (int64_t k = d.colptr[j]; k < d.colptr[j + 1]; ++k) d.val[k] = float(d.val[k] * d.scale[j]);
+        for (SparseIndex k = cp[j]; k < cp[j + 1]; ++k) v[k] = float(v[k] * d.scale[j]);
       }
     }
   }
-  return d;
+  d.colptr = cp;
+  d.row = d.X.innerIndexPtr();
+  d.val = v;
 }
 
 double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
@@ -139,6 +135,8 @@ struct Solver {
     return a1 * l1 + 0.5 * a2 * l2;
   }
 
+  // Z = X V^T + b by hand: most weights of an L1 fit are zero and their columns are skipped,
+  // which a dense-weight sparse x dense product (Eigen's) cannot do.
   void compute_z() {
     z.assign(n() * K, 0.0);
     for (int64_t i = 0; i < n(); ++i)
@@ -147,7 +145,7 @@ struct Solver {
       for (int k = 0; k < K; ++k) {
         double v = V[k * F() + j];
         if (v == 0) continue;
-        for (int64_t q = D.colptr[j]; q < D.colptr[j + 1]; ++q) z[D.row[q] * K + k] += v * D.val[q];
+        for (SparseIndex q = D.colptr[j]; q < D.colptr[j + 1]; ++q) z[D.row[q] * K + k] += v * D.val[q];
       }
     p.assign(n() * K, 0.0);
     loss = eval_loss(z, &p);
@@ -162,11 +160,8 @@ struct Solver {
       Gb += R[i];
     }
     G.resize(F());
-    for (int64_t j = 0; j < F(); ++j) {
-      double g = 0;
-      for (int64_t q = D.colptr[j]; q < D.colptr[j + 1]; ++q) g += D.val[q] * R[D.row[q]];
-      G[j] = g;
-    }
+    Eigen::Map<Eigen::VectorXd>(G.data(), F()) =
+        D.X.transpose().cast<double>() * Eigen::Map<const Eigen::VectorXd>(R.data(), n());
   }
 
   double violation(double v, double g_loss) const {
@@ -212,7 +207,7 @@ struct Solver {
     for (size_t t = 0; t < active.size(); ++t) {
       int64_t j = active[t];
       double s2 = 0, s1 = 0;
-      for (int64_t q = D.colptr[j]; q < D.colptr[j + 1]; ++q) {
+      for (SparseIndex q = D.colptr[j]; q < D.colptr[j + 1]; ++q) {
         double hv = h[D.row[q]] * D.val[q];
         s1 += hv;
         s2 += hv * D.val[q];
@@ -233,13 +228,13 @@ struct Solver {
         double u = V[k * Fn + j] + dv[t];
         if ((nonzero_only && u == 0) || a[t] + a2 <= 0) continue;
         double gq = G[j] - m[t] * (Gb + hr);
-        for (int64_t q = D.colptr[j]; q < D.colptr[j + 1]; ++q) gq += D.val[q] * h[D.row[q]] * r[D.row[q]];
+        for (SparseIndex q = D.colptr[j]; q < D.colptr[j + 1]; ++q) gq += D.val[q] * h[D.row[q]] * r[D.row[q]];
         double w = a[t] * u - gq;
         double un = (w > a1 ? w - a1 : w < -a1 ? w + a1 : 0.0) / (a[t] + a2);
         double d = un - u;
         if (d == 0) continue;
         dv[t] += d;
-        for (int64_t q = D.colptr[j]; q < D.colptr[j + 1]; ++q) r[D.row[q]] += d * D.val[q];
+        for (SparseIndex q = D.colptr[j]; q < D.colptr[j + 1]; ++q) r[D.row[q]] += d * D.val[q];
         hr += d * hsum * m[t];
         maxchg = std::max(maxchg, (a[t] + a2) * std::abs(d));
       }
@@ -414,7 +409,8 @@ LogRegFit fit_logreg(const CsrMatrix& X, const std::vector<int>& y, int n_classe
   validate(p);
   CL_ASSERT(n_classes >= 2, "need at least two classes");
   CL_ASSERT(static_cast<int64_t>(y.size()) == X.n_rows, "labels and features differ in rows");
-  Design D = make_design(X, rows, p.standardize);
+  Design D;
+  make_design(X, rows, p.standardize, D);
   CL_ASSERT(D.n > 0, "no training rows");
   Solver s(D, n_classes, n_classes == 2 ? 1 : n_classes);
   s.intercept = p.fit_intercept;
@@ -479,27 +475,43 @@ LogRegFit fit_logreg(const CsrMatrix& X, const std::vector<int>& y, int n_classe
   return out;
 }
 
-std::vector<double> predict_proba(const CsrMatrix& X, const LogRegFit& m, const std::vector<int64_t>& rows) {
+std::vector<double> decision_function(const CsrMatrix& X, const LogRegFit& m, const std::vector<int64_t>& rows) {
   CL_ASSERT(X.n_cols == m.n_features, "feature count differs from the model");
-  const int64_t n = rows.empty() ? X.n_rows : static_cast<int64_t>(rows.size());
-  const int C = m.n_classes, K = static_cast<int>(m.n_rows);
-  std::vector<double> out(n * C), z(K);
+  const CsrMatrix taken = rows.empty() ? CsrMatrix{} : X.take_rows(rows);
+  const CsrMatrix& Xs = rows.empty() ? X : taken;
+  const int64_t n = Xs.n_rows, K = m.n_rows;
+  using RowMajorXd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  std::vector<double> z(static_cast<size_t>(n * K));
+  Eigen::Map<RowMajorXd> Z(z.data(), n, K);
+  const Eigen::Map<const RowMajorXd> W(m.weights.data(), K, m.n_features);  // [K, F]
+  Z.noalias() = Xs.view().cast<double>() * W.transpose();
+  Z.rowwise() += Eigen::Map<const Eigen::RowVectorXd>(m.bias.data(), K);
+  return z;
+}
+
+std::vector<double> proba_from_logits(const std::vector<double>& logits, int64_t K, int n_classes) {
+  const int C = n_classes;
+  const int64_t n = static_cast<int64_t>(logits.size()) / K;
+  CL_ASSERT((K == 1 && C == 2) || K == C, "logit rows and classes disagree");
+  std::vector<double> out(static_cast<size_t>(n * C));
   for (int64_t i = 0; i < n; ++i) {
-    int64_t r = rows.empty() ? i : rows[i];
-    for (int k = 0; k < K; ++k) z[k] = m.bias[k];
-    for (int64_t q = X.indptr[r]; q < X.indptr[r + 1]; ++q)
-      for (int k = 0; k < K; ++k) z[k] += m.weights[k * m.n_features + X.indices[q]] * X.values[q];
+    const double* z = logits.data() + i * K;
     if (K == 1) {
-      double p1 = 1.0 / (1.0 + std::exp(-z[0]));
+      const double p1 = 1.0 / (1.0 + std::exp(-z[0]));
       out[i * C] = 1 - p1;
       out[i * C + 1] = p1;
     } else {
-      double mx = *std::max_element(z.begin(), z.end()), s = 0;
-      for (int k = 0; k < K; ++k) s += std::exp(z[k] - mx);
-      for (int k = 0; k < K; ++k) out[i * C + k] = std::exp(z[k] - mx) / s;
+      const double mx = *std::max_element(z, z + K);
+      double s = 0;
+      for (int64_t k = 0; k < K; ++k) s += std::exp(z[k] - mx);
+      for (int64_t k = 0; k < K; ++k) out[i * C + k] = std::exp(z[k] - mx) / s;
     }
   }
   return out;
+}
+
+std::vector<double> predict_proba(const CsrMatrix& X, const LogRegFit& m, const std::vector<int64_t>& rows) {
+  return proba_from_logits(decision_function(X, m, rows), m.n_rows, m.n_classes);
 }
 
 std::vector<LogRegFit> fit_alpha_path(const CsrMatrix& X, const std::vector<int>& y, int n_classes,

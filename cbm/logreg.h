@@ -56,6 +56,11 @@ struct LogRegFit {
 LogRegFit fit_logreg(const CsrMatrix& X, const std::vector<int>& y, int n_classes, const LogRegParams& p,
                      const std::vector<int64_t>& rows = {}, const LogRegFit* warm = nullptr);
 
+// Logits [rows.size(), n_rows] row-major, X W^T + b (all rows when rows is empty): a sparse x
+// dense product (Eigen) over the stored non-zeros.
+std::vector<double> decision_function(const CsrMatrix& X, const LogRegFit& m, const std::vector<int64_t>& rows = {});
+// Logits [n, K] (K = 1: the logit of class 1) -> probabilities [n, n_classes] (sigmoid / softmax).
+std::vector<double> proba_from_logits(const std::vector<double>& logits, int64_t K, int n_classes);
 // Class probabilities [rows.size(), n_classes] row-major (all rows when rows is empty).
 std::vector<double> predict_proba(const CsrMatrix& X, const LogRegFit& m, const std::vector<int64_t>& rows = {});
 

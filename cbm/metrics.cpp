@@ -1,35 +1,29 @@
-// Metrics and splitters. Randomness uses std::mt19937_64 with explicit shuffles written
-// here (std::shuffle's algorithm is unspecified), so splits are identical across compilers.
+// Metrics and splitters. Randomness comes from cl::Rng (core/random.h), so splits and bootstrap
+// draws are identical across compilers and standard libraries.
 #include "cbm/metrics.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <random>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace cl::cbm {
 
 double auroc(const std::vector<double>& scores, const std::vector<int>& labels01) {
   CL_ASSERT(scores.size() == labels01.size(), "scores and labels differ in size");
   const size_t n = scores.size();
+  for (double v : scores)
+    if (std::isnan(v)) return std::numeric_limits<double>::quiet_NaN();
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
-  double rank_sum_pos = 0, n_pos = 0;
-  for (size_t i = 0; i < n;) {
-    size_t j = i;
-    while (j < n && scores[order[j]] == scores[order[i]]) ++j;
-    double mid_rank = 0.5 * (double(i + 1) + double(j));  // 1-based mid rank of the tie block
-    for (size_t q = i; q < j; ++q)
-      if (labels01[order[q]]) rank_sum_pos += mid_rank, n_pos += 1;
-    i = j;
-  }
-  double n_neg = double(n) - n_pos;
-  if (n_pos == 0 || n_neg == 0) return std::numeric_limits<double>::quiet_NaN();
-  return (rank_sum_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg);
+  std::vector<double> s(n);
+  std::vector<int> l(n);
+  for (size_t i = 0; i < n; ++i) s[i] = scores[order[i]], l[i] = labels01[order[i]] != 0;
+  return auroc_sorted(s.data(), l.data(), n);
 }
 
 double auroc_multi(const std::vector<int>& y, const std::vector<double>& proba, int C) {
@@ -111,26 +105,12 @@ Metrics evaluate(const std::vector<int>& y, const std::vector<double>& proba, in
 namespace {
 nlohmann::json num(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
 
-// Fisher-Yates with our own bounded draws: same permutation on every platform.
-void shuffle(std::vector<int64_t>& v, std::mt19937_64& rng) {
-  for (size_t i = v.size(); i > 1; --i) {
-    uint64_t j = rng() % i;
-    std::swap(v[i - 1], v[j]);
-  }
-}
-
 std::vector<std::vector<int64_t>> by_class(const std::vector<int>& y, int C) {
   std::vector<std::vector<int64_t>> m(C);
   for (size_t i = 0; i < y.size(); ++i) m[y[i]].push_back(int64_t(i));
   return m;
 }
 
-uint64_t mix(uint64_t seed) {  // splitmix64: decorrelates neighbouring seeds
-  seed += 0x9e3779b97f4a7c15ULL;
-  seed = (seed ^ (seed >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  seed = (seed ^ (seed >> 27)) * 0x94d049bb133111ebULL;
-  return seed ^ (seed >> 31);
-}
 }  // namespace
 
 nlohmann::json to_json(const Metrics& m, int C) {
@@ -154,7 +134,7 @@ static std::string class_name(const std::vector<std::string>& names, int k) {
 Split stratified_split(const std::vector<int>& y, int C, double test_size, uint64_t seed, const std::string& what,
                        const std::vector<std::string>& class_names) {
   if (!(test_size > 0 && test_size < 1)) throw_usage("test size {}: expected a value in (0, 1)", test_size);
-  std::mt19937_64 rng(mix(seed));
+  Rng rng(splitmix64(seed));
   Split s;
   auto cls = by_class(y, C);
   for (int k = 0; k < C; ++k) {
@@ -162,7 +142,7 @@ Split stratified_split(const std::vector<int>& y, int C, double test_size, uint6
     if (v.size() < 2)
       throw_input("{}: class {} has {} member(s); a train/test split needs at least 2", what,
                   class_name(class_names, k), v.size());
-    shuffle(v, rng);
+    rng.shuffle(v);
     int64_t nt = std::llround(test_size * double(v.size()));
     nt = std::clamp<int64_t>(nt, 1, int64_t(v.size()) - 1);
     s.test.insert(s.test.end(), v.begin(), v.begin() + nt);
@@ -175,7 +155,7 @@ Split stratified_split(const std::vector<int>& y, int C, double test_size, uint6
 
 Split kshot_split(const std::vector<int>& y, int C, int k, uint64_t seed, const std::string& what,
                   const std::vector<std::string>& class_names) {
-  std::mt19937_64 rng(mix(seed ^ (uint64_t(k) << 32)));
+  Rng rng(splitmix64(seed ^ (uint64_t(k) << 32)));
   Split s;
   auto cls = by_class(y, C);
   for (int c = 0; c < C; ++c) {
@@ -183,7 +163,7 @@ Split kshot_split(const std::vector<int>& y, int C, int k, uint64_t seed, const 
     if (int64_t(v.size()) <= k)
       throw_input("{}: class {} has {} member(s); {}-shot needs at least {}", what, class_name(class_names, c),
                   v.size(), k, k + 1);
-    shuffle(v, rng);
+    rng.shuffle(v);
     s.train.insert(s.train.end(), v.begin(), v.begin() + k);
     s.test.insert(s.test.end(), v.begin() + k, v.end());
   }
@@ -218,13 +198,13 @@ BootstrapResult bootstrap_metrics(const std::vector<int>& y, const std::vector<d
                                   uint64_t seed) {
   const size_t n = y.size();
   CL_ASSERT(proba.size() == n * C && n > 0, "bootstrap shapes");
-  std::mt19937_64 rng(mix(seed));
+  Rng rng(splitmix64(seed));
   std::vector<double> au, f1, acc, bacc;
   std::vector<int> yb(n);
   std::vector<double> pb(n * C);
   for (int b = 0; b < n_boot; ++b) {
     for (size_t i = 0; i < n; ++i) {
-      size_t r = size_t(rng() % n);
+      size_t r = size_t(rng.below(n));
       yb[i] = y[r];
       std::copy(proba.begin() + r * C, proba.begin() + (r + 1) * C, pb.begin() + i * C);
     }

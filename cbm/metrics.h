@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,37 @@
 namespace cl::cbm {
 
 // AUROC of scores for positives (labels 1) vs negatives (0); ties count one half.
-// O(n log n) by sorting (Mann-Whitney U with mid-ranks). NaN when one class is absent.
+// O(n log n) by sorting (Mann-Whitney U). NaN when one class is absent or a score is NaN.
 double auroc(const std::vector<double>& scores, const std::vector<int>& labels01);
+
+// The one Mann-Whitney sweep behind every AUROC here. scores_sorted[0..n) ascending (no NaN)
+// with their 0/1 labels, plus an implicit tie block of n_pos_extra positives and n_neg_extra
+// negatives all scoring `extra` (a sparse score vector's zeros: concept matching passes a
+// latent's non-zeros sorted and its zeros as the block). NaN when a class is absent.
+template <typename S, typename L>
+double auroc_sorted(const S* scores_sorted, const L* labels01, size_t n, double extra = 0.0, int64_t n_pos_extra = 0,
+                    int64_t n_neg_extra = 0) {
+  double n_pos = static_cast<double>(n_pos_extra), n_neg = static_cast<double>(n_neg_extra);
+  for (size_t i = 0; i < n; ++i) (labels01[i] ? n_pos : n_neg) += 1;
+  if (n_pos == 0 || n_neg == 0) return std::numeric_limits<double>::quiet_NaN();
+  double u = 0, neg_below = 0;
+  bool block_done = n_pos_extra == 0 && n_neg_extra == 0;
+  for (size_t i = 0; i < n || !block_done;) {
+    const bool block_first = !block_done && (i == n || extra < static_cast<double>(scores_sorted[i]));
+    double gp = 0, gn = 0;
+    if (block_first || (!block_done && static_cast<double>(scores_sorted[i]) == extra)) {
+      gp += static_cast<double>(n_pos_extra), gn += static_cast<double>(n_neg_extra);
+      block_done = true;
+    }
+    if (!block_first) {
+      const S v = scores_sorted[i];
+      for (; i < n && scores_sorted[i] == v; ++i) (labels01[i] ? gp : gn) += 1;
+    }
+    u += gp * (neg_below + 0.5 * gn);
+    neg_below += gn;
+  }
+  return u / (n_pos * n_neg);
+}
 
 // y in [0, C); proba [n, C] row-major. Binary (C == 2): AUROC of proba[:,1];
 // multiclass: macro mean of one-vs-rest AUROCs over classes present with both signs.

@@ -2,48 +2,16 @@
 #include "cbm/protocol.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <exception>
-#include <mutex>
-#include <thread>
 
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 
 namespace cl::cbm {
-
-void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& fn) {
-  int t = threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  t = int(std::min<int64_t>(t, n));
-  if (t <= 1) {
-    for (int64_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  std::exception_ptr err;
-  std::mutex mu;
-  std::vector<std::thread> pool;
-  for (int w = 0; w < t; ++w)
-    pool.emplace_back([&] {
-      for (;;) {
-        int64_t i = next.fetch_add(1);
-        if (i >= n) return;
-        try {
-          fn(i);
-        } catch (...) {
-          std::lock_guard<std::mutex> lk(mu);
-          if (!err) err = std::current_exception();
-          next = n;
-        }
-      }
-    });
-  for (auto& th : pool) th.join();
-  if (err) std::rethrow_exception(err);
-}
 
 namespace {
 
@@ -64,61 +32,68 @@ SplitResult evaluate_fit(const Dataset& d, const LogRegFit& f, const std::vector
   return r;
 }
 
-nlohmann::json class_counts(const Dataset& d) {
-  std::vector<int64_t> c(d.n_classes(), 0);
-  for (int v : d.y) c[v]++;
-  nlohmann::json j = nlohmann::json::object();
-  for (int k = 0; k < d.n_classes(); ++k) j[d.classes[k]] = c[k];
-  return j;
-}
+nlohmann::json num(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
 
-nlohmann::json summarize_splits(const Dataset& d, const std::vector<SplitResult>& rs) {
+// The split-summary part of a report: what every protocol measures the same way.
+void summarize_splits(const Dataset& d, const std::vector<SplitResult>& rs, ProtocolReport& r) {
   std::vector<double> au, f1, acc, bacc, nnz, it, gap, obj;
-  std::vector<double> per_row(rs.empty() ? 0 : rs[0].nnz_per_row.size(), 0.0);
-  bool all_conv = true;
-  for (auto& r : rs) {
-    au.push_back(r.metrics.auroc);
-    f1.push_back(r.metrics.macro_f1);
-    acc.push_back(r.metrics.accuracy);
-    bacc.push_back(r.metrics.balanced_accuracy);
-    double s = 0;
-    for (size_t k = 0; k < r.nnz_per_row.size(); ++k) s += r.nnz_per_row[k], per_row[k] += double(r.nnz_per_row[k]) / rs.size();
-    nnz.push_back(s);
-    it.push_back(r.iterations);
-    gap.push_back(r.gap);
-    obj.push_back(r.objective);
-    all_conv = all_conv && r.converged;
+  r.nnz_per_row_mean.assign(rs.empty() ? 0 : rs[0].nnz_per_row.size(), 0.0);
+  r.all_converged = true;
+  for (auto& s : rs) {
+    au.push_back(s.metrics.auroc);
+    f1.push_back(s.metrics.macro_f1);
+    acc.push_back(s.metrics.accuracy);
+    bacc.push_back(s.metrics.balanced_accuracy);
+    double sum = 0;
+    for (size_t k = 0; k < s.nnz_per_row.size(); ++k)
+      sum += s.nnz_per_row[k], r.nnz_per_row_mean[k] += double(s.nnz_per_row[k]) / rs.size();
+    nnz.push_back(sum);
+    it.push_back(s.iterations);
+    gap.push_back(s.gap);
+    obj.push_back(s.objective);
+    r.all_converged = r.all_converged && s.converged;
   }
-  nlohmann::json j;
-  j["n_rows"] = d.X.n_rows;
-  j["n_features"] = d.X.n_cols;
-  j["classes"] = d.classes;
-  j["class_counts"] = class_counts(d);
-  j["auroc"] = to_json(summarize(au));
-  j["macro_f1"] = to_json(summarize(f1));
-  j["accuracy"] = to_json(summarize(acc));
-  j["balanced_accuracy"] = to_json(summarize(bacc));
-  j["nnz"] = to_json(summarize(nnz));
-  j["nnz_per_row_mean"] = per_row;
-  j["iterations_mean"] = summarize(it).mean;
-  j["objective_mean"] = summarize(obj).mean;
-  j["max_gap"] = gap.empty() ? 0.0 : *std::max_element(gap.begin(), gap.end());
-  j["all_converged"] = all_conv;
-  auto nullable = [](const std::vector<double>& v) {
-    nlohmann::json a = nlohmann::json::array();
-    for (double x : v) a.push_back(std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x));
-    return a;
-  };
-  j["per_split"] = {{"auroc", nullable(au)}, {"macro_f1", nullable(f1)}, {"accuracy", nullable(acc)},
-                    {"balanced_accuracy", nullable(bacc)}, {"nnz", nnz}};
-  return j;
+  r.n_rows = d.X.n_rows;
+  r.n_features = d.X.n_cols;
+  r.classes = d.classes;
+  r.class_counts.assign(d.n_classes(), 0);
+  for (int v : d.y) r.class_counts[v]++;
+  r.auroc = summarize(au);
+  r.macro_f1 = summarize(f1);
+  r.accuracy = summarize(acc);
+  r.balanced_accuracy = summarize(bacc);
+  r.nnz = summarize(nnz);
+  r.iterations_mean = summarize(it).mean;
+  r.objective_mean = summarize(obj).mean;
+  r.max_gap = gap.empty() ? 0.0 : *std::max_element(gap.begin(), gap.end());
 }
 
 }  // namespace
 
-ProtocolResult run_repeated_splits(const Dataset& d, const ProtocolParams& p) {
+void validate(const ProtocolParams& p) {
   validate(p.model);
   if (p.splits < 1) throw_usage("splits {}: expected >= 1", p.splits);
+  if (!(p.test_size > 0 && p.test_size < 1)) throw_usage("test_size {}: expected a value in (0, 1)", p.test_size);
+  if (p.threads < 0) throw_usage("threads {}: expected >= 0 (0 = all cores)", p.threads);
+  if (!p.tune.empty() && p.tune != "alpha") throw_usage("tune '{}': expected alpha (or empty)", p.tune);
+  for (double a : p.tune_alphas)
+    if (!(a >= 0) || !std::isfinite(a)) throw_usage("tune_alphas: {} is not a finite alpha >= 0", a);
+}
+
+void validate(const ProbeParams& p) {
+  if (p.protocol != "panderm" && p.protocol != "kshot")
+    throw_usage("protocol '{}': expected panderm or kshot", p.protocol);
+  for (int k : p.shots)
+    if (k < 1) throw_usage("shots {}: expected >= 1", k);
+  if (p.seeds < 1) throw_usage("seeds {}: expected >= 1", p.seeds);
+  if (p.splits < 1) throw_usage("splits {}: expected >= 1", p.splits);
+  if (!(p.test_size > 0 && p.test_size < 1)) throw_usage("test_size {}: expected a value in (0, 1)", p.test_size);
+  if (p.max_iter < 1) throw_usage("max_iter {}: expected >= 1", p.max_iter);
+  if (p.threads < 0) throw_usage("threads {}: expected >= 0 (0 = all cores)", p.threads);
+}
+
+ProtocolResult run_repeated_splits(const Dataset& d, const ProtocolParams& p, ProgressSink& progress) {
+  validate(p);
   const int C = d.n_classes();
   const std::string what = d.labels_path + " column '" + d.label_col + "'";
   // Split all up front (cheap) so bad class counts fail before any fitting.
@@ -128,12 +103,11 @@ ProtocolResult run_repeated_splits(const Dataset& d, const ProtocolParams& p) {
   std::vector<LogRegFit> fits(p.splits);
   out.splits.resize(p.splits);
   auto t0 = std::chrono::steady_clock::now();
-  Progress prog("cbm splits", p.splits, false, "splits");
-  std::mutex mu;
+  Progress prog(progress, "cbm splits", p.splits, "splits");
   parallel_for(p.splits, p.threads, [&](int64_t s) {
+    prog.check_cancel();
     fits[s] = fit_logreg(d.X, d.y, C, p.model, splits[s].train);
     out.splits[s] = evaluate_fit(d, fits[s], splits[s].test);
-    std::lock_guard<std::mutex> lk(mu);
     prog.add(1);
   });
   prog.finish();
@@ -152,13 +126,14 @@ ProtocolResult run_repeated_splits(const Dataset& d, const ProtocolParams& p) {
   m.gap = 0;
   for (auto& f : fits) m.iterations = std::max(m.iterations, f.iterations), m.gap = std::max(m.gap, f.gap);
 
-  out.report = summarize_splits(d, out.splits);
-  out.report["protocol"] = "repeated_splits";
-  out.report["n_splits"] = p.splits;
-  out.report["test_size"] = p.test_size;
-  out.report["seed"] = p.seed;
-  out.report["wall_s"] = wall;
-  out.report["mean_model_nnz"] = m.nnz();
+  ProtocolReport& r = out.report;
+  summarize_splits(d, out.splits, r);
+  r.protocol = "repeated_splits";
+  r.n_splits = p.splits;
+  r.test_size = p.test_size;
+  r.seed = p.seed;
+  r.wall_s = wall;
+  r.mean_model_nnz = m.nnz();
   return out;
 }
 
@@ -192,21 +167,20 @@ void check_classes_present(const Dataset& d, const std::vector<int64_t>& rows, c
 
 ProtocolResult run_fixed_split(const Dataset& d, const std::vector<int64_t>& train, const std::vector<int64_t>& valid,
                                const std::vector<int64_t>& test, const ProtocolParams& p) {
-  validate(p.model);
+  validate(p);
   check_classes_present(d, train, "train");
   ProtocolResult out;
   LogRegParams mp = p.model;
-  nlohmann::json tuning;
+  ProtocolReport& rep = out.report;
   if (p.tune == "alpha") {
     if (valid.empty()) throw_usage("--tune alpha needs validation rows (split value 'valid')");
     auto fits = fit_alpha_path(d.X, d.y, d.n_classes(), mp, p.tune_alphas, train);
     double best = -1;
     size_t bi = 0;
-    tuning = nlohmann::json::array();
     for (size_t i = 0; i < fits.size(); ++i) {
       auto r = evaluate_fit(d, fits[i], valid);
       double a = std::isnan(r.metrics.auroc) ? -1 : r.metrics.auroc;
-      tuning.push_back({{"alpha", p.tune_alphas[i]}, {"valid_auroc", a}, {"nnz", fits[i].nnz()}});
+      rep.tuning.push_back({p.tune_alphas[i], a, fits[i].nnz()});
       if (a > best || (a == best && p.tune_alphas[i] > p.tune_alphas[bi])) best = a, bi = i;
     }
     mp.alpha = p.tune_alphas[bi];
@@ -218,35 +192,99 @@ ProtocolResult run_fixed_split(const Dataset& d, const std::vector<int64_t>& tra
     out.model = fit_logreg(d.X, d.y, d.n_classes(), mp, train);
   }
   out.splits.push_back(evaluate_fit(d, out.model, test));
-  out.report = summarize_splits(d, out.splits);
-  out.report.erase("per_split");
-  out.report["protocol"] = "fixed_split";
-  out.report["n_train"] = train.size();
-  out.report["n_valid"] = valid.size();
-  out.report["n_test"] = test.size();
-  out.report["alpha"] = mp.alpha;
-  out.report["test"] = to_json(out.splits[0].metrics, d.n_classes());
-  if (!valid.empty()) out.report["valid"] = to_json(evaluate_fit(d, out.model, valid).metrics, d.n_classes());
-  if (!tuning.is_null()) out.report["tuning"] = tuning;
+  summarize_splits(d, out.splits, rep);
+  rep.protocol = "fixed_split";
+  rep.n_train = int64_t(train.size());
+  rep.n_valid = int64_t(valid.size());
+  rep.n_test = int64_t(test.size());
+  rep.alpha = mp.alpha;
+  rep.test = out.splits[0].metrics;
+  if (!valid.empty()) rep.valid = evaluate_fit(d, out.model, valid).metrics, rep.has_valid = true;
   return out;
 }
 
-nlohmann::json alpha_path_report(const Dataset& d, const std::vector<int64_t>& train, const std::vector<int64_t>& test,
-                                 const LogRegParams& p, const std::vector<double>& alphas) {
+std::vector<AlphaPathPoint> alpha_path(const Dataset& d, const std::vector<int64_t>& train,
+                                       const std::vector<int64_t>& test, const LogRegParams& p,
+                                       const std::vector<double>& alphas) {
   auto fits = fit_alpha_path(d.X, d.y, d.n_classes(), p, alphas, train);
-  nlohmann::json out = nlohmann::json::array();
+  std::vector<AlphaPathPoint> out;
   for (size_t i = 0; i < fits.size(); ++i) {
     auto r = evaluate_fit(d, fits[i], test);
-    nlohmann::json row = to_json(r.metrics, d.n_classes());
+    out.push_back({alphas[i], r.metrics, r.nnz_per_row, fits[i].nnz(), r.iterations, r.gap});
+  }
+  return out;
+}
+
+nlohmann::json to_json(const std::vector<AlphaPathPoint>& path, int n_classes) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& pt : path) {
+    nlohmann::json row = to_json(pt.metrics, n_classes);
     row.erase("confusion");
-    row["alpha"] = alphas[i];
-    row["nnz_per_row"] = r.nnz_per_row;
-    row["nnz"] = fits[i].nnz();
-    row["iterations"] = r.iterations;
-    row["gap"] = r.gap;
+    row["alpha"] = pt.alpha;
+    row["nnz_per_row"] = pt.nnz_per_row;
+    row["nnz"] = pt.nnz;
+    row["iterations"] = pt.iterations;
+    row["gap"] = pt.gap;
     out.push_back(row);
   }
   return out;
+}
+
+nlohmann::json to_json(const ProtocolReport& r, const std::vector<SplitResult>& splits, bool per_split) {
+  const int C = static_cast<int>(r.classes.size());
+  nlohmann::json j;
+  j["n_rows"] = r.n_rows;
+  j["n_features"] = r.n_features;
+  j["classes"] = r.classes;
+  nlohmann::json counts = nlohmann::json::object();
+  for (int k = 0; k < C; ++k) counts[r.classes[k]] = r.class_counts[k];
+  j["class_counts"] = counts;
+  j["auroc"] = to_json(r.auroc);
+  j["macro_f1"] = to_json(r.macro_f1);
+  j["accuracy"] = to_json(r.accuracy);
+  j["balanced_accuracy"] = to_json(r.balanced_accuracy);
+  j["nnz"] = to_json(r.nnz);
+  j["nnz_per_row_mean"] = r.nnz_per_row_mean;
+  j["iterations_mean"] = r.iterations_mean;
+  j["objective_mean"] = r.objective_mean;
+  j["max_gap"] = r.max_gap;
+  j["all_converged"] = r.all_converged;
+  j["protocol"] = r.protocol;
+  if (r.protocol == "repeated_splits") {
+    if (per_split) {
+      nlohmann::json au = nlohmann::json::array(), f1 = au, acc = au, bacc = au, nnz = au;
+      for (const auto& s : splits) {
+        au.push_back(num(s.metrics.auroc));
+        f1.push_back(num(s.metrics.macro_f1));
+        acc.push_back(num(s.metrics.accuracy));
+        bacc.push_back(num(s.metrics.balanced_accuracy));
+        double sum = 0;
+        for (auto v : s.nnz_per_row) sum += double(v);
+        nnz.push_back(sum);
+      }
+      j["per_split"] = {{"auroc", au}, {"macro_f1", f1}, {"accuracy", acc}, {"balanced_accuracy", bacc}, {"nnz", nnz}};
+    }
+    j["n_splits"] = r.n_splits;
+    j["test_size"] = r.test_size;
+    j["seed"] = r.seed;
+    j["wall_s"] = r.wall_s;
+    j["mean_model_nnz"] = r.mean_model_nnz;
+  } else {
+    j["n_train"] = r.n_train;
+    j["n_valid"] = r.n_valid;
+    j["n_test"] = r.n_test;
+    j["test"] = to_json(r.test, C);
+    if (r.has_valid) j["valid"] = to_json(r.valid, C);
+    if (!r.tuning.empty()) {
+      nlohmann::json t = nlohmann::json::array();
+      for (const auto& pt : r.tuning) t.push_back({{"alpha", pt.alpha}, {"valid_auroc", pt.valid_auroc}, {"nnz", pt.nnz}});
+      j["tuning"] = t;
+    }
+  }
+  if (!std::isnan(r.alpha)) j["alpha"] = r.alpha;
+  if (!std::isnan(r.lambda)) j["lambda"] = r.lambda;
+  if (!r.alpha_path.empty()) j["alpha_path"] = to_json(r.alpha_path, C);
+  return j;
 }
 
 double panderm_alpha(int64_t dim, int n_classes, int64_t n_train) {
@@ -268,13 +306,13 @@ LogRegParams probe_model(const ProbeParams& p, double alpha) {
 }  // namespace
 
 ProtocolResult run_probe_panderm(const Dataset& d, const ProbeParams& p, const std::vector<int64_t>& train,
-                                 const std::vector<int64_t>& test) {
+                                 const std::vector<int64_t>& test, ProgressSink& progress) {
   ProtocolParams pp;
   pp.threads = p.threads;
   if (!train.empty()) {
     pp.model = probe_model(p, panderm_alpha(d.X.n_cols, d.n_classes(), int64_t(train.size())));
     auto r = run_fixed_split(d, train, {}, test, pp);
-    r.report["lambda"] = double(d.X.n_cols) * d.n_classes() / 100.0;
+    r.report.lambda = double(d.X.n_cols) * d.n_classes() / 100.0;
     return r;
   }
   int64_t n_test_est = 0;
@@ -286,16 +324,16 @@ ProtocolResult run_probe_panderm(const Dataset& d, const ProbeParams& p, const s
   pp.splits = p.splits;
   pp.test_size = p.test_size;
   pp.seed = p.seed;
-  auto r = run_repeated_splits(d, pp);
-  r.report["lambda"] = double(d.X.n_cols) * d.n_classes() / 100.0;
-  r.report["alpha"] = pp.model.alpha;
+  auto r = run_repeated_splits(d, pp, progress);
+  r.report.lambda = double(d.X.n_cols) * d.n_classes() / 100.0;
+  r.report.alpha = pp.model.alpha;
   return r;
 }
 
-nlohmann::json run_probe_kshot(const Dataset& d, const ProbeParams& p) {
+std::vector<KshotPoint> run_probe_kshot(const Dataset& d, const ProbeParams& p) {
   const int C = d.n_classes();
   const std::string what = d.labels_path + " column '" + d.label_col + "'";
-  nlohmann::json out = nlohmann::json::array();
+  std::vector<KshotPoint> out;
   for (int k : p.shots) {
     if (k < 1) throw_usage("shots {}: expected >= 1", k);
     std::vector<Split> splits;
@@ -306,15 +344,22 @@ nlohmann::json run_probe_kshot(const Dataset& d, const ProbeParams& p) {
       auto f = fit_logreg(d.X, d.y, C, mp, splits[s].train);
       rs[s] = evaluate_fit(d, f, splits[s].test);
     });
-    auto j = summarize_splits(d, rs);
-    nlohmann::json row = {{"k", k},
-                          {"seeds", p.seeds},
-                          {"accuracy", j["accuracy"]},
-                          {"macro_f1", j["macro_f1"]},
-                          {"auroc", j["auroc"]},
-                          {"balanced_accuracy", j["balanced_accuracy"]}};
-    out.push_back(row);
+    ProtocolReport r;
+    summarize_splits(d, rs, r);
+    out.push_back({k, p.seeds, r.accuracy, r.macro_f1, r.auroc, r.balanced_accuracy});
   }
+  return out;
+}
+
+nlohmann::json to_json(const std::vector<KshotPoint>& shots) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& s : shots)
+    out.push_back({{"k", s.k},
+                   {"seeds", s.seeds},
+                   {"accuracy", to_json(s.accuracy)},
+                   {"macro_f1", to_json(s.macro_f1)},
+                   {"auroc", to_json(s.auroc)},
+                   {"balanced_accuracy", to_json(s.balanced_accuracy)}});
   return out;
 }
 

@@ -133,21 +133,15 @@ ActivationsReader::ActivationsReader(const std::string& path) : impl_(std::make_
 }
 
 ActivationsReader::~ActivationsReader() = default;
+ActivationsReader::ActivationsReader(ActivationsReader&&) noexcept = default;
+ActivationsReader& ActivationsReader::operator=(ActivationsReader&&) noexcept = default;
 int64_t ActivationsReader::rows() const { return impl_->n; }
 int64_t ActivationsReader::n_latents() const { return impl_->n_latents; }
 int64_t ActivationsReader::nnz() const { return impl_->nnz; }
 const std::string& ActivationsReader::path() const { return impl_->file.path; }
 const std::vector<std::string>& ActivationsReader::ids() const { return impl_->ids; }
 
-nlohmann::json ActivationsReader::config() const {
-  auto s = h5::read_attr_string(impl_->file.get(), "config");
-  if (!s || s->empty()) return nlohmann::json::object();
-  try {
-    return nlohmann::json::parse(*s);
-  } catch (const std::exception&) {
-    throw_input("{}: root attribute 'config' is not valid JSON", impl_->file.path);
-  }
-}
+nlohmann::json ActivationsReader::config() const { return h5::read_attr_json(impl_->file, impl_->file.get(), "config"); }
 
 CsrMatrix ActivationsReader::read_rows(int64_t start, int64_t count) const {
   auto& m = *impl_;
@@ -156,9 +150,13 @@ CsrMatrix ActivationsReader::read_rows(int64_t start, int64_t count) const {
   CsrMatrix c;
   c.n_rows = count;
   c.n_cols = m.n_latents;
-  int64_t a = m.indptr[static_cast<size_t>(start)], b = m.indptr[static_cast<size_t>(start + count)];
+  const int64_t a = m.indptr[static_cast<size_t>(start)], b = m.indptr[static_cast<size_t>(start + count)];
+  if (b - a > kMaxInMemoryNnz)
+    throw_input("{}: rows [{}, {}) hold {} non-zeros; one in-memory matrix holds at most {} (read fewer rows at a "
+                "time)", m.file.path, start, start + count, b - a, kMaxInMemoryNnz);
   c.indptr.resize(static_cast<size_t>(count) + 1);
-  for (int64_t r = 0; r <= count; ++r) c.indptr[static_cast<size_t>(r)] = m.indptr[static_cast<size_t>(start + r)] - a;
+  for (int64_t r = 0; r <= count; ++r)
+    c.indptr[static_cast<size_t>(r)] = static_cast<SparseIndex>(m.indptr[static_cast<size_t>(start + r)] - a);
   c.indices.resize(static_cast<size_t>(b - a));
   c.values.resize(static_cast<size_t>(b - a));
   h5::read_rows<int32_t>(m.file, m.group, "indices", a, b - a, c.indices.data());

@@ -10,11 +10,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/formats.h"
+
 #include "core/sparse.h"
 
 namespace cl {
-
-inline constexpr const char* kActivationsFormat = "conceptlab.activations";
 
 struct Activations {
   std::vector<std::string> ids;
@@ -43,6 +43,8 @@ class ActivationsReader {
  public:
   explicit ActivationsReader(const std::string& path);
   ~ActivationsReader();
+  ActivationsReader(ActivationsReader&&) noexcept;
+  ActivationsReader& operator=(ActivationsReader&&) noexcept;
   int64_t rows() const;
   int64_t n_latents() const;
   int64_t nnz() const;

@@ -186,20 +186,14 @@ EmbeddingsReader::EmbeddingsReader(const std::string& path) : impl_(std::make_un
 }
 
 EmbeddingsReader::~EmbeddingsReader() = default;
+EmbeddingsReader::EmbeddingsReader(EmbeddingsReader&&) noexcept = default;
+EmbeddingsReader& EmbeddingsReader::operator=(EmbeddingsReader&&) noexcept = default;
 int64_t EmbeddingsReader::rows() const { return impl_->n; }
 int64_t EmbeddingsReader::dim() const { return impl_->dim; }
 const std::string& EmbeddingsReader::path() const { return impl_->file.path; }
 const std::vector<std::string>& EmbeddingsReader::ids() const { return impl_->ids; }
 
-nlohmann::json EmbeddingsReader::config() const {
-  auto s = h5::read_attr_string(impl_->file.get(), "config");
-  if (!s || s->empty()) return nlohmann::json::object();
-  try {
-    return nlohmann::json::parse(*s);
-  } catch (const std::exception&) {
-    throw_input("{}: root attribute 'config' is not valid JSON", impl_->file.path);
-  }
-}
+nlohmann::json EmbeddingsReader::config() const { return h5::read_attr_json(impl_->file, impl_->file.get(), "config"); }
 
 std::vector<Column> EmbeddingsReader::columns() const { return read_columns(impl_->file, impl_->n); }
 

@@ -10,12 +10,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/formats.h"
+
 #include "core/h5.h"
 #include "core/table.h"
 
 namespace cl {
-
-inline constexpr const char* kEmbeddingsFormat = "conceptlab.embeddings";
 
 struct Embeddings {
   std::vector<std::string> ids;
@@ -52,6 +52,8 @@ class EmbeddingsReader {
  public:
   explicit EmbeddingsReader(const std::string& path);
   ~EmbeddingsReader();
+  EmbeddingsReader(EmbeddingsReader&&) noexcept;
+  EmbeddingsReader& operator=(EmbeddingsReader&&) noexcept;
   int64_t rows() const;
   int64_t dim() const;
   const std::string& path() const;

@@ -424,6 +424,16 @@ void Appender<T>::append(const T* rows, int64_t n_rows) {
 
 // ---- header ----
 
+nlohmann::json read_attr_json(const File& f, hid_t obj, const std::string& name) {
+  auto s = read_attr_string(obj, name);
+  if (!s || s->empty()) return nlohmann::json::object();
+  try {
+    return nlohmann::json::parse(*s);
+  } catch (const std::exception&) {
+    throw_input("{}: attribute '{}' is not valid JSON", f.path, name);
+  }
+}
+
 void write_header(const File& f, const std::string& format, const std::string& config_json) {
   write_attr(f.get(), "format", format);
   write_attr(f.get(), "schema_version", kSchemaVersion);

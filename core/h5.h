@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace cl::h5 {
 
 // Owns one hid_t and closes it with the matching H5*close.
@@ -54,6 +56,8 @@ void write_attr(hid_t obj, const std::string& name, double value);
 std::optional<std::string> read_attr_string(hid_t obj, const std::string& name);
 std::optional<int64_t> read_attr_int(hid_t obj, const std::string& name);
 std::optional<double> read_attr_double(hid_t obj, const std::string& name);
+// A JSON text attribute: {} when absent or empty; InputError naming the file when not JSON.
+nlohmann::json read_attr_json(const File& f, hid_t obj, const std::string& name);
 
 // Typed whole-dataset I/O. T in {float, double, int32_t, int64_t}.
 template <typename T>

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/formats.h"
 #include "core/h5.h"
 
 namespace cl {
@@ -37,7 +38,7 @@ nlohmann::json inspect_file(const std::string& path) {
   j["schema_version"] = h5::read_attr_int(f.get(), "schema_version").value_or(0);
   j["config"] = json_attr(f, "config");
   nlohmann::json ds = nlohmann::json::object();
-  if (format == "conceptlab.embeddings") {
+  if (format == kEmbeddingsFormat) {
     ds["embeddings"] = dataset_info(f, f.get(), "embeddings");
     ds["ids"] = dataset_info(f, f.get(), "ids");
     if (h5::exists(f.get(), "columns")) {
@@ -46,7 +47,7 @@ nlohmann::json inspect_file(const std::string& path) {
       for (const auto& c : h5::list_children(g)) cols[c] = dataset_info(f, g, c);
       j["columns"] = cols;
     }
-  } else if (format == "conceptlab.activations") {
+  } else if (format == kActivationsFormat) {
     h5::Id g = h5::open_group(f, "activations");
     ds["ids"] = dataset_info(f, f.get(), "ids");
     ds["indptr"] = dataset_info(f, g, "indptr");
@@ -57,13 +58,13 @@ nlohmann::json inspect_file(const std::string& path) {
     auto nnz = h5::dataset_dims(f, g, "indices");
     auto rows = h5::dataset_dims(f, f.get(), "ids");
     if (!nnz.empty() && !rows.empty() && rows[0] > 0) j["mean_active_per_row"] = double(nnz[0]) / double(rows[0]);
-  } else if (format == "conceptlab.sae") {
+  } else if (format == kSaeFormat) {
     j["arch"] = h5::read_attr_string(f.get(), "arch").value_or("");
     j["k"] = h5::read_attr_int(f.get(), "k").value_or(0);
     j["threshold"] = h5::read_attr_double(f.get(), "threshold").value_or(0.0);
     j["metrics"] = json_attr(f, "metrics");
     for (auto n : {"W_enc", "b_enc", "W_dec", "b_dec"}) ds[n] = dataset_info(f, f.get(), n);
-  } else if (format == "conceptlab.linear") {
+  } else if (format == kLinearFormat) {
     j["classes"] = json_attr(f, "classes");
     j["features"] = h5::read_attr_string(f.get(), "features").value_or("");
     j["metrics"] = json_attr(f, "metrics");

@@ -37,15 +37,7 @@ LinearModel read_linear(const std::string& path) {
   h5::File f = h5::open_read(path);
   h5::check_header(f, kLinearFormat);
   LinearModel m;
-  auto parse = [&](const std::string& name) -> nlohmann::json {
-    auto s = h5::read_attr_string(f.get(), name);
-    if (!s || s->empty()) return nlohmann::json::object();
-    try {
-      return nlohmann::json::parse(*s);
-    } catch (const std::exception&) {
-      throw_input("{}: attribute '{}' is not valid JSON", path, name);
-    }
-  };
+  auto parse = [&](const std::string& name) { return h5::read_attr_json(f, f.get(), name); };
   auto classes = parse("classes");
   if (!classes.is_array() || classes.size() < 2)
     throw_input("{}: attribute 'classes' must be a JSON list of at least 2 names", path);

@@ -11,9 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
-namespace cl {
+#include "core/formats.h"
 
-inline constexpr const char* kLinearFormat = "conceptlab.linear";
+namespace cl {
 
 struct LinearModel {
   std::vector<std::string> classes;

@@ -8,16 +8,6 @@
 namespace cl {
 namespace {
 
-nlohmann::json parse_attr_json(const h5::File& f, const std::string& name) {
-  auto s = h5::read_attr_string(f.get(), name);
-  if (!s || s->empty()) return nlohmann::json::object();
-  try {
-    return nlohmann::json::parse(*s);
-  } catch (const std::exception&) {
-    throw_input("{}: root attribute '{}' is not valid JSON", f.path, name);
-  }
-}
-
 void expect_dims(const h5::File& f, const std::string& name, const std::vector<int64_t>& got,
                  const std::vector<int64_t>& want) {
   if (got != want) {
@@ -63,8 +53,8 @@ SaeWeights read_sae(const std::string& path) {
     throw_input("{}: arch '{}', expected relu-l1, topk or batchtopk", path, w.arch);
   w.k = h5::read_attr_int(f.get(), "k").value_or(0);
   w.threshold = h5::read_attr_double(f.get(), "threshold").value_or(0.0);
-  w.config = parse_attr_json(f, "config");
-  w.metrics = parse_attr_json(f, "metrics");
+  w.config = h5::read_attr_json(f, f.get(), "config");
+  w.metrics = h5::read_attr_json(f, f.get(), "metrics");
   std::vector<int64_t> dims;
   w.W_enc = h5::read_dataset<float>(f, f.get(), "W_enc", &dims);
   if (dims.size() != 2) throw_input("{}: 'W_enc' must be 2-D [D, n_latents]", path);

@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-namespace cl {
+#include "core/formats.h"
 
-inline constexpr const char* kSaeFormat = "conceptlab.sae";
+namespace cl {
 
 struct SaeWeights {
   std::string arch = "relu-l1";

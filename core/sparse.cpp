@@ -9,6 +9,14 @@
 
 namespace cl {
 
+namespace {
+void push_end(CsrMatrix& m) {
+  CL_ASSERT(m.nnz() <= kMaxInMemoryNnz, "CSR matrix above 2^31 - 1 non-zeros");
+  m.indptr.push_back(static_cast<SparseIndex>(m.nnz()));
+  ++m.n_rows;
+}
+}  // namespace
+
 void CsrMatrix::append_row(const int32_t* cols, const float* vals, int64_t n) {
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
@@ -18,24 +26,24 @@ void CsrMatrix::append_row(const int32_t* cols, const float* vals, int64_t n) {
     indices.push_back(cols[o]);
     values.push_back(vals[o]);
   }
-  indptr.push_back(nnz());
-  ++n_rows;
+  push_end(*this);
 }
 
 void CsrMatrix::append_row_sorted(const int32_t* cols, const float* vals, int64_t n) {
   indices.insert(indices.end(), cols, cols + n);
   values.insert(values.end(), vals, vals + n);
-  indptr.push_back(nnz());
-  ++n_rows;
+  push_end(*this);
 }
 
 void CsrMatrix::append_rows(const CsrMatrix& other) {
   CL_ASSERT(other.n_cols == n_cols || n_rows == 0, "append_rows: column count mismatch");
   if (n_rows == 0) n_cols = other.n_cols;
-  int64_t base = nnz();
+  const int64_t base = nnz();
+  CL_ASSERT(base + other.nnz() <= kMaxInMemoryNnz, "CSR matrix above 2^31 - 1 non-zeros");
   indices.insert(indices.end(), other.indices.begin(), other.indices.end());
   values.insert(values.end(), other.values.begin(), other.values.end());
-  for (int64_t r = 1; r <= other.n_rows; ++r) indptr.push_back(base + other.indptr[static_cast<size_t>(r)]);
+  for (int64_t r = 1; r <= other.n_rows; ++r)
+    indptr.push_back(static_cast<SparseIndex>(base + other.indptr[static_cast<size_t>(r)]));
   n_rows += other.n_rows;
 }
 
@@ -44,7 +52,7 @@ CsrMatrix CsrMatrix::slice_rows(int64_t start, int64_t count) const {
   CsrMatrix m;
   m.n_cols = n_cols;
   m.n_rows = count;
-  int64_t a = indptr[static_cast<size_t>(start)], b = indptr[static_cast<size_t>(start + count)];
+  const SparseIndex a = indptr[static_cast<size_t>(start)], b = indptr[static_cast<size_t>(start + count)];
   m.indices.assign(indices.begin() + a, indices.begin() + b);
   m.values.assign(values.begin() + a, values.begin() + b);
   m.indptr.resize(static_cast<size_t>(count) + 1);
@@ -55,9 +63,16 @@ CsrMatrix CsrMatrix::slice_rows(int64_t start, int64_t count) const {
 CsrMatrix CsrMatrix::take_rows(const std::vector<int64_t>& rows) const {
   CsrMatrix m;
   m.n_cols = n_cols;
+  int64_t total = 0;
   for (int64_t r : rows) {
     CL_ASSERT(r >= 0 && r < n_rows, "take_rows index out of range");
-    int64_t a = indptr[static_cast<size_t>(r)], b = indptr[static_cast<size_t>(r) + 1];
+    total += indptr[static_cast<size_t>(r) + 1] - indptr[static_cast<size_t>(r)];
+  }
+  m.indices.reserve(static_cast<size_t>(total));
+  m.values.reserve(static_cast<size_t>(total));
+  m.indptr.reserve(rows.size() + 1);
+  for (int64_t r : rows) {
+    const SparseIndex a = indptr[static_cast<size_t>(r)], b = indptr[static_cast<size_t>(r) + 1];
     m.append_row_sorted(indices.data() + a, values.data() + a, b - a);
   }
   return m;
@@ -71,9 +86,9 @@ void CsrMatrix::validate(const std::string& what) const {
   if (values.size() != indices.size())
     throw_input("{}: {} values but {} indices", what, values.size(), indices.size());
   for (int64_t r = 0; r < n_rows; ++r) {
-    int64_t a = indptr[static_cast<size_t>(r)], b = indptr[static_cast<size_t>(r) + 1];
+    const SparseIndex a = indptr[static_cast<size_t>(r)], b = indptr[static_cast<size_t>(r) + 1];
     if (b < a) throw_input("{}: indptr decreases at row {}", what, r);
-    for (int64_t j = a; j < b; ++j) {
+    for (SparseIndex j = a; j < b; ++j) {
       int32_t c = indices[static_cast<size_t>(j)];
       if (c < 0 || c >= n_cols) throw_input("{}: row {} has column index {}, expected 0..{}", what, r, c, n_cols - 1);
       if (j > a && c <= indices[static_cast<size_t>(j) - 1])
@@ -81,6 +96,42 @@ void CsrMatrix::validate(const std::string& what) const {
       if (!std::isfinite(values[static_cast<size_t>(j)]))
         throw_input("{}: row {} column {} has non-finite value {}", what, r, c, values[static_cast<size_t>(j)]);
     }
+  }
+}
+
+CsrView CsrMatrix::view() const {
+  CL_ASSERT(static_cast<int64_t>(indptr.size()) == n_rows + 1, "CSR indptr size");
+  return CsrView(n_rows, n_cols, nnz(), indptr.data(), indices.data(), values.data());
+}
+
+CscMatrix to_csc(const CsrMatrix& m) {
+  CscMatrix c = m.view();
+  c.makeCompressed();
+  return c;
+}
+
+CsrMatrix csr_from_dense(const float* x_nd, int64_t n, int64_t d) {
+  CsrMatrix out;
+  out.n_cols = d;
+  out.indptr.reserve(static_cast<size_t>(n) + 1);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = x_nd + i * d;
+    for (int64_t j = 0; j < d; ++j)
+      if (row[j] != 0.0f) {
+        out.indices.push_back(static_cast<SparseIndex>(j));
+        out.values.push_back(row[j]);
+      }
+    push_end(out);
+  }
+  return out;
+}
+
+void csr_to_dense(const CsrMatrix& m, float* out_nd) {
+  std::fill(out_nd, out_nd + m.n_rows * m.n_cols, 0.0f);
+  for (int64_t i = 0; i < m.n_rows; ++i) {
+    float* row = out_nd + i * m.n_cols;
+    for (SparseIndex q = m.indptr[static_cast<size_t>(i)]; q < m.indptr[static_cast<size_t>(i) + 1]; ++q)
+      row[m.indices[static_cast<size_t>(q)]] = m.values[static_cast<size_t>(q)];
   }
 }
 

@@ -2,37 +2,16 @@
 // round-trips through CSV (shortest representation, NaN written as an empty field).
 #include "core/table.h"
 
-#include <charconv>
 #include <cmath>
 #include <limits>
-#include <string_view>
 
-#include <fmt/format.h>
+#include "core/parse.h"
 
 namespace cl {
 
-namespace {
-
-// Full-string parse of a decimal number; accepts surrounding spaces, a leading '+' and
-// nan (any case), rejects inf so a stray "inf" never silently becomes a number.
-bool parse_number(std::string_view s, double& out) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  if (s.empty()) return false;
-  const char* end = s.data() + s.size();
-  auto [ptr, ec] = std::from_chars(s.data(), end, out, std::chars_format::general);
-  if (ec != std::errc() || ptr != end) return false;
-  return !std::isinf(out);
-}
-
-}  // namespace
-
 std::string Column::value_string(size_t i) const {
   if (!numeric) return strings.at(i);
-  double v = numbers.at(i);
-  if (std::isnan(v)) return "";
-  return fmt::format("{}", v);
+  return format_number(numbers.at(i));
 }
 
 Column make_column(std::string name, const std::vector<std::string>& values) {

@@ -381,6 +381,8 @@ std::vector<float> tensor_data(const ZipArchive& zip, const TensorRef& t, const 
 
 }  // namespace
 
+namespace sae {
+
 SaeWeights import_reference_pth(const std::string& pth_path) {
   std::ifstream in(pth_path, std::ios::binary);
   if (!in) throw_input("{}: cannot open checkpoint", pth_path);
@@ -442,4 +444,5 @@ SaeWeights import_reference_pth(const std::string& pth_path) {
   return w;
 }
 
+}  // namespace sae
 }  // namespace cl

@@ -1,25 +1,34 @@
-// Sparse autoencoder: parameters, training, encoding to sparse activations, evaluation and
-// import of the reference project's PyTorch checkpoint. Torch-free header so CLI files stay
-// cheap to compile; the LibTorch model lives in sae/sae_model.h.
+// Sparse autoencoder, public API (cl::sae): training parameters, training, a loaded Model that
+// encodes and decodes, evaluation, encoding files into sparse activations, and import of the
+// reference project's PyTorch checkpoint. Only c10's Device header comes in with it (no ATen),
+// so CLI files stay cheap to compile; the tensor-level internals live in sae/tensors.h.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <torch/types.h>
 
+#include "core/device.h"
 #include "core/embeddings.h"
+#include "core/progress.h"
 #include "core/sae_weights.h"
 #include "core/sparse.h"
 
-namespace cl {
+namespace cl::sae {
 
-// Every training knob. The member initializers are the defaults (= the reference recipe:
-// ReLU + L1 3e-5, expansion 8, Adam lr 5e-4, batch 4096, 200 epochs).
-struct SaeParams {
+// A latent is dead when it did not fire over the last min(N, this) inputs; the default counts
+// every input of any dataset we meet.
+inline constexpr int64_t kDefaultDeadWindow = 1000000;
+// Rows per chunk when applying an SAE (encode, eval): a few MB of activations per chunk.
+inline constexpr int64_t kDefaultApplyBatch = 8192;
+
+// Every training knob; the member initializers are the defaults (docs/sae.md has the figures
+// behind them). configs/sae-reference.json holds the reference project's recipe.
+struct TrainParams {
   std::string arch = "relu-l1";  // relu-l1 | topk | batchtopk
   int64_t expansion = 8;         // n_latents = expansion * D (unless n_latents > 0)
   int64_t n_latents = 0;
@@ -36,7 +45,7 @@ struct SaeParams {
   double lr_decay_frac = 0.0;     // linear decay to 0 over this final fraction of the steps
   int64_t l1_warmup_steps = 0;    // linear ramp of the L1 coefficient from 0
   double grad_clip = 0.0;         // max global gradient norm; 0 = off
-  int64_t dead_window = 1000000;  // a latent is dead when silent over the last min(N, this) inputs
+  int64_t dead_window = kDefaultDeadWindow;
   int64_t resample_every = 0;     // relu-l1: resample dead latents every this many steps; 0 = off
   int64_t aux_k = 512;            // topk/batchtopk: AuxK latents (among dead ones) per input
   double aux_alpha = 1.0 / 32.0;  // AuxK loss weight
@@ -50,63 +59,100 @@ struct SaeParams {
   bool tf32 = false;                  // CUDA: TF32 matmuls
   bool bf16 = false;                  // matmul inputs in bfloat16 (fp32 master weights)
 
-  bool operator==(const SaeParams&) const = default;
+  bool operator==(const TrainParams&) const = default;
 };
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SaeParams, arch, expansion, n_latents, k, l1, lr, adam_beta1,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainParams, arch, expansion, n_latents, k, l1, lr, adam_beta1,
                                                 adam_beta2, adam_eps, batch, epochs, seed, lr_warmup_steps,
                                                 lr_decay_frac, l1_warmup_steps, grad_clip, dead_window,
                                                 resample_every, aux_k, aux_alpha, pre_bias_init,
                                                 pre_bias_sample, encoder_init, normalize_input,
                                                 threshold_momentum, memory_gb, checkpoint_every, tf32, bf16)
 
-// Parses a config object; unknown keys and bad values throw InputError naming `what`.
-SaeParams sae_params_from_json(const nlohmann::json& j, const std::string& what);
 // Throws UsageError on invalid values (unknown arch, k < 1, ...).
-void validate_sae_params(const SaeParams& p);
+void validate(const TrainParams& p);
+// n_latents of a run on d_in-dimensional inputs.
+int64_t latent_count(const TrainParams& p, int64_t d_in);
 
-struct SaeTrainOptions {
+struct TrainOptions {
   std::string out_path;     // log goes to out_path + ".log.jsonl", checkpoints to out_path + ".ckpt"
   std::string resume_path;  // checkpoint to continue from ("" = fresh run)
   std::vector<std::string> inputs;  // provenance for the config attribute
-  bool quiet = false;
-  int64_t stop_after_epochs = 0;  // stop (with a checkpoint) after this many epochs of this run; tests
+  int64_t stop_after_epochs = 0;    // stop (with a checkpoint) after this many epochs of this run; tests
   // Called after every optimizer step with the max |row norm - 1| of the decoder (costs a sync).
   std::function<void(int64_t step, double max_norm_dev)> on_step;
 };
 
 // Trains on rows x_nd [n, d] held in memory.
-SaeWeights train_sae(const float* x_nd, int64_t n, int64_t d, const SaeParams& p, torch::Device device,
-                     const SaeTrainOptions& opt);
+SaeWeights train(const float* x_nd, int64_t n, int64_t d, const TrainParams& p, Device device,
+                 const TrainOptions& opt, ProgressSink& progress = silent_progress());
 // Trains on an embeddings file: loaded once when it fits in p.memory_gb, else streamed in
 // shuffled chunks.
-SaeWeights train_sae(const EmbeddingsReader& reader, const SaeParams& p, torch::Device device,
-                     const SaeTrainOptions& opt);
+SaeWeights train(const EmbeddingsReader& reader, const TrainParams& p, Device device, const TrainOptions& opt,
+                 ProgressSink& progress = silent_progress());
 
-// Metrics (mse, fvu, l0, l1, dead_fraction, n_dead, decoder_norm_max_dev, n) as JSON.
 // mse = mean over inputs and dimensions of (x - x_hat)^2; fvu = sum ||x - x_hat||^2 /
 // sum ||x - mean(x)||^2 (float64); l0 = mean active latents per input; l1 = mean sum_j |z_j|;
 // dead = latents that did not fire over the last min(N, dead_window) inputs.
-nlohmann::json evaluate_sae(const SaeWeights& w, const float* x_nd, int64_t n, int64_t d, torch::Device device,
-                            int64_t dead_window = 1000000, int64_t batch = 8192);
-nlohmann::json evaluate_sae(const SaeWeights& w, const EmbeddingsReader& reader, torch::Device device,
-                            int64_t dead_window = 1000000, int64_t batch = 8192, bool quiet = true);
+struct Metrics {
+  int64_t n = 0;
+  double mse = 0, fvu = 0, l0 = 0, l1 = 0;
+  int64_t n_dead = 0, dead_window = 0;
+  double dead_fraction = 0, decoder_norm_max_dev = 0;
+};
+nlohmann::json to_json(const Metrics& m);
 
-// Sparse activations of rows x_nd [n, d] (in memory; small inputs and tests).
-CsrMatrix encode_rows(const SaeWeights& w, const float* x_nd, int64_t n, int64_t d, torch::Device device);
-// Reconstructions x_hat [n, d] of rows x_nd.
-std::vector<float> reconstruct_rows(const SaeWeights& w, const float* x_nd, int64_t n, int64_t d,
-                                    torch::Device device);
-// Streams an embeddings file through the SAE into a sparse activations file, chunk by chunk.
-void encode_file(const SaeWeights& w, const EmbeddingsReader& reader, const std::string& out_path,
-                 torch::Device device, int64_t chunk = 8192, bool quiet = false,
-                 const std::vector<std::string>& inputs = {});
+struct ApplyParams {
+  int64_t batch = kDefaultApplyBatch;        // rows per chunk
+  int64_t dead_window = kDefaultDeadWindow;  // eval: see Metrics
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ApplyParams, batch, dead_window)
+void validate(const ApplyParams& p);
 
-// Throws InputError when the embeddings' dimension differs from the SAE's.
-void check_sae_dim(const SaeWeights& w, int64_t dim, const std::string& embeddings_path,
-                   const std::string& sae_path);
+struct Tensors;  // the weights as device tensors (sae/tensors.h)
+
+// An SAE loaded once onto a device. Encoding and decoding run there in chunks; inputs and
+// outputs are host arrays, codes are CSR.
+class Model {
+ public:
+  Model(const SaeWeights& w, Device device);
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  // read_sae, plus a check that the weights are finite (a diverged run is refused by name).
+  static Model load(const std::string& sae_path, Device device);
+
+  int64_t d_in() const;
+  int64_t n_latents() const;
+  const std::string& arch() const;
+  Device device() const;
+  const std::string& path() const;  // "" unless loaded from a file
+  const Tensors& tensors() const;
+
+  // Throws InputError naming the embeddings and SAE files when dim != d_in().
+  void check_dim(int64_t dim, const std::string& embeddings_path) const;
+
+  // Sparse codes of rows x_nd [n, d_in] (acts_nl [n, n_latents]).
+  CsrMatrix encode(const float* x_nd, int64_t n, int64_t batch = kDefaultApplyBatch) const;
+  // codes W_dec (+ b_dec when with_bias): [codes.n_rows, d_in] row-major. Without the bias this
+  // is the part of the embeddings the given latents explain (interventions subtract it).
+  std::vector<float> decode(const CsrMatrix& codes, bool with_bias = true) const;
+  // decode(encode(x)).
+  std::vector<float> reconstruct(const float* x_nd, int64_t n, int64_t batch = kDefaultApplyBatch) const;
+
+  Metrics evaluate(const float* x_nd, int64_t n, const ApplyParams& p = {}) const;
+  Metrics evaluate(const EmbeddingsReader& reader, const ApplyParams& p = {},
+                   ProgressSink& progress = silent_progress()) const;
+  // Streams an embeddings file through the SAE into a sparse activations file, chunk by chunk.
+  void encode_file(const EmbeddingsReader& reader, const std::string& out_path, const ApplyParams& p = {},
+                   ProgressSink& progress = silent_progress()) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Reads the reference project's torch.save'd checkpoint (zip + pickle) without Python.
 SaeWeights import_reference_pth(const std::string& pth_path);
 
-}  // namespace cl
+}  // namespace cl::sae

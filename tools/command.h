@@ -1,6 +1,6 @@
 // The subcommand table: each command is a thin adapter (options -> params struct -> one
 // library call -> output). setup() binds options on its CLI11 subcommand and returns the
-// runner that main calls once parsing succeeded.
+// runner that main calls once parsing succeeded, with the run's context.
 #pragma once
 
 #include <functional>
@@ -10,9 +10,18 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/progress.h"
+
 namespace cl::cli {
 
-using Runner = std::function<int()>;
+// What main hands every command: the progress sink for its long-running library calls
+// (a terminal line, silent with --quiet).
+struct Context {
+  ProgressSink& progress;
+  bool quiet = false;
+};
+
+using Runner = std::function<int(const Context&)>;
 
 struct Command {
   std::string name;
@@ -20,17 +29,8 @@ struct Command {
   std::function<Runner(CLI::App& sub)> setup;
 };
 
-// Global flags shared by every command, set by main before running a command.
-struct Globals {
-  bool quiet = false;
-};
-Globals& globals();
-
 // Prints exactly one JSON object on stdout (the contract of --json).
 void print_json(const nlohmann::json& j);
-
-// Loads a JSON file (configs/*.json); throws InputError naming the file on parse errors.
-nlohmann::json load_json_file(const std::string& path);
 
 // Every command, in the order `conceptlab --help` lists them.
 std::vector<Command> all_commands();

@@ -43,13 +43,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  cl::cli::globals().quiet = quiet;
-  cl::Progress::set_global_quiet(quiet);
   spdlog::set_level(verbose ? spdlog::level::debug : quiet ? spdlog::level::warn : spdlog::level::info);
+  cl::TerminalProgress progress(quiet);
+  const cl::cli::Context ctx{progress, quiet};
 
   try {
     for (auto& [sub, run] : runners) {
-      if (sub->parsed()) return run();
+      if (sub->parsed()) return run(ctx);
     }
     return 2;
   } catch (const cl::UsageError& e) {
@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "conceptlab: usage error: %s\n", e.what());
     return 2;
+  } catch (const cl::Cancelled&) {
+    std::fprintf(stderr, "conceptlab: cancelled\n");
+    return 130;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "conceptlab: error: %s\n", e.what());
     return 1;

@@ -1,9 +1,12 @@
 // SAE behaviour: metrics against float64 references, decoder unit norm after every step,
 // exact top-k, the batchtopk threshold at inference, bitwise resume, streaming, encode files,
 // configs, the CUDA path vs CPU, and the reference checkpoint import.
+#include "tests/torch_doctest.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "core/activations.h"
@@ -14,7 +17,6 @@
 #include "sae/sae.h"
 #include "tests/sae/sae_test_data.h"
 #include "tests/test_util.h"
-#include "tests/sae/doctest_glog_fix.h"
 
 using namespace cl;
 
@@ -22,8 +24,8 @@ namespace {
 
 const torch::Device kCpu(torch::kCPU);
 
-SaeParams tiny_params(const std::string& arch) {
-  SaeParams p;
+sae::TrainParams tiny_params(const std::string& arch) {
+  sae::TrainParams p;
   p.arch = arch;
   p.expansion = 4;
   p.k = 6;
@@ -92,7 +94,7 @@ TEST_CASE("sae eval metrics equal direct float64 computations") {
     auto g = test::make_ground_truth(n, d, 40, 3);
     auto w = random_sae(arch, d, nl, 11);
     const int64_t window = 300;
-    auto m = evaluate_sae(w, g.x.data(), n, d, kCpu, window, 128);
+    auto m = sae::to_json(sae::Model(w, kCpu).evaluate(g.x.data(), n, {128, window}));
 
     double sse = 0, l0 = 0, l1 = 0;
     std::vector<double> mean(static_cast<size_t>(d), 0.0);
@@ -136,12 +138,11 @@ TEST_CASE("sae decoder rows have unit norm after every step") {
   auto g = test::make_ground_truth(1000, 16, 32, 5);
   for (const std::string arch : {"relu-l1", "topk", "batchtopk"}) {
     CAPTURE(arch);
-    SaeParams p = tiny_params(arch);
+    sae::TrainParams p = tiny_params(arch);
     p.epochs = 3;
     p.checkpoint_every = 0;
     p.resample_every = 5;
-    SaeTrainOptions opt;
-    opt.quiet = true;
+    sae::TrainOptions opt;
     int64_t calls = 0;
     double worst = 0;
     opt.on_step = [&](int64_t step, double dev) {
@@ -149,7 +150,7 @@ TEST_CASE("sae decoder rows have unit norm after every step") {
       CHECK(step == calls);
       worst = std::max(worst, dev);
     };
-    auto w = train_sae(g.x.data(), g.n, g.d, p, kCpu, opt);
+    auto w = sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
     CHECK(calls == 3 * 4);  // ceil(1000 / 256) steps per epoch, the last one partial
     CHECK(worst < 1e-5);
     CHECK(w.metrics["decoder_norm_max_dev"].get<double>() < 1e-5);
@@ -159,13 +160,12 @@ TEST_CASE("sae decoder rows have unit norm after every step") {
 
 TEST_CASE("sae topk keeps exactly the k largest pre-activations") {
   auto g = test::make_ground_truth(2048, 32, 64, 21);
-  SaeParams p = tiny_params("topk");
+  sae::TrainParams p = tiny_params("topk");
   p.checkpoint_every = 0;
-  SaeTrainOptions opt;
-  opt.quiet = true;
-  auto w = train_sae(g.x.data(), g.n, g.d, p, kCpu, opt);
+  sae::TrainOptions opt;
+  auto w = sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
   CHECK(w.k == 6);
-  auto acts = encode_rows(w, g.x.data(), 300, g.d, kCpu);
+  auto acts = sae::Model(w, kCpu).encode(g.x.data(), 300);
   int64_t rows_with_k = 0;
   for (int64_t r = 0; r < 300; ++r) {
     auto pre = test::pre_acts_f64(w, g.x.data() + r * g.d);
@@ -185,11 +185,10 @@ TEST_CASE("sae topk keeps exactly the k largest pre-activations") {
 
 TEST_CASE("sae batchtopk estimates a threshold and uses it at inference") {
   auto g = test::make_ground_truth(2048, 32, 64, 22);
-  SaeParams p = tiny_params("batchtopk");
+  sae::TrainParams p = tiny_params("batchtopk");
   p.checkpoint_every = 0;
-  SaeTrainOptions opt;
-  opt.quiet = true;
-  auto w = train_sae(g.x.data(), g.n, g.d, p, kCpu, opt);
+  sae::TrainOptions opt;
+  auto w = sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
   CHECK(w.threshold > 0);
   const double l0 = w.metrics["l0"].get<double>();
   CHECK(l0 > 0.5 * p.k);
@@ -197,7 +196,7 @@ TEST_CASE("sae batchtopk estimates a threshold and uses it at inference") {
   for (double scale : {1.0, 2.0}) {
     SaeWeights v = w;
     v.threshold = w.threshold * scale;
-    auto acts = encode_rows(v, g.x.data(), 200, g.d, kCpu);
+    auto acts = sae::Model(v, kCpu).encode(g.x.data(), 200);
     for (int64_t r = 0; r < 200; ++r) {
       auto pre = test::pre_acts_f64(v, g.x.data() + r * g.d);
       std::set<int32_t> want;
@@ -214,26 +213,25 @@ TEST_CASE("sae resumed training is bitwise identical on CPU") {
   for (const std::string arch : {"relu-l1", "topk", "batchtopk"}) {
     CAPTURE(arch);
     test::TempDir tmp;
-    SaeParams p = tiny_params(arch);
+    sae::TrainParams p = tiny_params(arch);
     p.resample_every = 3;
     p.normalize_input = true;
     p.lr_decay_frac = 0.5;
-    SaeTrainOptions full;
-    full.quiet = true;
+    sae::TrainOptions full;
     full.out_path = tmp.file("full.h5");
-    auto a = train_sae(g.x.data(), g.n, g.d, p, kCpu, full);
+    auto a = sae::train(g.x.data(), g.n, g.d, p, kCpu, full);
 
-    SaeTrainOptions part = full;
+    sae::TrainOptions part = full;
     part.out_path = tmp.file("part.h5");
     part.stop_after_epochs = 2;
-    auto b = train_sae(g.x.data(), g.n, g.d, p, kCpu, part);
+    auto b = sae::train(g.x.data(), g.n, g.d, p, kCpu, part);
     CHECK(b.metrics["epochs_trained"].get<int64_t>() == 2);
     CHECK(!same_bits(a.W_dec, b.W_dec));
 
-    SaeTrainOptions res = full;
+    sae::TrainOptions res = full;
     res.out_path = tmp.file("part.h5");
     res.resume_path = tmp.file("part.h5.ckpt");
-    auto c = train_sae(g.x.data(), g.n, g.d, p, kCpu, res);
+    auto c = sae::train(g.x.data(), g.n, g.d, p, kCpu, res);
     CHECK(c.metrics["epochs_trained"].get<int64_t>() == 4);
     CHECK(same_bits(a.W_enc, c.W_enc));
     CHECK(same_bits(a.b_enc, c.b_enc));
@@ -258,29 +256,27 @@ TEST_CASE("sae resumed training is bitwise identical on CPU") {
 TEST_CASE("sae resume rejects a checkpoint of another shape") {
   auto g = test::make_ground_truth(600, 16, 32, 32);
   test::TempDir tmp;
-  SaeParams p = tiny_params("topk");
+  sae::TrainParams p = tiny_params("topk");
   p.epochs = 1;
-  SaeTrainOptions opt;
-  opt.quiet = true;
+  sae::TrainOptions opt;
   opt.out_path = tmp.file("a.h5");
-  train_sae(g.x.data(), g.n, g.d, p, kCpu, opt);
+  sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
   p.expansion = 2;
   opt.resume_path = tmp.file("a.h5.ckpt");
-  CHECK_THROWS_AS(train_sae(g.x.data(), g.n, g.d, p, kCpu, opt), InputError);
+  CHECK_THROWS_AS(sae::train(g.x.data(), g.n, g.d, p, kCpu, opt), InputError);
 }
 
 TEST_CASE("sae input normalisation is folded back into the saved weights") {
   auto g = test::make_ground_truth(1024, 16, 32, 71);
   std::vector<float> x10(g.x);
   for (auto& v : x10) v *= 10.0f;
-  SaeParams p = tiny_params("topk");
+  sae::TrainParams p = tiny_params("topk");
   p.checkpoint_every = 0;
   p.epochs = 2;
   p.normalize_input = true;
-  SaeTrainOptions opt;
-  opt.quiet = true;
-  auto w1 = train_sae(g.x.data(), g.n, g.d, p, kCpu, opt);
-  auto w10 = train_sae(x10.data(), g.n, g.d, p, kCpu, opt);
+  sae::TrainOptions opt;
+  auto w1 = sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
+  auto w10 = sae::train(x10.data(), g.n, g.d, p, kCpu, opt);
   // Same scaled problem, so the same dictionary; biases and codes in input units.
   double dec = 0, bias = 0;
   for (size_t i = 0; i < w1.W_dec.size(); ++i) dec = std::max(dec, double(std::abs(w1.W_dec[i] - w10.W_dec[i])));
@@ -289,8 +285,8 @@ TEST_CASE("sae input normalisation is folded back into the saved weights") {
   CHECK(bias < 1e-2);
   CHECK(w1.metrics["fvu"].get<double>() == doctest::Approx(w10.metrics["fvu"].get<double>()).epsilon(1e-3));
   CHECK(w10.metrics["mse"].get<double>() == doctest::Approx(100 * w1.metrics["mse"].get<double>()).epsilon(1e-3));
-  auto a1 = encode_rows(w1, g.x.data(), 50, g.d, kCpu);
-  auto a10 = encode_rows(w10, x10.data(), 50, g.d, kCpu);
+  auto a1 = sae::Model(w1, kCpu).encode(g.x.data(), 50);
+  auto a10 = sae::Model(w10, kCpu).encode(x10.data(), 50);
   REQUIRE(a1.indices == a10.indices);
   for (size_t i = 0; i < a1.values.size(); ++i) CHECK(a10.values[i] == doctest::Approx(10 * a1.values[i]).epsilon(1e-3));
 }
@@ -299,14 +295,13 @@ TEST_CASE("sae pre-bias starts at the geometric median or the mean") {
   auto g = test::make_ground_truth(2000, 8, 16, 81);
   // Skew the data so mean and geometric median differ clearly.
   for (int64_t r = 0; r < 100; ++r) g.x[static_cast<size_t>(r * 8)] += 40.0f;
-  SaeParams p = tiny_params("relu-l1");
+  sae::TrainParams p = tiny_params("relu-l1");
   p.epochs = 0;
   p.checkpoint_every = 0;
-  SaeTrainOptions opt;
-  opt.quiet = true;
-  auto med = train_sae(g.x.data(), g.n, g.d, p, kCpu, opt);
+  sae::TrainOptions opt;
+  auto med = sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
   p.pre_bias_init = "mean";
-  auto mean = train_sae(g.x.data(), g.n, g.d, p, kCpu, opt);
+  auto mean = sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
   // Optimality of the geometric median m: sum_i (x_i - m) / ||x_i - m|| = 0.
   std::vector<double> grad(8, 0.0), mu(8, 0.0);
   for (int64_t r = 0; r < g.n; ++r) {
@@ -330,13 +325,12 @@ TEST_CASE("sae pre-bias starts at the geometric median or the mean") {
 
 TEST_CASE("sae bf16 matmuls follow the float32 run") {
   auto g = test::make_ground_truth(1024, 16, 32, 72);
-  SaeParams p = tiny_params("relu-l1");
+  sae::TrainParams p = tiny_params("relu-l1");
   p.checkpoint_every = 0;
-  SaeTrainOptions opt;
-  opt.quiet = true;
-  auto w32 = train_sae(g.x.data(), g.n, g.d, p, kCpu, opt);
+  sae::TrainOptions opt;
+  auto w32 = sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
   p.bf16 = true;
-  auto w16 = train_sae(g.x.data(), g.n, g.d, p, kCpu, opt);
+  auto w16 = sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
   const double f32 = w32.metrics["fvu"].get<double>(), f16 = w16.metrics["fvu"].get<double>();
   MESSAGE("fvu float32 " << f32 << ", bf16 " << f16);
   CHECK(std::isfinite(f16));
@@ -354,19 +348,18 @@ TEST_CASE("sae streams files larger than the memory budget") {
   for (int64_t i = 0; i < g.n; ++i) e.ids.push_back("img" + std::to_string(i));
   write_embeddings(tmp.file("e.h5"), e);
   EmbeddingsReader reader(tmp.file("e.h5"));
-  SaeParams p = tiny_params("topk");
+  sae::TrainParams p = tiny_params("topk");
   p.checkpoint_every = 0;
   p.memory_gb = 1000.0 * 16 * 4 / 1073741824.0;  // a 500-row buffer (half the budget): six refills per epoch
-  SaeTrainOptions opt;
-  opt.quiet = true;
+  sae::TrainOptions opt;
   int64_t steps = 0;
   opt.on_step = [&](int64_t, double) { ++steps; };
-  auto w = train_sae(reader, p, kCpu, opt);
+  auto w = sae::train(reader, p, kCpu, opt);
   CHECK(steps == p.epochs * 12);  // every row seen once per epoch: ceil(3000 / 256) batches
   CHECK(w.metrics["n"].get<int64_t>() == 3000);
-  SaeParams pm = p;
+  sae::TrainParams pm = p;
   pm.memory_gb = 4.0;
-  auto wm = train_sae(reader, pm, kCpu, opt);
+  auto wm = sae::train(reader, pm, kCpu, opt);
   // Different orders, similar quality.
   CHECK(w.metrics["fvu"].get<double>() < 2.0 * wm.metrics["fvu"].get<double>() + 0.05);
 }
@@ -382,9 +375,9 @@ TEST_CASE("sae encode_file writes the same activations as encode_rows") {
   write_embeddings(tmp.file("e.h5"), e);
   auto w = random_sae("relu-l1", 24, 96, 52);
   EmbeddingsReader reader(tmp.file("e.h5"));
-  encode_file(w, reader, tmp.file("a.h5"), kCpu, 500, true);
+  sae::Model(w, kCpu).encode_file(reader, tmp.file("a.h5"), {500});
   auto a = read_activations(tmp.file("a.h5"));
-  auto direct = encode_rows(w, g.x.data(), g.n, g.d, kCpu);
+  auto direct = sae::Model(w, kCpu).encode(g.x.data(), g.n);
   CHECK(a.ids == e.ids);
   CHECK(a.acts.n_rows == g.n);
   CHECK(a.acts.n_cols == 96);
@@ -400,22 +393,23 @@ TEST_CASE("sae encode_file writes the same activations as encode_rows") {
   CHECK(direct.nnz() < g.n * 96 / 2);
 
   auto bad = random_sae("relu-l1", 20, 40, 53);
-  CHECK_THROWS_AS(encode_file(bad, reader, tmp.file("b.h5"), kCpu, 500, true), InputError);
+  CHECK_THROWS_AS(sae::Model(bad, kCpu).encode_file(reader, tmp.file("b.h5"), {500}), InputError);
 }
 
-TEST_CASE("sae configs mirror the params struct") {
-  const std::string dir = std::string(CONCEPTLAB_SOURCE_DIR) + "/configs/";
-  auto ref = sae_params_from_json(nlohmann::json::parse(test::read_text(dir + "sae-reference.json")), "sae-reference.json");
-  CHECK(nlohmann::json(ref) == nlohmann::json(SaeParams{}));
-  CHECK(nlohmann::json::parse(test::read_text(dir + "sae-reference.json")) == nlohmann::json(SaeParams{}));
-  for (const char* name : {"sae-topk.json", "sae-batchtopk.json"}) {
-    auto p = sae_params_from_json(nlohmann::json::parse(test::read_text(dir + name)), name);
-    CHECK_NOTHROW(validate_sae_params(p));
-  }
-  CHECK_THROWS_AS(sae_params_from_json(nlohmann::json{{"learning_rate", 1.0}}, "x.json"), InputError);
-  SaeParams bad;
+TEST_CASE("sae params validation refuses out-of-range values") {
+  sae::TrainParams bad;
   bad.arch = "gated";
-  CHECK_THROWS_AS(validate_sae_params(bad), UsageError);
+  CHECK_THROWS_AS(sae::validate(bad), UsageError);
+  for (auto edit : std::vector<std::function<void(sae::TrainParams&)>>{
+           [](auto& p) { p.n_latents = -1; }, [](auto& p) { p.arch = "topk", p.n_latents = 8, p.k = 16; },
+           [](auto& p) { p.lr = std::nan(""); }, [](auto& p) { p.l1 = INFINITY; }, [](auto& p) { p.dead_window = 0; },
+           [](auto& p) { p.batch = 0; }, [](auto& p) { p.checkpoint_every = -1; }}) {
+    sae::TrainParams p;
+    edit(p);
+    CHECK_THROWS_AS(sae::validate(p), UsageError);
+  }
+  CHECK_NOTHROW(sae::validate(sae::TrainParams{}));
+  CHECK_THROWS_AS(sae::validate(sae::ApplyParams{0, 10}), UsageError);
 }
 
 TEST_CASE("sae import of the reference checkpoint reproduces its activations") {
@@ -425,7 +419,7 @@ TEST_CASE("sae import of the reference checkpoint reproduces its activations") {
     return;
   }
   const std::string dir = shared + "/fixtures/seed_sae/";
-  auto w = import_reference_pth(dir + "autoencoder.pth");
+  auto w = sae::import_reference_pth(dir + "autoencoder.pth");
   CHECK(w.d_in == 64);
   CHECK(w.n_latents == 512);
   CHECK(w.arch == "relu-l1");
@@ -434,7 +428,7 @@ TEST_CASE("sae import of the reference checkpoint reproduces its activations") {
   auto want_rec = read_npy(dir + "reconstructions.npy").as<float>();
   REQUIRE(x.shape == std::vector<int64_t>{32, 64});
   auto xf = x.as<float>();
-  auto acts = encode_rows(w, xf.data(), 32, 64, kCpu);
+  auto acts = sae::Model(w, kCpu).encode(xf.data(), 32);
   double worst = 0;
   int64_t nnz = 0;
   for (int64_t r = 0; r < 32; ++r) {
@@ -447,7 +441,7 @@ TEST_CASE("sae import of the reference checkpoint reproduces its activations") {
   }
   CHECK(nnz > 0);
   CHECK(worst <= 1e-5);
-  auto rec = reconstruct_rows(w, xf.data(), 32, 64, kCpu);
+  auto rec = sae::Model(w, kCpu).reconstruct(xf.data(), 32);
   double worst_rec = 0;
   for (size_t i = 0; i < rec.size(); ++i) worst_rec = std::max(worst_rec, double(std::abs(rec[i] - want_rec[i])));
   CHECK(worst_rec <= 1e-5);
@@ -457,8 +451,8 @@ TEST_CASE("sae import of the reference checkpoint reproduces its activations") {
 TEST_CASE("sae import rejects files that are not torch checkpoints") {
   test::TempDir tmp;
   test::write_text(tmp.file("x.pth"), "not a zip file at all, just text that is long enough");
-  CHECK_THROWS_AS(import_reference_pth(tmp.file("x.pth")), InputError);
-  CHECK_THROWS_AS(import_reference_pth(tmp.file("missing.pth")), InputError);
+  CHECK_THROWS_AS(sae::import_reference_pth(tmp.file("x.pth")), InputError);
+  CHECK_THROWS_AS(sae::import_reference_pth(tmp.file("missing.pth")), InputError);
 }
 
 TEST_CASE("sae CUDA path matches the CPU path") {
@@ -469,20 +463,19 @@ TEST_CASE("sae CUDA path matches the CPU path") {
   auto g = test::make_ground_truth(2048, 32, 64, 61);
   for (const std::string arch : {"relu-l1", "topk", "batchtopk"}) {
     CAPTURE(arch);
-    SaeParams p = tiny_params(arch);
+    sae::TrainParams p = tiny_params(arch);
     p.checkpoint_every = 0;
     p.epochs = 2;
-    SaeTrainOptions opt;
-    opt.quiet = true;
-    auto c = train_sae(g.x.data(), g.n, g.d, p, kCpu, opt);
-    auto u = train_sae(g.x.data(), g.n, g.d, p, torch::Device(torch::kCUDA, 0), opt);
+    sae::TrainOptions opt;
+    auto c = sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
+    auto u = sae::train(g.x.data(), g.n, g.d, p, torch::Device(torch::kCUDA, 0), opt);
     double worst = 0;
     for (size_t i = 0; i < c.W_dec.size(); ++i) worst = std::max(worst, double(std::abs(c.W_dec[i] - u.W_dec[i])));
     MESSAGE(arch << ": max |W_dec cpu - cuda| " << worst);
     CHECK(worst < 2e-2);
     CHECK(u.metrics["fvu"].get<double>() == doctest::Approx(c.metrics["fvu"].get<double>()).epsilon(0.05));
-    auto m_cpu = evaluate_sae(c, g.x.data(), g.n, g.d, kCpu);
-    auto m_gpu = evaluate_sae(c, g.x.data(), g.n, g.d, torch::Device(torch::kCUDA, 0));
+    auto m_cpu = sae::to_json(sae::Model(c, kCpu).evaluate(g.x.data(), g.n));
+    auto m_gpu = sae::to_json(sae::Model(c, torch::Device(torch::kCUDA, 0)).evaluate(g.x.data(), g.n));
     CHECK(m_gpu["fvu"].get<double>() == doctest::Approx(m_cpu["fvu"].get<double>()).epsilon(1e-4));
     CHECK(m_gpu["l0"].get<double>() == doctest::Approx(m_cpu["l0"].get<double>()).epsilon(1e-3));
   }

@@ -1,9 +1,10 @@
 // Ground-truth dictionary recovery for each SAE architecture on generated sparse data.
+#include "tests/torch_doctest.h"
+
 #include <chrono>
 
 #include "sae/sae.h"
 #include "tests/sae/sae_test_data.h"
-#include "tests/sae/doctest_glog_fix.h"
 
 using namespace cl;
 
@@ -13,11 +14,10 @@ struct Recovery {
   double cos = 0, fvu = 1, l0 = 0, seconds = 0;
 };
 
-Recovery recover(const SaeParams& p, const test::GroundTruth& g) {
-  SaeTrainOptions opt;
-  opt.quiet = true;
+Recovery recover(const sae::TrainParams& p, const test::GroundTruth& g) {
+  sae::TrainOptions opt;
   const auto t0 = std::chrono::steady_clock::now();
-  SaeWeights w = train_sae(g.x.data(), g.n, g.d, p, torch::Device(torch::kCPU), opt);
+  SaeWeights w = sae::train(g.x.data(), g.n, g.d, p, torch::Device(torch::kCPU), opt);
   Recovery r;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.cos = test::mean_max_cosine(g, w);
@@ -28,8 +28,8 @@ Recovery recover(const SaeParams& p, const test::GroundTruth& g) {
   return r;
 }
 
-SaeParams small_params(const std::string& arch) {
-  SaeParams p;
+sae::TrainParams small_params(const std::string& arch) {
+  sae::TrainParams p;
   p.arch = arch;
   p.expansion = 8;  // 1024 latents for 512 true directions in 128 dims
   p.batch = 512;

@@ -15,7 +15,7 @@ Command command_inspect() {
             auto o = std::make_shared<Opts>();
             sub.add_option("file", o->path, "conceptlab HDF5 file")->required();
             sub.add_flag("--json", o->json, "print one JSON object");
-            return [o]() {
+            return [o](const Context&) {
               auto s = inspect_file(o->path);
               if (o->json)
                 print_json(s);

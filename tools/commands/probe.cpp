@@ -6,28 +6,30 @@
 #include "cbm/protocol.h"
 #include "core/error.h"
 #include "tools/command.h"
+#include "tools/params_cli.h"
 
 namespace cl::cli {
 
 namespace {
+
+using cbm::ProbeParams;
+
 struct ProbeArgs {
   cbm::LoadParams load;
-  cbm::ProbeParams probe;
   std::vector<std::string> label_cols;
   bool json = false;
 };
 
-nlohmann::json probe_column(const std::shared_ptr<ProbeArgs>& a, const cbm::Features& feats, const std::string& col) {
-  const auto& p = a->probe;
-  auto lp = a->load;
+nlohmann::json probe_column(const ProbeArgs& a, const ProbeParams& p, const cbm::Features& feats,
+                            const std::string& col, ProgressSink& progress) {
+  auto lp = a.load;
   lp.label_col = col;
   auto d = cbm::load_dataset(lp, feats);
   if (p.protocol == "kshot")
-    return {{"protocol", "kshot"}, {"classes", d.classes}, {"shots", cbm::run_probe_kshot(d, p)}};
+    return {{"protocol", "kshot"}, {"classes", d.classes}, {"shots", cbm::to_json(cbm::run_probe_kshot(d, p))}};
   std::vector<int64_t> train, valid, test;
   if (!lp.split_col.empty()) cbm::rows_from_split_col(d, train, valid, test);
-  auto r = cbm::run_probe_panderm(d, p, train, test).report;
-  r.erase("per_split");
+  nlohmann::json r = cbm::run_probe_panderm(d, p, train, test, progress).to_json(false);
   r["protocol"] = "panderm";
   return r;
 }
@@ -48,32 +50,33 @@ void print_column(const nlohmann::json& r, const std::string& col, const std::st
                 num(r["macro_f1"]["mean"]), num(r["accuracy"]["mean"]));
   }
 }
+
 }  // namespace
 
 Command command_probe() {
   return {"probe", "linear probes on embeddings (panderm or k-shot protocol)", [](CLI::App& s) -> Runner {
             auto a = std::make_shared<ProbeArgs>();
+            auto pc = std::make_shared<ParamsCli<ProbeParams>>(&s, "probe params JSON (configs/probe-panderm.json)");
             s.add_option("--embeddings", a->load.features_path, "conceptlab.embeddings (or activations) file")
                 ->required();
             s.add_option("--labels", a->load.labels_path, "labels CSV")->required();
             s.add_option("--label-col", a->label_cols, "label column(s), comma-separated")->required()->delimiter(',');
             s.add_option("--id-col", a->load.id_col, "id column");
             s.add_option("--split-col", a->load.split_col, "official split column (train/valid/test); panderm only");
-            auto& p = a->probe;
-            s.add_option("--protocol", p.protocol, "panderm | kshot");
-            s.add_option("--shots", p.shots, "kshot: k values")->delimiter(',');
-            s.add_option("--seeds", p.seeds, "kshot: repetitions per k");
-            s.add_option("--splits", p.splits, "panderm without --split-col: stratified splits");
-            s.add_option("--test-size", p.test_size, "test share of stratified splits");
-            s.add_option("--seed", p.seed, "seed");
-            s.add_option("--max-iter", p.max_iter, "L-BFGS iterations");
-            s.add_flag("--standardize,!--no-standardize", p.standardize, "scale features to unit std");
-            s.add_option("--threads", p.threads, "parallel fits (0 = all cores)");
+            auto& c = *pc;
+            c.option("--protocol", &ProbeParams::protocol, "panderm | kshot");
+            c.option("--shots", &ProbeParams::shots, "kshot: k values")->delimiter(',');
+            c.option("--seeds", &ProbeParams::seeds, "kshot: repetitions per k");
+            c.option("--splits", &ProbeParams::splits, "panderm without --split-col: stratified splits");
+            c.option("--test-size", &ProbeParams::test_size, "test share of stratified splits");
+            c.option("--seed", &ProbeParams::seed, "seed");
+            c.option("--max-iter", &ProbeParams::max_iter, "L-BFGS iterations");
+            c.flag("--standardize,!--no-standardize", &ProbeParams::standardize, "scale features to unit std");
+            c.option("--threads", &ProbeParams::threads, "parallel fits (0 = all cores)");
             s.add_flag("--json", a->json, "print one JSON object");
-            return [a]() -> int {
-              auto& p = a->probe;
-              if (p.protocol != "panderm" && p.protocol != "kshot")
-                throw_usage("--protocol '{}': expected panderm or kshot", p.protocol);
+            return [a, pc](const Context& ctx) -> int {
+              const ProbeParams p = pc->resolve();
+              cbm::validate(p);
               spdlog::info("probe config: {}", nlohmann::json(p).dump());
               auto feats = cbm::read_features(a->load.features_path);
               nlohmann::json all = nlohmann::json::object();
@@ -83,7 +86,7 @@ Command command_probe() {
               for (auto& col : a->label_cols) {
                 nlohmann::json r;
                 try {
-                  r = probe_column(a, feats, col);
+                  r = probe_column(*a, p, feats, col, ctx.progress);
                 } catch (const InputError& e) {
                   if (a->label_cols.size() == 1) throw;
                   spdlog::error("{}", e.what());
@@ -91,7 +94,7 @@ Command command_probe() {
                   ++failed;
                   continue;
                 }
-                if (!a->json) print_column(r, col, a->probe.protocol);
+                if (!a->json) print_column(r, col, p.protocol);
                 all[col] = r;
               }
               if (a->json) print_json(a->label_cols.size() == 1 ? all[a->label_cols[0]] : nlohmann::json{{"columns", all}});

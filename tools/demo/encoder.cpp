@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace cl::demo {
 
@@ -124,15 +125,11 @@ void write_demo_encoder(const std::string& model_path, const std::string& json_p
 
   const int64_t n_maps = K + 3 * 2 * kBank + 2 * 2, n_feat = n_maps * (1 + kGrid * kGrid);
   // Fixed random mixing from our own generator (not torch's) so weights never depend on the version.
-  std::mt19937_64 g(20240611);
+  Rng g(20240611);
   auto proj = torch::zeros({n_feat, kDemoEncoderDim}, torch::kFloat);
   auto pa = proj.accessor<float, 2>();
   for (int64_t i = 0; i < n_feat; ++i)
-    for (int64_t j = 0; j < kDemoEncoderDim; ++j) {
-      double u1 = std::max(static_cast<double>(g() >> 11) * (1.0 / 9007199254740992.0), 1e-300);
-      double u2 = static_cast<double>(g() >> 11) * (1.0 / 9007199254740992.0);
-      pa[i][j] = static_cast<float>(std::sqrt(-2 * std::log(u1)) * std::cos(2 * M_PI * u2) / std::sqrt(double(n_feat)));
-    }
+    for (int64_t j = 0; j < kDemoEncoderDim; ++j) pa[i][j] = static_cast<float>(g.normal() / std::sqrt(double(n_feat)));
 
   torch::jit::Module m("conceptlab_demo_encoder");
   m.register_buffer("w_lum", w_lum);

@@ -1,6 +1,6 @@
 // The frozen demo encoder: a TorchScript module with deterministic, designed weights (colour
 // prototypes, oriented ridge and spot filters, edge and corner energy, pooled globally and on a
-// 4x4 grid, then mixed by a fixed random projection). A stand-in for a foundation model: its
+// 3x3 grid, then mixed by a fixed random projection). A stand-in for a foundation model: its
 // embeddings linearly carry every demo concept, but no single dimension is a concept.
 #pragma once
 

@@ -4,19 +4,17 @@
 #include "tools/demo/world.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <mutex>
-#include <random>
-#include <thread>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "core/csv.h"
 #include "core/error.h"
+#include "core/parallel.h"
+#include "core/random.h"
 #include "core/progress.h"
 #include "tools/demo/encoder.h"
 
@@ -46,26 +44,14 @@ int checklist_score(const std::vector<uint8_t>& s) {
 
 namespace {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-// mt19937_64 is fully specified by the standard; the distributions below are ours so the
-// world is identical across standard libraries.
-struct Rng {
-  std::mt19937_64 g;
-  explicit Rng(uint64_t seed) : g(seed) {}
-  double u() { return static_cast<double>(g() >> 11) * (1.0 / 9007199254740992.0); }
-  double u(double a, double b) { return a + (b - a) * u(); }
-  int i(int a, int b) { return a + static_cast<int>(u() * (b - a + 1)); }  // inclusive
-  bool bern(double p) { return u() < p; }
-  double normal() {
-    double u1 = std::max(u(), 1e-300), u2 = u();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-  }
+// The world's draws: cl::Rng (identical across standard libraries) with short names for the
+// many calls below.
+struct Rng : cl::Rng {
+  using cl::Rng::Rng;
+  double u() { return uniform(); }
+  double u(double a, double b) { return uniform(a, b); }
+  int i(int a, int b) { return uniform_int(a, b); }
+  bool bern(double p) { return bernoulli(p); }
 };
 
 cv::Scalar jitter(Rng& r, cv::Scalar c, double amount) {
@@ -397,7 +383,7 @@ nlohmann::json to_json(const DemoWorldReport& r) {
           {"seconds", r.seconds}};
 }
 
-DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string& dir, bool quiet) {
+DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string& dir, ProgressSink& progress) {
   if (p.jpeg_quality < 1 || p.jpeg_quality > 100) throw_usage("demo-data: jpeg quality {}: expected 1..100", p.jpeg_quality);
   for (double q : {p.train_fraction, p.p_structure, p.p_artifact, p.label_noise, p.hair_p_malignant_train,
                    p.hair_p_benign_train, p.hair_p_test})
@@ -408,46 +394,23 @@ DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string&
   if (ec) throw_input("{}: cannot create folder ({})", dir, ec.message());
   std::vector<DemoImage> world = draw_world(p);
 
-  const int n_workers =
-      p.workers > 0 ? p.workers : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 16u));
-  std::atomic<int64_t> next{0}, done{0};
-  std::atomic<bool> failed{false};
-  std::string fail_msg;
-  std::mutex fail_m;
   const std::vector<int> jpeg = {cv::IMWRITE_JPEG_QUALITY, p.jpeg_quality};
-  Progress prog("demo-data", p.n, quiet, "images");
-  auto work = [&] {
-    for (int64_t i; !failed && (i = next++) < p.n;) {
-      const DemoImage& im = world[i];
-      // Write beside, then rename: an interrupted run never leaves a truncated image.
-      const std::string path = (fs::path(dir) / "images" / im.id).string(), tmp = path + ".tmp.jpg";
-      bool ok = false;
-      try {
-        ok = cv::imwrite(tmp, render_image(im, p.image_size), jpeg);
-        if (ok) fs::rename(tmp, path);
-      } catch (const std::exception&) {
-        ok = false;
-      }
-      if (!ok) {
-        std::lock_guard<std::mutex> lk(fail_m);
-        failed = true;
-        fail_msg = path;
-      }
-      ++done;
+  Progress prog(progress, "demo-data", p.n, "images");
+  const int workers = p.workers > 0 ? p.workers : std::min(resolve_threads(0), 16);
+  parallel_for(p.n, workers, [&](int64_t i) {
+    const DemoImage& im = world[i];
+    // Write beside, then rename: an interrupted run never leaves a truncated image.
+    const std::string path = (fs::path(dir) / "images" / im.id).string(), tmp = path + ".tmp.jpg";
+    bool ok = false;
+    try {
+      ok = cv::imwrite(tmp, render_image(im, p.image_size), jpeg);
+      if (ok) fs::rename(tmp, path);
+    } catch (const std::exception&) {
+      ok = false;
     }
-  };
-  std::vector<std::thread> threads;
-  for (int t = 0; t < n_workers; ++t) threads.emplace_back(work);
-  int64_t shown = 0;
-  while (done < p.n && !failed) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    int64_t d = done;
-    prog.add(d - shown);
-    shown = d;
-  }
-  for (auto& t : threads) t.join();
-  if (failed) throw_input("{}: cannot write image", fail_msg);
-  prog.add(p.n - shown);
+    if (!ok) throw_input("{}: cannot write image", path);
+    prog.add(1);
+  });
   prog.finish();
 
   CsvTable meta;

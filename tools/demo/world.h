@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
+#include "core/progress.h"
+
 namespace cl::demo {
 
 struct DemoWorldParams {
@@ -62,8 +64,10 @@ struct DemoWorldReport {
 };
 nlohmann::json to_json(const DemoWorldReport& r);
 
-// Writes DIR/images/*.jpg, DIR/meta.csv (ImageID, label, malignant, split, score, flags) and the
+// Writes DIR/images/*.jpg, DIR/meta.csv (ImageID, label, malignant, split, one 0/1 column per
+// concept flag) and the
 // demo encoder DIR/encoder.pt + DIR/encoder.json. Creates DIR when missing.
-DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string& dir, bool quiet = false);
+DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string& dir,
+                                    ProgressSink& progress = silent_progress());
 
 }  // namespace cl::demo

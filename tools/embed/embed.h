@@ -1,8 +1,8 @@
-// Frozen-encoder embedding export: a TorchScript module ([B,3,H,W] float -> [B,D]) over a CSV
-// of image ids or a folder, decoded and preprocessed on worker threads while the model runs,
-// written as conceptlab.embeddings with the CSV's other columns. Bad images fail the run
-// before any output appears, or are skipped and listed with --skip-bad; runs checkpoint every
-// batch to OUT.partial so --resume continues to a bitwise-identical result.
+// Frozen-encoder embedding export: an Encoder (tools/embed/encoder.h) over a CSV of image ids or
+// a folder, decoded and preprocessed on worker threads while the model runs, written as
+// conceptlab.embeddings with the CSV's other columns. Bad images fail the run before any output
+// appears, or are skipped and listed with --skip-bad; runs checkpoint every batch to
+// OUT.partial so --resume continues to a bitwise-identical result.
 #pragma once
 
 #include <cstdint>
@@ -10,8 +10,10 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <torch/types.h>
 
+#include "core/device.h"
+#include "core/progress.h"
+#include "tools/embed/decode_pool.h"
 #include "tools/embed/preprocess.h"
 
 namespace cl::embed {
@@ -30,16 +32,9 @@ struct EmbedParams {
   int workers = 0;              // decoding threads; 0 = auto (CUDA: one per core, at most 8; CPU: half the cores)
   bool skip_bad = false;        // write good rows + OUT.skipped.csv instead of failing
   bool resume = false;          // continue from OUT.partial
-  int64_t stop_after_rows = 0;  // test hook: exit(75) right after the checkpoint reaching this many rows
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmbedParams, model, preprocess_json, csv, image_col, image_root,
-                                                images_dir, out, device, batch, fp16, workers, skip_bad, resume,
-                                                stop_after_rows)
-
-struct EmbedItem {
-  std::string id;
-  std::string path;
-};
+                                                images_dir, out, device, batch, fp16, workers, skip_bad, resume)
 
 struct EmbedReport {
   std::string out, skipped_csv;  // skipped_csv "" unless --skip-bad
@@ -61,7 +56,9 @@ std::string default_preprocess_path(const std::string& model_path);
 PreprocessParams resolve_preprocess(const EmbedParams& p);
 
 // The whole run. `pre` is the resolved preprocessing (resolve_preprocess plus any flag overrides).
-EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, torch::Device device);
+// Progress counts images; cancelling (or killing the process) leaves OUT.partial for --resume.
+EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Device device,
+                         ProgressSink& progress = silent_progress());
 
 std::string partial_path(const std::string& out);  // OUT.partial
 std::string skipped_path(const std::string& out);  // OUT.skipped.csv

@@ -1,4 +1,4 @@
-// Include order for test files that use LibTorch: Debian's LibTorch is built with glog, whose
+// Include this first in test files that use LibTorch: Debian's LibTorch is built with glog, whose
 // CHECK/CHECK_EQ/... macros would shadow doctest's, so torch comes first, glog's macros are
 // dropped, then doctest defines its own.
 #pragma once

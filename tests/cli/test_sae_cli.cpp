@@ -1,5 +1,7 @@
 // `conceptlab sae ...` end to end through the built binary: train, encode, eval --json,
 // import, config handling and the error messages users see.
+#include "tests/torch_doctest.h"
+
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -9,7 +11,6 @@
 #include "core/sae_weights.h"
 #include "tests/sae/sae_test_data.h"
 #include "tests/test_util.h"
-#include "tests/sae/doctest_glog_fix.h"
 
 using namespace cl;
 

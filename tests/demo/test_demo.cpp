@@ -1,6 +1,7 @@
-// Demo world: label/artifact correlation structure, determinism, concept recoverability from
-// the demo encoder's embeddings (probe AUROC >= 0.9 per flag), and the demo commands.
-#include "tests/embed/torch_doctest.h"
+// Demo world: label/artifact correlation structure, determinism, and concept recoverability
+// from the demo encoder's embeddings (probe AUROC >= 0.9 per flag). The commands are tested in
+// tests/cli/test_demo_cli.cpp.
+#include "tests/torch_doctest.h"
 
 #include <cmath>
 #include <filesystem>
@@ -118,7 +119,7 @@ TEST_CASE("demo encoder embeddings carry every concept: probe AUROC >= 0.9 per f
   TempDir t;
   DemoWorldParams p;
   p.n = 600;
-  auto world = generate_demo_world(p, t.path.string(), true);
+  auto world = generate_demo_world(p, t.path.string());
   CHECK(world.n == 600);
   CHECK(fs::exists(world.encoder_path));
   auto pre = cl::embed::load_preprocess(world.encoder_json);
@@ -142,98 +143,3 @@ TEST_CASE("demo encoder embeddings carry every concept: probe AUROC >= 0.9 per f
   CHECK(q.hair_malignant_corr_train - q.hair_malignant_corr_test > 0.3);
 }
 
-TEST_CASE("demo-data and demo commands") {
-  TempDir t;
-  auto r = cl::test::run_cli({"-q", "demo-data", "--out", t.file("w"), "--n", "30", "--seed", "3", "--json"});
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  auto j = nlohmann::json::parse(r.out);
-  CHECK(j["n"] == 30);
-  auto meta = cl::read_csv(t.file("w/meta.csv"));
-  CHECK(meta.n_rows() == 30);
-  CHECK(meta.header.size() == 4 + 12);
-  CHECK(meta.has_col("hair"));
-  CHECK(meta.has_col("multiple_colours"));
-  for (auto& id : meta.column("ImageID")) CHECK(fs::exists(t.file("w/images/" + id)));
-  for (auto& v : meta.column("label")) CHECK((v == "benign" || v == "malignant"));
-  auto pre = cl::embed::load_preprocess(t.file("w/encoder.json"));
-  CHECK(pre.image_size == 128);
-  // Same seed, same metadata.
-  REQUIRE(cl::test::run_cli({"-q", "demo-data", "--out", t.file("w2"), "--n", "30", "--seed", "3"}).exit_code == 0);
-  CHECK(cl::test::read_text(t.file("w/meta.csv")) == cl::test::read_text(t.file("w2/meta.csv")));
-  CHECK(cl::test::run_cli({"demo-data", "--out", t.file("w3"), "--hair-malignant", "1.5"}).exit_code == 2);
-
-  auto d = cl::test::run_cli(
-      {"-q", "demo", "--out", t.file("d"), "--n", "120", "--device", "cpu", "--sae-epochs", "5", "--json"});
-  INFO(d.err);
-  REQUIRE(d.exit_code == 0);
-  auto dj = nlohmann::json::parse(d.out);
-  CHECK(dj["embed"]["n_rows"] == 120);
-  CHECK(dj["check"]["concept_auroc"].size() == 12);
-  for (auto f : {"embeddings.h5", "sae.h5", "activations.h5", "report.json"}) CHECK(fs::exists(t.file("d") + "/" + f));
-  const auto& sae = dj["sae"]["metrics"];
-  CHECK(sae["n"] == 120);
-  CHECK(sae["fvu"].get<double>() < 1.0);
-  CHECK(sae["l0"].get<double>() == doctest::Approx(16).epsilon(1e-6));  // topk, k = 16
-  REQUIRE(dj["concept_latents"].size() == 12);
-  for (auto& m : dj["concept_latents"]) {
-    CHECK(m["latent"].get<int64_t>() >= 0);
-    CHECK(m["latent"].get<int64_t>() < sae["n_latents"].get<int64_t>());
-    CHECK(m["auroc"].get<double>() >= 0.5);  // the best latent is never worse than chance
-  }
-  CHECK(dj["cbm"]["report"]["n_test"].get<int64_t>() + dj["cbm"]["report"]["n_train"].get<int64_t>() == 120);
-  CHECK(dj["probe"]["report"]["n_test"] == dj["cbm"]["report"]["n_test"]);
-  CHECK(nlohmann::json::parse(cl::test::read_text(t.file("d/report.json"))) == dj);
-  // Bad usage leaves no output behind.
-  CHECK(cl::test::run_cli({"-q", "demo", "--out", t.file("e"), "--n", "50", "--sae-arch", "nope"}).exit_code == 2);
-}
-
-TEST_CASE("latent_aurocs equals the dense AUROC of every latent column, zeros tied") {
-  std::mt19937 rng(5);
-  const int64_t n = 200, L = 7;
-  cl::CsrMatrix a;
-  a.n_cols = L;
-  std::vector<std::vector<double>> dense(L, std::vector<double>(n, 0.0));
-  std::vector<int> y1(n), y2(n);
-  for (int64_t i = 0; i < n; ++i) {
-    y1[i] = rng() % 2;
-    y2[i] = rng() % 5 == 0;
-    std::vector<int32_t> cols;
-    std::vector<float> vals;
-    for (int32_t j = 0; j < L; ++j) {
-      // About two thirds zeros; latent 3 fires on every y1 image and a third of the others.
-      if (j == 3 ? !(y1[i] || rng() % 3 == 0) : rng() % 3 != 0) continue;
-      // Few distinct values so non-zero ties occur too; latent 3 leans on y1.
-      float v = 0.5f * float(1 + rng() % 4) + (j == 3 && y1[i] ? 1.0f : 0.0f);
-      cols.push_back(j);
-      vals.push_back(v);
-      dense[j][i] = v;
-    }
-    a.append_row_sorted(cols.data(), vals.data(), static_cast<int64_t>(cols.size()));
-  }
-  const auto got = latent_aurocs(a, {y1, y2});
-  REQUIRE(got.size() == 2);
-  for (int j = 0; j < L; ++j) {
-    CHECK(got[0][j] == doctest::Approx(cl::cbm::auroc(dense[j], y1)).epsilon(1e-12));
-    CHECK(got[1][j] == doctest::Approx(cl::cbm::auroc(dense[j], y2)).epsilon(1e-12));
-  }
-  CHECK(got[0][3] > 0.7);
-  // One class absent: NaN, as cbm::auroc.
-  CHECK(std::isnan(latent_aurocs(a, {std::vector<int>(n, 1)})[0][0]));
-}
-
-TEST_CASE("configs/demo.json mirrors the DemoParams defaults") {
-  std::ifstream in(fs::path(CONCEPTLAB_SOURCE_DIR) / "configs" / "demo.json");
-  REQUIRE(in);
-  auto j = nlohmann::json::parse(in);
-  CHECK(j == nlohmann::json(DemoParams{}));
-  CHECK(nlohmann::json(j.get<DemoParams>()) == nlohmann::json(DemoParams{}));
-}
-
-TEST_CASE("configs/demo-data.json mirrors the DemoWorldParams defaults") {
-  std::ifstream in(fs::path(CONCEPTLAB_SOURCE_DIR) / "configs" / "demo-data.json");
-  REQUIRE(in);
-  auto j = nlohmann::json::parse(in);
-  CHECK(j == nlohmann::json(DemoWorldParams{}));
-  CHECK(nlohmann::json(j.get<DemoWorldParams>()) == nlohmann::json(DemoWorldParams{}));
-}

@@ -1,0 +1,51 @@
+// Interventions on the concept bottleneck: edit latent activations (zero, scale, clamp to a
+// value, set to the latent's mean) and re-evaluate a linear model on the edited activations.
+// Edited logits are computed as a delta over the edited latents' entries, never a full
+// recompute, so an edit costs a pass over the rows' non-zeros.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cbm/logreg.h"
+#include "core/sparse.h"
+
+namespace cl::explain {
+
+enum class EditOp {
+  zero,   // a' = 0
+  scale,  // a' = value * a (zeros stay zero)
+  clamp,  // a' = value on every image (a latent forced on, or held at a level)
+  mean,   // a' = the latent's mean activation on every image
+};
+EditOp parse_edit_op(const std::string& s);  // "zero" | "scale" | "clamp" | "mean"; UsageError otherwise
+const char* edit_op_name(EditOp op);
+
+struct LatentEdit {
+  int64_t latent = -1;
+  EditOp op = EditOp::zero;
+  double value = 0;  // scale factor or clamp value
+};
+
+// Edits that zero each of the given latents.
+std::vector<LatentEdit> zero_edits(const std::vector<int64_t>& latents);
+
+// Mean activation of every latent over `rows` (all rows when empty), zeros included.
+std::vector<double> latent_means(const CsrMatrix& acts, const std::vector<int64_t>& rows = {});
+
+// The activations with the edits applied (for refits and embedding-space interventions). means
+// is latent_means() of the reference rows; needed only for EditOp::mean.
+CsrMatrix apply_edits(const CsrMatrix& acts, const std::vector<LatentEdit>& edits,
+                      const std::vector<double>& means = {});
+
+// Logits [rows.size(), K] of model m on the edited activations of `rows` (all when empty), from
+// the unedited logits base (cbm::decision_function of the same rows) plus the edits' delta.
+std::vector<double> edited_logits(const CsrMatrix& acts, const cbm::LogRegFit& m, const std::vector<LatentEdit>& edits,
+                                  const std::vector<double>& base_logits, const std::vector<int64_t>& rows = {},
+                                  const std::vector<double>& means = {});
+
+// Share of the model's sum |W| held by the given latents (all classes).
+double weight_share(const cbm::LogRegFit& m, const std::vector<int64_t>& latents);
+
+}  // namespace cl::explain

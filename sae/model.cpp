@@ -1,0 +1,352 @@
+// The SAE as a loaded model: weights <-> device tensors, the inference activation of each
+// architecture, chunked encoding into CSR, decoding of sparse codes, and float64 evaluation.
+#include <algorithm>
+#include <cmath>
+
+#include <spdlog/spdlog.h>
+
+#include "core/activations.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "sae/sae.h"
+#include "sae/tensors.h"
+
+namespace cl::sae {
+
+Arch parse_arch(const std::string& s) {
+  if (s == "relu-l1") return Arch::relu_l1;
+  if (s == "topk") return Arch::topk;
+  if (s == "batchtopk") return Arch::batchtopk;
+  throw_usage("arch '{}': expected relu-l1, topk or batchtopk", s);
+}
+
+const char* arch_name(Arch a) {
+  switch (a) {
+    case Arch::relu_l1: return "relu-l1";
+    case Arch::topk: return "topk";
+    case Arch::batchtopk: return "batchtopk";
+  }
+  return "?";
+}
+
+torch::Tensor host_rows(const float* x, int64_t rows, int64_t cols, torch::Device device) {
+  auto t = torch::from_blob(const_cast<float*>(x), {rows, cols}, torch::kFloat32);
+  return device.is_cpu() ? t : t.to(device);
+}
+
+static torch::Tensor vec_tensor(const std::vector<float>& v, std::vector<int64_t> shape, torch::Device device) {
+  return torch::from_blob(const_cast<float*>(v.data()), shape, torch::kFloat32).clone().to(device);
+}
+
+Tensors to_tensors(const SaeWeights& w, torch::Device device) {
+  const int64_t D = w.d_in, n = w.n_latents;
+  CL_ASSERT(static_cast<int64_t>(w.W_enc.size()) == D * n && static_cast<int64_t>(w.W_dec.size()) == D * n);
+  CL_ASSERT(static_cast<int64_t>(w.b_enc.size()) == n && static_cast<int64_t>(w.b_dec.size()) == D);
+  Tensors t;
+  t.W_enc = vec_tensor(w.W_enc, {D, n}, device);
+  t.b_enc = vec_tensor(w.b_enc, {n}, device);
+  t.W_dec = vec_tensor(w.W_dec, {n, D}, device);
+  t.b_dec = vec_tensor(w.b_dec, {D}, device);
+  t.arch = parse_arch(w.arch);
+  t.k = w.k;
+  t.threshold = w.threshold;
+  return t;
+}
+
+static std::vector<float> tensor_vec(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+void from_tensors(const Tensors& t, SaeWeights& w) {
+  w.d_in = t.d_in();
+  w.n_latents = t.n_latents();
+  w.W_enc = tensor_vec(t.W_enc);
+  w.b_enc = tensor_vec(t.b_enc);
+  w.W_dec = tensor_vec(t.W_dec);
+  w.b_dec = tensor_vec(t.b_dec);
+  w.arch = arch_name(t.arch);
+  w.k = t.k;
+  w.threshold = t.threshold;
+}
+
+torch::Tensor pre_activations(const Tensors& t, const torch::Tensor& x_bd) {
+  return torch::addmm(t.b_enc, x_bd - t.b_dec, t.W_enc);
+}
+
+torch::Tensor encode_dense(const Tensors& t, const torch::Tensor& x_bd) {
+  auto pre = pre_activations(t, x_bd);
+  switch (t.arch) {
+    case Arch::relu_l1:
+      return pre.relu_();
+    case Arch::topk: {
+      const int64_t k = std::min<int64_t>(t.k, pre.size(1));
+      auto [vals, idx] = pre.topk(k, 1);
+      return torch::zeros_like(pre).scatter_(1, idx, vals.relu_());
+    }
+    case Arch::batchtopk: {
+      // Inference uses the global threshold estimated in training, so each input's code does
+      // not depend on the rest of its batch.
+      auto keep = pre > std::max(t.threshold, 0.0);
+      return pre.mul_(keep);
+    }
+  }
+  return pre;
+}
+
+torch::Tensor decode_dense(const Tensors& t, const torch::Tensor& z_bn) { return torch::addmm(t.b_dec, z_bn, t.W_dec); }
+
+torch::Tensor decode_sparse(const Tensors& t, const torch::Tensor& vals_bk, const torch::Tensor& idx_bk) {
+  const int64_t B = idx_bk.size(0), k = idx_bk.size(1);
+  auto offsets = torch::arange(0, B * k, k, torch::TensorOptions().dtype(torch::kLong).device(idx_bk.device()));
+  auto out = std::get<0>(at::embedding_bag(t.W_dec, idx_bk.reshape({-1}), offsets, false, 0, false,
+                                           vals_bk.reshape({-1}).contiguous()));
+  return out.add_(t.b_dec);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+struct Model::Impl {
+  Tensors t;
+  torch::Device device{torch::kCPU};
+  std::string arch, path;
+};
+
+Model::Model(const SaeWeights& w, Device device) : impl_(std::make_unique<Impl>()) {
+  impl_->t = to_tensors(w, device);
+  impl_->device = device;
+  impl_->arch = w.arch;
+}
+Model::~Model() = default;
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+
+Model Model::load(const std::string& sae_path, Device device) {
+  SaeWeights w = read_sae(sae_path);
+  for (const auto* v : {&w.W_enc, &w.b_enc, &w.W_dec, &w.b_dec})
+    for (float x : *v)
+      if (!std::isfinite(x))
+        throw_input("{}: SAE weights contain {} (a diverged training run?); expected finite values", sae_path, x);
+  if (!std::isfinite(w.threshold)) throw_input("{}: SAE threshold {}, expected a finite value", sae_path, w.threshold);
+  Model m(w, device);
+  m.impl_->path = sae_path;
+  return m;
+}
+
+int64_t Model::d_in() const { return impl_->t.d_in(); }
+int64_t Model::n_latents() const { return impl_->t.n_latents(); }
+const std::string& Model::arch() const { return impl_->arch; }
+Device Model::device() const { return impl_->device; }
+const std::string& Model::path() const { return impl_->path; }
+const Tensors& Model::tensors() const { return impl_->t; }
+
+void Model::check_dim(int64_t dim, const std::string& embeddings_path) const {
+  if (dim != d_in())
+    throw_input("{}: embedding dim {}, but SAE {} expects dim {}", embeddings_path, dim,
+                impl_->path.empty() ? std::string("(in memory)") : impl_->path, d_in());
+}
+
+namespace {
+CsrMatrix codes_csr(const torch::Tensor& z_bn) {
+  auto zc = z_bn.to(torch::kCPU).contiguous();
+  return csr_from_dense(zc.data_ptr<float>(), zc.size(0), zc.size(1));
+}
+}  // namespace
+
+CsrMatrix Model::encode(const float* x_nd, int64_t n, int64_t batch) const {
+  CL_ASSERT(batch > 0, "encode: batch must be positive");
+  torch::NoGradGuard ng;
+  CsrMatrix out;
+  out.n_cols = n_latents();
+  for (int64_t s = 0; s < n; s += batch) {
+    const int64_t B = std::min(batch, n - s);
+    out.append_rows(codes_csr(encode_dense(impl_->t, host_rows(x_nd + s * d_in(), B, d_in(), impl_->device))));
+  }
+  return out;
+}
+
+std::vector<float> Model::decode(const CsrMatrix& codes, bool with_bias) const {
+  CL_ASSERT(codes.n_cols == n_latents(), "decode: codes have another number of latents");
+  torch::NoGradGuard ng;
+  const int64_t n = codes.n_rows, D = d_in();
+  std::vector<float> out(static_cast<size_t>(n * D));
+  // Gather the active decoder rows per row: W_dec stays on the device, codes go as (row, latent,
+  // value) triplets, and the sum is an index_add over rows.
+  auto opts_l = torch::TensorOptions().dtype(torch::kLong);
+  std::vector<int64_t> row_of(static_cast<size_t>(codes.nnz()));
+  for (int64_t i = 0; i < n; ++i)
+    for (SparseIndex q = codes.indptr[static_cast<size_t>(i)]; q < codes.indptr[static_cast<size_t>(i) + 1]; ++q)
+      row_of[static_cast<size_t>(q)] = i;
+  auto rows_t = torch::from_blob(row_of.data(), {codes.nnz()}, opts_l).to(impl_->device);
+  auto lat_t = torch::from_blob(const_cast<SparseIndex*>(codes.indices.data()), {codes.nnz()}, torch::kInt32)
+                   .to(impl_->device, torch::kLong);
+  auto val_t = torch::from_blob(const_cast<float*>(codes.values.data()), {codes.nnz()}, torch::kFloat32)
+                   .to(impl_->device);
+  auto x = torch::zeros({n, D}, torch::TensorOptions().dtype(torch::kFloat32).device(impl_->device));
+  if (codes.nnz() > 0) x.index_add_(0, rows_t, impl_->t.W_dec.index_select(0, lat_t) * val_t.unsqueeze(1));
+  if (with_bias) x.add_(impl_->t.b_dec);
+  auto xc = x.to(torch::kCPU).contiguous();
+  std::copy(xc.data_ptr<float>(), xc.data_ptr<float>() + xc.numel(), out.begin());
+  return out;
+}
+
+std::vector<float> Model::reconstruct(const float* x_nd, int64_t n, int64_t batch) const {
+  CL_ASSERT(batch > 0, "reconstruct: batch must be positive");
+  torch::NoGradGuard ng;
+  const int64_t D = d_in();
+  std::vector<float> out(static_cast<size_t>(n * D));
+  for (int64_t s = 0; s < n; s += batch) {
+    const int64_t B = std::min(batch, n - s);
+    const auto& t = impl_->t;
+    auto xhat = decode_dense(t, encode_dense(t, host_rows(x_nd + s * D, B, D, impl_->device))).to(torch::kCPU).contiguous();
+    std::copy(xhat.data_ptr<float>(), xhat.data_ptr<float>() + xhat.numel(), out.begin() + s * D);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation: accumulators kept on the device in float64; one host sync at the end.
+
+namespace {
+
+struct EvalAcc {
+  int64_t D = 0, n_lat = 0, dead_window = 0;
+  int64_t n_seen = 0;
+  torch::Tensor sum_sq_err, sum_l0, sum_l1;  // float64 scalars
+  torch::Tensor last_fired;                  // int64 [n]: 1 + index of last input firing
+  // Chan's parallel merge of per-chunk mean / M2 keeps sum ||x - mean||^2 accurate in one pass.
+  torch::Tensor mean, m2;
+
+  void init(int64_t d, int64_t n, int64_t window, torch::Device dev) {
+    D = d;
+    n_lat = n;
+    dead_window = window;
+    auto o = torch::TensorOptions().dtype(torch::kFloat64).device(dev);
+    sum_sq_err = torch::zeros({}, o);
+    sum_l0 = torch::zeros({}, o);
+    sum_l1 = torch::zeros({}, o);
+    mean = torch::zeros({d}, o);
+    m2 = torch::zeros({}, o);
+    last_fired = torch::zeros({n}, torch::TensorOptions().dtype(torch::kLong).device(dev));
+  }
+
+  void add(const torch::Tensor& x, const torch::Tensor& z, const torch::Tensor& xhat) {
+    const int64_t B = x.size(0);
+    auto xd = x.to(torch::kFloat64);
+    sum_sq_err += (xhat.to(torch::kFloat64) - xd).pow(2).sum();
+    auto active = z != 0;
+    sum_l0 += active.sum().to(torch::kFloat64);
+    sum_l1 += z.abs().sum(torch::kFloat64);
+    auto cmean = xd.mean(0);
+    auto cm2 = (xd - cmean).pow(2).sum();
+    const double na = static_cast<double>(n_seen), nb = static_cast<double>(B), nt = na + nb;
+    auto delta = cmean - mean;
+    m2 = m2 + cm2 + delta.pow(2).sum() * (na * nb / nt);
+    mean = mean + delta * (nb / nt);
+    // Row index (1-based, global) of the last input on which each latent fired.
+    // argmax over the flipped chunk finds the last firing row without a [B, n] int64 temporary.
+    auto fired = active.any(0);
+    auto last_in_chunk = (B - 1) - active.flip({0}).to(torch::kByte).argmax(0);
+    last_fired = torch::where(fired, last_in_chunk + (n_seen + 1), last_fired);
+    n_seen += B;
+  }
+
+  Metrics result(const torch::Tensor& W_dec) const {
+    const double N = static_cast<double>(n_seen);
+    const int64_t window = std::min(n_seen, dead_window);
+    Metrics m;
+    m.n = n_seen;
+    m.n_dead = (last_fired <= (n_seen - window)).sum().item<int64_t>();
+    const double sse = sum_sq_err.item<double>(), var = m2.item<double>();
+    m.mse = N > 0 ? sse / (N * static_cast<double>(D)) : 0.0;
+    m.fvu = var > 0 ? sse / var : 0.0;
+    m.l0 = N > 0 ? sum_l0.item<double>() / N : 0.0;
+    m.l1 = N > 0 ? sum_l1.item<double>() / N : 0.0;
+    m.dead_fraction = static_cast<double>(m.n_dead) / static_cast<double>(n_lat);
+    m.dead_window = window;
+    m.decoder_norm_max_dev = (W_dec.norm(2, {1}) - 1.0).abs().max().item<double>();
+    return m;
+  }
+};
+
+}  // namespace
+
+nlohmann::json to_json(const Metrics& m) {
+  return {{"n", m.n},
+          {"mse", m.mse},
+          {"fvu", m.fvu},
+          {"l0", m.l0},
+          {"l1", m.l1},
+          {"n_dead", m.n_dead},
+          {"dead_fraction", m.dead_fraction},
+          {"dead_window", m.dead_window},
+          {"decoder_norm_max_dev", m.decoder_norm_max_dev}};
+}
+
+Metrics Model::evaluate(const float* x_nd, int64_t n, const ApplyParams& p) const {
+  validate(p);
+  torch::NoGradGuard ng;
+  const auto& t = impl_->t;
+  EvalAcc acc;
+  acc.init(d_in(), n_latents(), p.dead_window, impl_->device);
+  for (int64_t s = 0; s < n; s += p.batch) {
+    const int64_t B = std::min(p.batch, n - s);
+    auto x = host_rows(x_nd + s * d_in(), B, d_in(), impl_->device);
+    auto z = encode_dense(t, x);
+    acc.add(x, z, decode_dense(t, z));
+  }
+  return acc.result(t.W_dec);
+}
+
+Metrics Model::evaluate(const EmbeddingsReader& reader, const ApplyParams& p, ProgressSink& progress) const {
+  validate(p);
+  check_dim(reader.dim(), reader.path());
+  torch::NoGradGuard ng;
+  const auto& t = impl_->t;
+  const int64_t n = reader.rows(), d = reader.dim();
+  EvalAcc acc;
+  acc.init(d, n_latents(), p.dead_window, impl_->device);
+  std::vector<float> buf;
+  Progress prog(progress, "sae eval", n, "rows");
+  for (int64_t s = 0; s < n; s += p.batch) {
+    const int64_t B = std::min(p.batch, n - s);
+    buf.resize(static_cast<size_t>(B * d));
+    reader.read_rows(s, B, buf.data());
+    auto x = host_rows(buf.data(), B, d, impl_->device);
+    auto z = encode_dense(t, x);
+    acc.add(x, z, decode_dense(t, z));
+    prog.add(B);
+  }
+  return acc.result(t.W_dec);
+}
+
+void Model::encode_file(const EmbeddingsReader& reader, const std::string& out_path, const ApplyParams& p,
+                        ProgressSink& progress) const {
+  validate(p);
+  check_dim(reader.dim(), reader.path());
+  torch::NoGradGuard ng;
+  const auto& t = impl_->t;
+  const int64_t n = reader.rows(), d = reader.dim();
+  nlohmann::json config = {{"sae_arch", arch_name(t.arch)}, {"sae_k", t.k}, {"sae_threshold", t.threshold},
+                           {"sae", impl_->path},           {"embeddings", reader.path()}, {"d_in", d}};
+  std::vector<std::string> inputs = {reader.path()};
+  if (!impl_->path.empty()) inputs.push_back(impl_->path);
+  ActivationsWriter writer(out_path, n_latents(), config, inputs);
+  std::vector<float> buf;
+  const auto& ids = reader.ids();
+  Progress prog(progress, "sae encode", n, "rows");
+  for (int64_t s = 0; s < n; s += p.batch) {
+    const int64_t B = std::min(p.batch, n - s);
+    buf.resize(static_cast<size_t>(B * d));
+    reader.read_rows(s, B, buf.data());
+    CsrMatrix part = codes_csr(encode_dense(t, host_rows(buf.data(), B, d, impl_->device)));
+    part.n_cols = n_latents();
+    writer.append(std::vector<std::string>(ids.begin() + s, ids.begin() + s + B), part);
+    prog.add(B);
+  }
+  prog.finish();
+  writer.commit();
+}
+
+}  // namespace cl::sae

@@ -1,0 +1,44 @@
+// LibTorch side of the SAE (internal to sae/ and bench/): the weights as device tensors, the
+// inference activation of each architecture, and sparse top-k decoding.
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+#include "core/sae_weights.h"
+
+namespace cl::sae {
+
+enum class Arch { relu_l1, topk, batchtopk };
+Arch parse_arch(const std::string& s);  // throws UsageError
+const char* arch_name(Arch a);
+
+// W_enc [D, n], b_enc [n], W_dec [n, D], b_dec [D], float32 on one device.
+struct Tensors {
+  torch::Tensor W_enc, b_enc, W_dec, b_dec;
+  Arch arch = Arch::relu_l1;
+  int64_t k = 0;
+  double threshold = 0.0;
+  int64_t d_in() const { return W_enc.size(0); }
+  int64_t n_latents() const { return W_enc.size(1); }
+};
+
+Tensors to_tensors(const SaeWeights& w, torch::Device device);
+// Copies tensors (any device) into w's weight vectors (arch/k/threshold too).
+void from_tensors(const Tensors& t, SaeWeights& w);
+
+// Pre-activations (x - b_dec) W_enc + b_enc, [B, n].
+torch::Tensor pre_activations(const Tensors& t, const torch::Tensor& x_bd);
+// Inference codes z [B, n] (dense): relu, relu(top-k) or relu above the saved threshold.
+torch::Tensor encode_dense(const Tensors& t, const torch::Tensor& x_bd);
+// x_hat = z W_dec + b_dec.
+torch::Tensor decode_dense(const Tensors& t, const torch::Tensor& z_bn);
+// Top-k decode gathering only the k active decoder rows: vals/idx [B, k].
+torch::Tensor decode_sparse(const Tensors& t, const torch::Tensor& vals_bk, const torch::Tensor& idx_bk);
+
+// A host float buffer [rows, cols] as a tensor on `device` (copied when the device is not the CPU;
+// on the CPU the tensor aliases the buffer).
+torch::Tensor host_rows(const float* x, int64_t rows, int64_t cols, torch::Device device);
+
+}  // namespace cl::sae

@@ -1,0 +1,158 @@
+// The SAE training driver: initialisation or resume, the epoch loop with logs, checkpoints and
+// progress, the final batchtopk threshold, folding of the input scale into the saved weights,
+// and the final evaluation with the trained Model.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "sae/batch_source.h"
+#include "sae/checkpoint.h"
+#include "sae/sae.h"
+#include "sae/trainer.h"
+
+namespace cl::sae {
+
+using torch::Tensor;
+
+namespace {
+
+SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device device, const TrainOptions& opt,
+                        ProgressSink& progress, const std::function<Metrics(const Model&)>& final_eval) {
+  validate(p);
+  const int64_t N = src.rows(), D = src.dim();
+  if (N < 1) throw_input("training data: 0 rows, expected at least 1");
+#ifdef CONCEPTLAB_WITH_CUDA
+  if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(p.tf32);
+#endif
+  const auto t0 = std::chrono::steady_clock::now();
+  Trainer tr(p, D, N, device);
+  Rng rng(static_cast<uint64_t>(p.seed));
+  tr.rng = &rng;
+  RunState rs;
+  if (!opt.resume_path.empty()) {
+    load_checkpoint(opt.resume_path, tr, rs, rng, p, D, N, device);
+    spdlog::info("sae: resumed from {} at epoch {} (step {})", opt.resume_path, rs.epoch, tr.step_count);
+  } else {
+    auto sample = src.sample(p.pre_bias_sample, rng);
+    if (p.normalize_input) {
+      const double msn = sample.pow(2).sum(1).mean().item<double>();
+      rs.scale = msn > 0 ? 1.0 / std::sqrt(msn) : 1.0;
+    }
+    tr.init(sample * rs.scale);
+    tr.data_mean = (src.mean_f64() * rs.scale).to(torch::kFloat32);
+  }
+  const float scale_f = static_cast<float>(rs.scale);
+  const int64_t steps_per_epoch = (N + p.batch - 1) / p.batch;
+  const int64_t total_steps = steps_per_epoch * p.epochs;
+
+  std::ofstream log;
+  const std::string log_path = opt.out_path.empty() ? "" : opt.out_path + ".log.jsonl";
+  const std::string ckpt_path = opt.out_path.empty() ? "" : opt.out_path + ".ckpt";
+  if (!log_path.empty()) log.open(log_path, opt.resume_path.empty() ? std::ios::trunc : std::ios::app);
+
+  Progress prog(progress, "sae train", p.epochs, "epochs");
+  prog.add(rs.epoch);
+  EpochMetrics last;
+  int64_t run_epochs = 0;
+  while (rs.epoch < p.epochs) {
+    src.start_epoch(rng);
+    tr.reset_epoch_metrics();
+    tr.mark_epoch_start();
+    Tensor x;
+    while (src.next(x)) {
+      prog.check_cancel();
+      if (rs.scale != 1.0) x = x * scale_f;
+      tr.step(x, total_steps);
+      if (opt.on_step) opt.on_step(tr.step_count, tr.max_norm_dev());
+    }
+    ++rs.epoch;
+    ++run_epochs;
+    last = tr.epoch_metrics();
+    last.epoch = rs.epoch;
+    last.time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (log.is_open()) log << to_json(last).dump() << '\n' << std::flush;
+    prog.set_note(fmt::format("loss {:.4g} fvu {:.4f} l0 {:.1f} dead {:.3f}", last.loss, last.fvu, last.l0,
+                              last.dead_fraction));
+    const bool stop = opt.stop_after_epochs > 0 && run_epochs >= opt.stop_after_epochs;
+    const bool periodic = p.checkpoint_every > 0 && (rs.epoch % p.checkpoint_every == 0 || rs.epoch == p.epochs);
+    if (!ckpt_path.empty() && (periodic || stop)) save_checkpoint(ckpt_path, tr, rs, rng, p, D, N, src.order());
+    prog.add(1);
+    if (stop) break;
+  }
+  prog.finish();
+
+  if (tr.t.arch == Arch::batchtopk && rs.epoch == p.epochs) {
+    // The running estimate lags behind the weights early on; the saved threshold is the mean
+    // over one more pass (up to 64 batches) of the batch minimum kept by the final weights.
+    src.start_epoch(rng);
+    Tensor x, sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+    int64_t used = 0;
+    while (used < 64 && src.next(x)) {
+      if (rs.scale != 1.0) x = x * scale_f;
+      auto mk = tr.min_kept(x);
+      sum += torch::where(torch::isinf(mk), tr.threshold, mk).to(torch::kFloat64);
+      ++used;
+    }
+    if (used > 0) tr.threshold = (sum / static_cast<double>(used)).to(torch::kFloat32);
+  }
+
+  // Fold the input scale back: activations in input units, decoder rows still unit norm.
+  SaeWeights w;
+  {
+    Tensors folded = tr.t;
+    const double inv = 1.0 / rs.scale;
+    folded.b_enc = tr.t.b_enc * inv;
+    folded.b_dec = tr.t.b_dec * inv;
+    folded.threshold = tr.threshold.item<double>() * inv;
+    from_tensors(folded, w);
+  }
+  nlohmann::json cfg = p;
+  cfg["d_in"] = D;
+  cfg["n_train"] = N;
+  cfg["input_scale"] = rs.scale;
+  cfg["device"] = device.str();
+  cfg["inputs"] = opt.inputs;
+  w.config = cfg;
+  nlohmann::json metrics = to_json(final_eval(Model(w, device)));
+  metrics["epochs_trained"] = rs.epoch;
+  metrics["steps"] = tr.step_count;
+  metrics["last_epoch"] = to_json(last);
+  metrics["train_time_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  w.metrics = metrics;
+  return w;
+}
+
+}  // namespace
+
+SaeWeights train(const float* x_nd, int64_t n, int64_t d, const TrainParams& p, Device device,
+                 const TrainOptions& opt, ProgressSink& progress) {
+  auto src = memory_source(x_nd, n, d, p.batch, device);
+  return run_training(*src, p, device, opt, progress, [&](const Model& m) {
+    return m.evaluate(x_nd, n, ApplyParams{kDefaultApplyBatch, p.dead_window});
+  });
+}
+
+SaeWeights train(const EmbeddingsReader& reader, const TrainParams& p, Device device, const TrainOptions& opt,
+                 ProgressSink& progress) {
+  const double bytes = static_cast<double>(reader.rows()) * static_cast<double>(reader.dim()) * 4.0;
+  if (bytes <= p.memory_gb * 1073741824.0 * 0.75) {
+    std::vector<float> data(static_cast<size_t>(reader.rows() * reader.dim()));
+    reader.read_rows(0, reader.rows(), data.data());
+    spdlog::info("sae: {} x {} embeddings loaded in memory ({:.2f} GiB)", reader.rows(), reader.dim(),
+                 bytes / 1073741824.0);
+    return train(data.data(), reader.rows(), reader.dim(), p, device, opt, progress);
+  }
+  auto src = stream_source(reader, p.batch, p.memory_gb, device);
+  spdlog::info("sae: streaming {} x {} embeddings ({:.2f} GiB > budget), buffer {} rows", reader.rows(),
+               reader.dim(), bytes / 1073741824.0, stream_buffer_rows(reader, p.batch, p.memory_gb));
+  return run_training(*src, p, device, opt, progress, [&](const Model& m) {
+    return m.evaluate(reader, ApplyParams{kDefaultApplyBatch, p.dead_window}, progress);
+  });
+}
+
+}  // namespace cl::sae

@@ -1,0 +1,328 @@
+// The SAE optimizer step (relu-l1 / topk / batchtopk) and its losses, Adam with the warm-up /
+// decay schedule, AuxK for top-k architectures and Anthropic-style resampling for relu-l1.
+#include "sae/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <spdlog/spdlog.h>
+
+namespace cl::sae {
+
+using torch::Tensor;
+
+nlohmann::json to_json(const EpochMetrics& m) {
+  nlohmann::json j = {{"epoch", m.epoch}, {"step", m.step}, {"loss", m.loss}, {"mse", m.mse}, {"fvu", m.fvu},
+                      {"l0", m.l0},       {"l1", m.l1},     {"dead_fraction", m.dead_fraction},
+                      {"decoder_norm_max_dev", m.decoder_norm_max_dev}, {"time_s", m.time_s}};
+  if (m.has_threshold) j["threshold"] = m.threshold;
+  return j;
+}
+
+Trainer::Trainer(const TrainParams& p, int64_t d_in, int64_t n_rows, torch::Device device)
+    : p_(p), D_(d_in), n_(latent_count(p, d_in)), n_rows_(n_rows),
+      window_(std::max<int64_t>(1, std::min(p.dead_window, n_rows))), device_(device) {
+  t.arch = parse_arch(p.arch);
+  t.k = t.arch == Arch::relu_l1 ? 0 : std::min(p.k, n_);
+  auto f = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  since_fired = torch::zeros({n_}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  threshold = torch::zeros({}, f);
+  data_mean = torch::zeros({D_}, f);
+  reset_epoch_metrics();
+}
+
+void Trainer::init(const Tensor& sample_md) {
+  auto f = torch::TensorOptions().dtype(torch::kFloat32);
+  // Weights are drawn on the CPU from the seeded global generator, then moved, so CPU and
+  // CUDA runs start from the same point.
+  torch::manual_seed(static_cast<uint64_t>(p_.seed));
+  auto W_dec = torch::randn({n_, D_}, f);
+  W_dec = W_dec / W_dec.norm(2, {1}, true).clamp_min(1e-12);
+  const bool transpose = p_.encoder_init == "transpose" || (p_.encoder_init == "auto" && t.arch != Arch::relu_l1);
+  Tensor W_enc, b_enc;
+  const double bound = 1.0 / std::sqrt(static_cast<double>(D_));
+  if (transpose) {
+    W_enc = W_dec.t().contiguous();
+    b_enc = torch::zeros({n_}, f);
+  } else {
+    // The reference's nn.Linear-style kaiming-uniform init (bound 1/sqrt(fan_in)).
+    W_enc = torch::rand({D_, n_}, f) * (2 * bound) - bound;
+    b_enc = torch::rand({n_}, f) * (2 * bound) - bound;
+  }
+  auto xs = sample_md.to(torch::kCPU, torch::kFloat64);
+  Tensor b_dec;
+  if (p_.pre_bias_init == "zero" || xs.size(0) == 0) {
+    b_dec = torch::zeros({D_}, torch::kFloat64);
+  } else {
+    b_dec = xs.mean(0);
+    if (p_.pre_bias_init == "geometric_median") {
+      // Weiszfeld iterations from the mean; a fixed count keeps the result reproducible.
+      for (int it = 0; it < 100; ++it) {
+        auto w = 1.0 / (xs - b_dec).norm(2, {1}).clamp_min(1e-8);
+        auto next = (xs * w.unsqueeze(1)).sum(0) / w.sum();
+        const double change = (next - b_dec).norm().item<double>();
+        b_dec = next;
+        if (change < 1e-7) break;
+      }
+    }
+  }
+  t.W_enc = W_enc.to(device_);
+  t.b_enc = b_enc.to(device_);
+  t.W_dec = W_dec.to(device_);
+  t.b_dec = b_dec.to(torch::kFloat32).to(device_);
+  Tensor* params[4] = {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec};
+  for (int i = 0; i < 4; ++i) {
+    m[i] = torch::zeros_like(*params[i]);
+    v[i] = torch::zeros_like(*params[i]);
+  }
+  step_count = 0;
+  since_fired.zero_();
+  threshold.zero_();
+}
+
+Tensor Trainer::mm(const Tensor& a, const Tensor& b) const {
+  if (p_.bf16) return torch::mm(a.to(torch::kBFloat16), b.to(torch::kBFloat16)).to(torch::kFloat32);
+  return torch::mm(a, b);
+}
+
+void Trainer::refresh_dead() {
+  dead_idx_ = (since_fired >= window_).nonzero().reshape({-1});
+  dead_fresh_ = true;
+}
+
+void Trainer::reset_epoch_metrics() {
+  auto o = torch::TensorOptions().dtype(torch::kFloat64).device(device_);
+  acc_loss_ = torch::zeros({}, o);
+  acc_sse_ = torch::zeros({}, o);
+  acc_var_ = torch::zeros({}, o);
+  acc_l0_ = torch::zeros({}, o);
+  acc_l1_ = torch::zeros({}, o);
+  acc_rows_ = 0;
+}
+
+double Trainer::max_norm_dev() const { return (t.W_dec.norm(2, {1}) - 1.0).abs().max().item<double>(); }
+
+EpochMetrics Trainer::epoch_metrics() {
+  const double N = static_cast<double>(std::max<int64_t>(acc_rows_, 1));
+  const int64_t n_dead = (since_fired >= window_).sum().item<int64_t>();
+  const double var = acc_var_.item<double>();
+  EpochMetrics m;
+  m.step = step_count;
+  m.loss = acc_loss_.item<double>() / N;
+  m.mse = acc_sse_.item<double>() / (N * static_cast<double>(D_));
+  m.fvu = var > 0 ? acc_sse_.item<double>() / var : 0.0;
+  m.l0 = acc_l0_.item<double>() / N;
+  m.l1 = acc_l1_.item<double>() / N;
+  m.dead_fraction = static_cast<double>(n_dead) / static_cast<double>(n_);
+  m.decoder_norm_max_dev = max_norm_dev();
+  m.has_threshold = t.arch == Arch::batchtopk;
+  if (m.has_threshold) m.threshold = threshold.item<double>();
+  return m;
+}
+
+Tensor Trainer::min_kept(const Tensor& x) const {
+  torch::NoGradGuard ng;
+  auto flat = torch::addmm(t.b_enc, x - t.b_dec, t.W_enc).relu_().reshape({-1});
+  const int64_t K = std::min<int64_t>(t.k * x.size(0), flat.numel());
+  auto vals = std::get<0>(flat.topk(K, 0, true, false));
+  return torch::where(vals > 0, vals, torch::full_like(vals, INFINITY)).min();
+}
+
+void Trainer::mm_into(Tensor& out, const Tensor& a, const Tensor& b) const {
+  if (p_.bf16)
+    out.copy_(mm(a, b));
+  else
+    at::mm_out(out, a, b);
+}
+
+Tensor Trainer::rows(Tensor& buf, int64_t b, int64_t cols) {
+  if (!buf.defined() || buf.size(0) < b)
+    buf = torch::empty({b, cols}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
+  return buf.narrow(0, 0, b);
+}
+
+void Trainer::step(const Tensor& x, int64_t total_steps) {
+  torch::NoGradGuard ng;
+  const int64_t B = x.size(0);
+  const double inv_bd = 1.0 / static_cast<double>(B * D_);
+
+  // Forward. The [B, n] matrices live in reused buffers (allocation of fresh pages costs as
+  // much as the element-wise work on the CPU).
+  Tensor xc = x - t.b_dec;
+  Tensor pre = rows(buf_pre_, B, n_);  // the first batch is the largest one
+  if (p_.bf16)
+    pre.copy_(mm(xc, t.W_enc).add_(t.b_enc));
+  else
+    at::addmm_out(pre, t.b_enc, xc, t.W_enc);
+  Tensor z;
+  if (t.arch == Arch::relu_l1) {
+    z = pre.relu_();  // relu-l1 needs no pre-activations after this
+  } else if (t.arch == Arch::topk) {
+    auto [vals, idx] = pre.topk(t.k, 1, true, false);
+    z = rows(buf_z_, B, n_).zero_().scatter_(1, idx, vals.relu_());
+  } else {
+    const int64_t K = std::min<int64_t>(t.k * B, B * n_);
+    Tensor vals, idx;
+    bool done = false;
+    const int64_t kc = 4 * t.k;
+    if (device_.is_cpu() && kc < n_) {
+      // A global top-k over B*n values is slow on the CPU; the per-row top 4k candidates hold
+      // it unless some row's smallest positive candidate still reaches the global cut (then
+      // that row could have more, and the exact full selection runs instead).
+      auto [cv, ci] = pre.topk(kc, 1, true, false);
+      cv.relu_();
+      auto [gv, gp] = cv.reshape({-1}).topk(std::min<int64_t>(K, B * kc), 0, true, false);
+      auto row_min = cv.amin(1);
+      if (!((row_min >= gv.min()) & (row_min > 0)).any().item<bool>()) {
+        vals = gv;
+        idx = torch::div(gp, kc, "floor") * n_ + ci.reshape({-1}).index_select(0, gp);
+        done = true;
+      }
+    }
+    auto flat = rows(buf_z_, B, n_).reshape({-1});
+    if (!done) std::tie(vals, idx) = flat.copy_(pre.reshape({-1})).relu_().topk(K, 0, true, false);
+    z = flat.zero_().scatter_(0, idx, vals).view({B, n_});
+    // The smallest activation kept in this batch; its running mean is the inference threshold.
+    auto minpos = torch::where(vals > 0, vals, torch::full_like(vals, INFINITY)).min();
+    minpos = torch::where(torch::isinf(minpos), threshold, minpos);
+    if (step_count == 0)
+      threshold.copy_(minpos);
+    else
+      threshold.mul_(p_.threshold_momentum).add_(minpos * (1.0 - p_.threshold_momentum));
+  }
+  Tensor xhat = torch::addmm(t.b_dec, z, t.W_dec);
+  Tensor e = xhat - x;  // [B, D]
+
+  // Loss = sum e^2 / (B D) + l1 * sum z / B (+ AuxK); accumulated for the epoch log.
+  double l1_eff = 0.0;
+  if (t.arch == Arch::relu_l1) {
+    l1_eff = p_.l1;
+    if (p_.l1_warmup_steps > 0)
+      l1_eff *= std::min(1.0, static_cast<double>(step_count + 1) / static_cast<double>(p_.l1_warmup_steps));
+  }
+  auto sse = e.pow(2).sum(torch::kFloat64);
+  auto zsum = z.sum(torch::kFloat64);  // z >= 0, so this is sum |z|
+  auto loss = sse * inv_bd + zsum * (l1_eff / static_cast<double>(B));
+  acc_sse_ += sse;
+  acc_var_ += (x - data_mean).pow(2).sum(torch::kFloat64);
+  acc_l0_ += torch::count_nonzero(z).to(torch::kFloat64);
+  acc_l1_ += zsum;
+  acc_rows_ += B;
+  auto fired = z.amax(0) > 0;  // [n]
+
+  // Backward.
+  Tensor g = e * (2.0 * inv_bd);
+  Tensor gW_dec = rows(buf_gW_dec_, n_, D_);
+  mm_into(gW_dec, z.t(), g);  // [n, D]
+  Tensor gb_dec = g.sum(0);
+  Tensor dpre = rows(buf_dpre_, B, n_);
+  mm_into(dpre, g, t.W_dec.t());  // [B, n]
+  if (l1_eff > 0) dpre.add_(l1_eff / static_cast<double>(B));
+  at::threshold_backward_out(dpre, dpre, z, 0);  // gradient only through active latents
+
+  if (t.arch != Arch::relu_l1 && p_.aux_alpha > 0 && p_.aux_k > 0) {
+    if (!dead_fresh_ || step_count % 50 == 0) refresh_dead();
+    const int64_t nd = dead_idx_.numel();
+    if (nd > 0) {
+      // AuxK: the top aux_k dead latents reconstruct the residual (a constant), normalised by
+      // its variance, so dead latents get gradient towards what the live ones miss.
+      const int64_t ka = std::min(p_.aux_k, nd);
+      auto pre_dead = pre.index_select(1, dead_idx_);
+      auto [av, ai] = pre_dead.topk(ka, 1, true, false);
+      auto z_aux = torch::zeros_like(pre_dead).scatter_(1, ai, av.relu_());
+      auto W_dead = t.W_dec.index_select(0, dead_idx_);
+      auto r = -e;
+      auto diff = mm(z_aux, W_dead) - r;
+      auto denom = (r - r.mean(0)).pow(2).sum().clamp_min(1e-12);
+      auto aux = diff.pow(2).sum() / denom;
+      loss = loss + aux.to(torch::kFloat64) * p_.aux_alpha;
+      auto g_aux = diff * (2.0 * p_.aux_alpha / denom);
+      gW_dec.index_add_(0, dead_idx_, mm(z_aux.t(), g_aux));
+      auto dz_aux = mm(g_aux, W_dead.t()).mul_(z_aux > 0);
+      dpre.index_add_(1, dead_idx_, dz_aux);
+    }
+  }
+  acc_loss_ += loss * static_cast<double>(B);
+
+  Tensor gW_enc = rows(buf_gW_enc_, D_, n_);
+  mm_into(gW_enc, xc.t(), dpre);  // [D, n]
+  Tensor gb_enc = dpre.sum(0);
+  // The tied bias enters as x - b_dec: its encoder-side gradient is -W_enc sum_b dpre.
+  gb_dec.sub_(torch::mv(t.W_enc, gb_enc));
+
+  // Unit-norm decoder rows: drop the gradient component parallel to each row.
+  gW_dec.sub_((gW_dec * t.W_dec).sum(1, true) * t.W_dec);
+
+  Tensor* grads[4] = {&gW_enc, &gb_enc, &gW_dec, &gb_dec};
+  if (p_.grad_clip > 0) {
+    auto total = torch::zeros({}, gW_enc.options());
+    for (auto* gr : grads) total += gr->pow(2).sum();
+    auto coef = (p_.grad_clip / (total.sqrt() + 1e-6)).clamp_max(1.0);
+    for (auto* gr : grads) gr->mul_(coef);
+  }
+
+  // Adam (torch.optim.Adam's formula) with the warm-up / decay schedule.
+  double lr = p_.lr;
+  if (p_.lr_warmup_steps > 0)
+    lr *= std::min(1.0, static_cast<double>(step_count + 1) / static_cast<double>(p_.lr_warmup_steps));
+  if (p_.lr_decay_frac > 0 && total_steps > 0) {
+    const double start = static_cast<double>(total_steps) * (1.0 - p_.lr_decay_frac);
+    const double s = static_cast<double>(step_count);
+    if (s >= start) lr *= std::max(0.0, (static_cast<double>(total_steps) - s) / (static_cast<double>(total_steps) - start));
+  }
+  ++step_count;
+  const double bc1 = 1.0 - std::pow(p_.adam_beta1, static_cast<double>(step_count));
+  const double bc2 = 1.0 - std::pow(p_.adam_beta2, static_cast<double>(step_count));
+  Tensor* params[4] = {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec};
+  for (int i = 0; i < 4; ++i) {
+    m[i].mul_(p_.adam_beta1).add_(*grads[i], 1.0 - p_.adam_beta1);
+    v[i].mul_(p_.adam_beta2).addcmul_(*grads[i], *grads[i], 1.0 - p_.adam_beta2);
+    auto denom = (v[i].sqrt() / std::sqrt(bc2)).add_(p_.adam_eps);
+    params[i]->addcdiv_(m[i], denom, -lr / bc1);
+  }
+  t.W_dec.div_(t.W_dec.norm(2, {1}, true).clamp_min(1e-12));
+
+  // Dead-latent bookkeeping: inputs since each latent last fired.
+  since_fired = torch::where(fired, torch::zeros_like(since_fired), since_fired + B);
+
+  if (t.arch == Arch::relu_l1 && p_.resample_every > 0 && step_count % p_.resample_every == 0) resample(x, e);
+}
+
+void Trainer::resample(const Tensor& x, const Tensor& e) {
+  // Anthropic's resampling: dead latents get directions of badly reconstructed inputs, drawn
+  // with probability proportional to the squared loss; their Adam state is reset.
+  auto dead = (since_fired >= window_).nonzero().reshape({-1}).to(torch::kCPU);
+  const int64_t nd = dead.numel();
+  if (nd == 0 || rng == nullptr) return;
+  auto loss2 = e.pow(2).sum(1).pow(2).to(torch::kCPU, torch::kFloat64).contiguous();
+  const int64_t B = loss2.size(0);
+  std::vector<double> cdf(static_cast<size_t>(B));
+  double acc = 0;
+  for (int64_t i = 0; i < B; ++i) cdf[static_cast<size_t>(i)] = (acc += loss2.data_ptr<double>()[i]);
+  std::vector<int64_t> pick(static_cast<size_t>(nd));
+  for (auto& pk : pick) {
+    const double u = rng->uniform() * acc;
+    pk = std::min<int64_t>(B - 1, std::lower_bound(cdf.begin(), cdf.end(), u) - cdf.begin());
+  }
+  auto pick_t = torch::tensor(pick, torch::kLong).to(device_);
+  auto dead_d = dead.to(device_);
+  auto dirs = x.index_select(0, pick_t) - t.b_dec;
+  dirs = dirs / dirs.norm(2, {1}, true).clamp_min(1e-12);  // [nd, D]
+  auto alive = since_fired < window_;
+  auto enc_norms = t.W_enc.norm(2, {0});
+  auto n_alive = alive.sum().clamp_min(1);
+  auto mean_alive = (enc_norms * alive).sum() / n_alive;
+  t.W_dec.index_copy_(0, dead_d, dirs);
+  t.W_enc.index_copy_(1, dead_d, (dirs * (mean_alive * 0.2)).t().contiguous());
+  t.b_enc.index_fill_(0, dead_d, 0.0);
+  m[0].index_fill_(1, dead_d, 0.0);
+  v[0].index_fill_(1, dead_d, 0.0);
+  m[1].index_fill_(0, dead_d, 0.0);
+  v[1].index_fill_(0, dead_d, 0.0);
+  m[2].index_fill_(0, dead_d, 0.0);
+  v[2].index_fill_(0, dead_d, 0.0);
+  since_fired.index_fill_(0, dead_d, 0);
+  spdlog::debug("sae: resampled {} dead latents at step {}", nd, step_count);
+}
+
+}  // namespace cl::sae

@@ -1,0 +1,65 @@
+// The SAE optimizer step and its losses (internal to sae/ and bench/): one SAE's training state
+// and a hand-written forward/backward step (no autograd: 5 large matmuls per step; the tied-bias
+// gradient through the encoder is a matrix-vector product), Adam with warm-up/decay, AuxK and
+// dead-latent resampling, and the epoch's running metrics.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/random.h"
+#include "sae/sae.h"
+#include "sae/tensors.h"
+
+namespace cl::sae {
+
+// Metrics of the steps of one epoch (one host sync when read).
+struct EpochMetrics {
+  int64_t epoch = 0, step = 0;
+  double loss = 0, mse = 0, fvu = 0, l0 = 0, l1 = 0, dead_fraction = 0, decoder_norm_max_dev = 0;
+  double threshold = 0;  // batchtopk only
+  bool has_threshold = false;
+  double time_s = 0;
+};
+nlohmann::json to_json(const EpochMetrics& m);
+
+class Trainer {
+ public:
+  Trainer(const TrainParams& p, int64_t d_in, int64_t n_rows, torch::Device device);
+  // Fresh initialisation from a sample of (already scaled) rows: pre-bias, decoder, encoder.
+  void init(const torch::Tensor& sample_md);
+  // One optimizer step on a batch x [B, D] (already scaled).
+  void step(const torch::Tensor& x_bd, int64_t total_steps);
+  void reset_epoch_metrics();
+  EpochMetrics epoch_metrics();
+  double max_norm_dev() const;
+  // batchtopk: the smallest activation kept by batch top-k on x (device scalar, inf if none).
+  torch::Tensor min_kept(const torch::Tensor& x_bd) const;
+  void mark_epoch_start() { dead_fresh_ = false; }
+
+  Tensors t;                            // current weights (scaled units)
+  torch::Tensor m[4], v[4];             // Adam moments for W_enc, b_enc, W_dec, b_dec
+  int64_t step_count = 0;               // optimizer steps done
+  torch::Tensor since_fired;            // int64 [n]: inputs since each latent last fired
+  torch::Tensor threshold;              // float32 scalar (batchtopk running estimate)
+  torch::Tensor data_mean;              // float32 [D]: mean of the (scaled) data, for FVU
+  Rng* rng = nullptr;                   // resampling draws (owned by the driver)
+
+ private:
+  torch::Tensor mm(const torch::Tensor& a, const torch::Tensor& b) const;
+  // out = a b into a reused buffer: no fresh pages every step on the CPU.
+  void mm_into(torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b) const;
+  torch::Tensor rows(torch::Tensor& buf, int64_t b, int64_t cols);  // [b, cols] view of a reused buffer
+  void refresh_dead();
+  void resample(const torch::Tensor& x_bd, const torch::Tensor& err_bd);
+  TrainParams p_;
+  int64_t D_, n_, n_rows_, window_;
+  torch::Device device_;
+  torch::Tensor dead_idx_;  // refreshed at epoch start and every 50 steps (one host sync)
+  bool dead_fresh_ = false;
+  torch::Tensor buf_pre_, buf_z_, buf_dpre_, buf_gW_enc_, buf_gW_dec_;
+  torch::Tensor acc_loss_, acc_sse_, acc_var_, acc_l0_, acc_l1_;
+  int64_t acc_rows_ = 0;
+};
+
+}  // namespace cl::sae
