@@ -30,7 +30,14 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path, ec);
 }
 
-RunResult run_cli(const std::vector<std::string>& args) {
+RunResult run_cli(const std::vector<std::string>& args) { return run_program(CONCEPTLAB_BIN, args); }
+
+bool python_has(const std::string& modules) {
+  if (::access("/usr/bin/python3", X_OK) != 0) return false;
+  return run_program("/usr/bin/python3", {"-c", "import " + modules}).exit_code == 0;
+}
+
+RunResult run_program(const std::string& program, const std::vector<std::string>& args) {
   TempDir tmp;
   std::string out_path = tmp.file("out"), err_path = tmp.file("err");
   pid_t pid = ::fork();
@@ -42,7 +49,7 @@ RunResult run_cli(const std::vector<std::string>& args) {
     ::dup2(fe, 2);
     ::dup2(fi, 0);
     std::vector<char*> argv;
-    std::string bin = CONCEPTLAB_BIN;
+    std::string bin = program;
     argv.push_back(bin.data());
     std::vector<std::string> copy = args;
     for (auto& a : copy) argv.push_back(a.data());

@@ -22,6 +22,11 @@ struct RunResult {
 
 // Runs the built conceptlab binary with args (no shell interpretation of args).
 RunResult run_cli(const std::vector<std::string>& args);
+// Runs any program (absolute path) with args, stdout and stderr captured.
+RunResult run_program(const std::string& program, const std::vector<std::string>& args);
+
+// True when /usr/bin/python3 imports every module of the comma list (cross-checks skip otherwise).
+bool python_has(const std::string& modules);
 
 std::string read_text(const std::string& path);
 void write_text(const std::string& path, const std::string& text);

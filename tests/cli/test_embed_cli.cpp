@@ -369,9 +369,6 @@ int shell(const std::string& cmd) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-bool python_has(const std::string& modules) {
-  return shell("/usr/bin/python3 -c 'import " + modules + "' >/dev/null 2>&1") == 0;
-}
 
 }  // namespace
 
@@ -382,7 +379,7 @@ TEST_CASE("export_torchscript.py --help works without torch and exports a torchv
     return;
   }
   CHECK(shell("/usr/bin/python3 " + script + " --help >/dev/null") == 0);
-  if (!python_has("torch, torchvision")) {
+  if (!cl::test::python_has("torch, torchvision")) {
     MESSAGE("skip: /usr/bin/python3 has no torch/torchvision");
     return;
   }
@@ -400,7 +397,7 @@ TEST_CASE("export_torchscript.py --help works without torch and exports a torchv
 }
 
 TEST_CASE("embeddings match PyTorch in Python on the same tensors (only when python3 has torch)") {
-  if (!python_has("torch, numpy")) {
+  if (!cl::test::python_has("torch, numpy")) {
     MESSAGE("skip: /usr/bin/python3 has no torch");
     return;
   }

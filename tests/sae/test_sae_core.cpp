@@ -13,6 +13,8 @@
 #include "core/device.h"
 #include "core/embeddings.h"
 #include "core/error.h"
+#include "core/formats.h"
+#include "core/h5.h"
 #include "core/npy.h"
 #include "sae/sae.h"
 #include "tests/sae/sae_test_data.h"
@@ -260,10 +262,27 @@ TEST_CASE("sae resume rejects a checkpoint of another shape") {
   p.epochs = 1;
   sae::TrainOptions opt;
   opt.out_path = tmp.file("a.h5");
-  sae::train(g.x.data(), g.n, g.d, p, kCpu, opt);
+  write_sae(tmp.file("a.h5"), sae::train(g.x.data(), g.n, g.d, p, kCpu, opt));
   p.expansion = 2;
   opt.resume_path = tmp.file("a.h5.ckpt");
+  // Both sides named: 2 x 16 latents asked for, 4 x 16 saved.
+  CHECK_THROWS_WITH_AS(sae::train(g.x.data(), g.n, g.d, p, kCpu, opt), doctest::Contains("64 latents"), InputError);
+  p.expansion = 4;
+  CHECK_THROWS_WITH_AS(sae::train(g.x.data(), 500, g.d, p, kCpu, opt), doctest::Contains("500 rows"), InputError);
+  // Not a checkpoint (an SAE file, a TorchScript archive): refused by format, nothing executed.
+  opt.resume_path = tmp.file("a.h5");
+  CHECK_THROWS_WITH_AS(sae::train(g.x.data(), g.n, g.d, p, kCpu, opt), doctest::Contains("conceptlab.sae_checkpoint"),
+                       InputError);
+  torch::jit::Module m("not_a_checkpoint");
+  m.define("def forward(self, x):\n    return x\n");
+  m.save(tmp.file("module.pt"));
+  opt.resume_path = tmp.file("module.pt");
   CHECK_THROWS_AS(sae::train(g.x.data(), g.n, g.d, p, kCpu, opt), InputError);
+  // The checkpoint itself is an HDF5 file with the documented layout.
+  h5::File f = h5::open_read(tmp.file("a.h5.ckpt"));
+  h5::check_header(f, kSaeCheckpointFormat);
+  CHECK(h5::read_attr_int(f.get(), "epoch").value() == 1);
+  CHECK(h5::dataset_dims(f, f.get(), "W_dec") == std::vector<int64_t>{64, 16});
 }
 
 TEST_CASE("sae input normalisation is folded back into the saved weights") {
