@@ -60,8 +60,9 @@ struct Design {
 
 // Fills d in place: the raw pointers point into d.X, so a Design is never copied or moved.
 void make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize, Design& d) {
-  for (int64_t r : rows) CL_ASSERT(r >= 0 && r < X.n_rows, "row index out of range");
-  d.X = rows.empty() ? to_csc(X) : to_csc(X.take_rows(rows));
+  // Eigen's SparseMatrix assignment deep-copies; swapping hands the buffers over.
+  CscMatrix built = rows.empty() ? to_csc(X) : to_csc(X, rows);
+  d.X.swap(built);
   d.n = d.X.rows();
   d.f = d.X.cols();
   d.scale.assign(d.f, 1.0);
@@ -145,7 +146,7 @@ struct Solver {
       for (int k = 0; k < K; ++k) {
         double v = V[k * F() + j];
         if (v == 0) continue;
-        for (SparseIndex q = D.colptr[j]; q < D.colptr[j + 1]; ++q) z[D.row[q] * K + k] += v * D.val[q];
+        for (int64_t q = D.colptr[j], e = D.colptr[j + 1]; q < e; ++q) z[D.row[q] * K + k] += v * D.val[q];
       }
     p.assign(n() * K, 0.0);
     loss = eval_loss(z, &p);
@@ -160,8 +161,13 @@ struct Solver {
       Gb += R[i];
     }
     G.resize(F());
-    Eigen::Map<Eigen::VectorXd>(G.data(), F()) =
-        D.X.transpose().cast<double>() * Eigen::Map<const Eigen::VectorXd>(R.data(), n());
+    // By hand: Eigen's X^T r (transposed CSC times a vector through a float->double cast) measured
+    // 5% slower on cbm_bench than this loop.
+    for (int64_t j = 0; j < F(); ++j) {
+      double g = 0;
+      for (int64_t q = D.colptr[j], e = D.colptr[j + 1]; q < e; ++q) g += D.val[q] * R[D.row[q]];
+      G[j] = g;
+    }
   }
 
   double violation(double v, double g_loss) const {
@@ -207,7 +213,7 @@ struct Solver {
     for (size_t t = 0; t < active.size(); ++t) {
       int64_t j = active[t];
       double s2 = 0, s1 = 0;
-      for (SparseIndex q = D.colptr[j]; q < D.colptr[j + 1]; ++q) {
+      for (int64_t q = D.colptr[j], e = D.colptr[j + 1]; q < e; ++q) {
         double hv = h[D.row[q]] * D.val[q];
         s1 += hv;
         s2 += hv * D.val[q];
@@ -228,13 +234,13 @@ struct Solver {
         double u = V[k * Fn + j] + dv[t];
         if ((nonzero_only && u == 0) || a[t] + a2 <= 0) continue;
         double gq = G[j] - m[t] * (Gb + hr);
-        for (SparseIndex q = D.colptr[j]; q < D.colptr[j + 1]; ++q) gq += D.val[q] * h[D.row[q]] * r[D.row[q]];
+        for (int64_t q = D.colptr[j], e = D.colptr[j + 1]; q < e; ++q) gq += D.val[q] * h[D.row[q]] * r[D.row[q]];
         double w = a[t] * u - gq;
         double un = (w > a1 ? w - a1 : w < -a1 ? w + a1 : 0.0) / (a[t] + a2);
         double d = un - u;
         if (d == 0) continue;
         dv[t] += d;
-        for (SparseIndex q = D.colptr[j]; q < D.colptr[j + 1]; ++q) r[D.row[q]] += d * D.val[q];
+        for (int64_t q = D.colptr[j], e = D.colptr[j + 1]; q < e; ++q) r[D.row[q]] += d * D.val[q];
         hr += d * hsum * m[t];
         maxchg = std::max(maxchg, (a[t] + a2) * std::abs(d));
       }
@@ -529,6 +535,21 @@ std::vector<LogRegFit> fit_alpha_path(const CsrMatrix& X, const std::vector<int>
     prev = &fits[o];
   }
   return fits;
+}
+
+double l1_alpha_max(const CsrMatrix& X, const std::vector<int>& y, const std::vector<int64_t>& rows, bool standardize) {
+  Design D;
+  make_design(X, rows, standardize, D);
+  CL_ASSERT(D.n > 0, "no rows");
+  std::vector<double> r(static_cast<size_t>(D.n));
+  double p0 = 0;
+  for (int64_t i = 0; i < D.n; ++i) p0 += y[static_cast<size_t>(rows.empty() ? i : rows[static_cast<size_t>(i)])] == 1;
+  p0 /= static_cast<double>(D.n);
+  for (int64_t i = 0; i < D.n; ++i)
+    r[static_cast<size_t>(i)] = (p0 - (y[static_cast<size_t>(rows.empty() ? i : rows[static_cast<size_t>(i)])] == 1)) /
+                                static_cast<double>(D.n);
+  const Eigen::VectorXd g = D.X.transpose().cast<double>() * Eigen::Map<const Eigen::VectorXd>(r.data(), D.n);
+  return g.size() > 0 ? g.cwiseAbs().maxCoeff() : 0.0;
 }
 
 std::vector<double> log_alphas(double hi, double lo, int n) {

@@ -70,6 +70,11 @@ std::vector<LogRegFit> fit_alpha_path(const CsrMatrix& X, const std::vector<int>
                                       const LogRegParams& p, const std::vector<double>& alphas,
                                       const std::vector<int64_t>& rows = {});
 
+// Binary problems: the smallest L1 alpha at which the fit on `rows` keeps every weight at zero
+// (the start of an L1 path): max_j |mean_i x_ij (p0 - y_i)| with p0 the intercept-only fit, in
+// the standardised scale when p.standardize. Class weights are ignored.
+double l1_alpha_max(const CsrMatrix& X, const std::vector<int>& y, const std::vector<int64_t>& rows, bool standardize);
+
 // Log-spaced alphas from hi down to lo (n >= 2).
 std::vector<double> log_alphas(double hi, double lo, int n);
 

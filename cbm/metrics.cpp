@@ -26,6 +26,20 @@ double auroc(const std::vector<double>& scores, const std::vector<int>& labels01
   return auroc_sorted(s.data(), l.data(), n);
 }
 
+double average_precision(const std::vector<double>& scores, const std::vector<int>& labels01) {
+  CL_ASSERT(scores.size() == labels01.size(), "scores and labels differ in size");
+  const size_t n = scores.size();
+  for (double v : scores)
+    if (std::isnan(v)) return std::numeric_limits<double>::quiet_NaN();
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  std::vector<double> s(n);
+  std::vector<int> l(n);
+  for (size_t i = 0; i < n; ++i) s[i] = scores[order[i]], l[i] = labels01[order[i]] != 0;
+  return average_precision_sorted(s.data(), l.data(), n);
+}
+
 double auroc_multi(const std::vector<int>& y, const std::vector<double>& proba, int C) {
   const size_t n = y.size();
   CL_ASSERT(proba.size() == n * C, "proba shape");

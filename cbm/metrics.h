@@ -12,6 +12,38 @@
 
 namespace cl::cbm {
 
+// Average precision (area under the precision-recall step curve, scikit-learn's definition:
+// sum over distinct thresholds, high to low, of (recall gain) x precision; tied scores form one
+// threshold). NaN without positives; NaN when a score is NaN.
+double average_precision(const std::vector<double>& scores, const std::vector<int>& labels01);
+
+// The same over scores sorted ascending with an implicit tie block (see auroc_sorted).
+template <typename S, typename L>
+double average_precision_sorted(const S* scores_sorted, const L* labels01, size_t n, double extra = 0.0,
+                                int64_t n_pos_extra = 0, int64_t n_neg_extra = 0) {
+  double n_pos = static_cast<double>(n_pos_extra);
+  for (size_t i = 0; i < n; ++i) n_pos += labels01[i] ? 1 : 0;
+  if (n_pos == 0) return std::numeric_limits<double>::quiet_NaN();
+  double tp = 0, fp = 0, ap = 0;
+  bool block_done = n_pos_extra == 0 && n_neg_extra == 0;
+  // Walk thresholds from the highest score down: groups from the end of the ascending order.
+  for (size_t i = n; i > 0 || !block_done;) {
+    const bool block_first = !block_done && (i == 0 || extra > static_cast<double>(scores_sorted[i - 1]));
+    double gp = 0, gn = 0;
+    if (block_first || (!block_done && static_cast<double>(scores_sorted[i - 1]) == extra)) {
+      gp += static_cast<double>(n_pos_extra), gn += static_cast<double>(n_neg_extra);
+      block_done = true;
+    }
+    if (!block_first) {
+      const S v = scores_sorted[i - 1];
+      for (; i > 0 && scores_sorted[i - 1] == v; --i) (labels01[i - 1] ? gp : gn) += 1;
+    }
+    tp += gp, fp += gn;
+    if (gp > 0) ap += (gp / n_pos) * (tp / (tp + fp));
+  }
+  return ap;
+}
+
 // AUROC of scores for positives (labels 1) vs negatives (0); ties count one half.
 // O(n log n) by sorting (Mann-Whitney U). NaN when one class is absent or a score is NaN.
 double auroc(const std::vector<double>& scores, const std::vector<int>& labels01);

@@ -10,5 +10,7 @@ inline constexpr const char* kSaeFormat = "conceptlab.sae";
 inline constexpr const char* kLinearFormat = "conceptlab.linear";
 inline constexpr const char* kVocabFormat = "conceptlab.vocab";
 inline constexpr const char* kSaeCheckpointFormat = "conceptlab.sae_checkpoint";
+inline constexpr const char* kIndexFormat = "conceptlab.index";
+inline constexpr const char* kNamesFormat = "conceptlab.names";
 
 }  // namespace cl

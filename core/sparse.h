@@ -49,6 +49,8 @@ struct CsrMatrix {
 
 // The column-major copy: column j holds the rows where column j is non-zero, rows ascending.
 CscMatrix to_csc(const CsrMatrix& m);
+// The same for a subset of rows: row i of the result is row rows[i] of m (rows may repeat).
+CscMatrix to_csc(const CsrMatrix& m, const std::vector<int64_t>& rows);
 
 // Dense row-major x_nd [n, d] -> CSR keeping the non-zero entries (exact zeros dropped).
 CsrMatrix csr_from_dense(const float* x_nd, int64_t n, int64_t d);

@@ -1,0 +1,241 @@
+// Concept matching: the AUROC/AP matrices over the column view, per-concept summaries, latent
+// sets from the L1 path and the embedding probe on the same held-out splits.
+#include "explain/match.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "cbm/logreg.h"
+#include "cbm/metrics.h"
+#include "cbm/protocol.h"
+#include "core/error.h"
+#include "core/parallel.h"
+
+namespace cl::explain {
+
+void validate(const MatchParams& p) {
+  if (p.top < 1) throw_usage("top {}: expected >= 1", p.top);
+  if (p.max_latents < 1) throw_usage("max_latents {}: expected >= 1", p.max_latents);
+  if (!(p.named_auroc >= 0.5 && p.named_auroc <= 1)) throw_usage("named_auroc {}: expected [0.5, 1]", p.named_auroc);
+  if (!(p.probe_margin >= 0)) throw_usage("probe_margin {}: expected >= 0", p.probe_margin);
+  if (p.splits < 1) throw_usage("splits {}: expected >= 1", p.splits);
+  if (!(p.test_size > 0 && p.test_size < 1)) throw_usage("test_size {}: expected (0, 1)", p.test_size);
+  if (p.path_alphas < 2) throw_usage("path_alphas {}: expected >= 2", p.path_alphas);
+  if (p.threads < 0) throw_usage("threads {}: expected >= 0", p.threads);
+}
+
+namespace {
+
+std::vector<std::vector<double>> latent_aps(const CscMatrix& csc, const std::vector<ConceptLabels>& concepts,
+                                            int threads) {
+  const int64_t L = csc.cols();
+  std::vector<int64_t> n_pos(concepts.size(), 0), n_neg(concepts.size(), 0);
+  for (size_t c = 0; c < concepts.size(); ++c)
+    for (int8_t v : concepts[c]) n_pos[c] += v == 1, n_neg[c] += v == 0;
+  std::vector<std::vector<double>> out(concepts.size(), std::vector<double>(static_cast<size_t>(L)));
+  const SparseIndex* colptr = csc.outerIndexPtr();
+  const SparseIndex* rows = csc.innerIndexPtr();
+  const float* vals = csc.valuePtr();
+  parallel_for(L, threads, [&](int64_t j) {
+    std::vector<SparseIndex> order(static_cast<size_t>(colptr[j + 1] - colptr[j]));
+    std::iota(order.begin(), order.end(), colptr[j]);
+    std::sort(order.begin(), order.end(), [&](SparseIndex u, SparseIndex v) { return vals[u] < vals[v]; });
+    std::vector<float> s;
+    std::vector<int8_t> l;
+    for (size_t c = 0; c < concepts.size(); ++c) {
+      s.clear(), l.clear();
+      int64_t pos = 0, neg = 0;
+      for (SparseIndex q : order) {
+        const int8_t y = concepts[c][static_cast<size_t>(rows[q])];
+        if (y < 0) continue;
+        s.push_back(vals[q]), l.push_back(y), (y ? pos : neg) += 1;
+      }
+      out[c][static_cast<size_t>(j)] =
+          cbm::average_precision_sorted(s.data(), l.data(), s.size(), 0.0, n_pos[c] - pos, n_neg[c] - neg);
+    }
+  });
+  return out;
+}
+
+// The fit along the L1 path with the most non-zero weights that still has at most k of them.
+const cbm::LogRegFit* pick_on_path(const std::vector<cbm::LogRegFit>& path, int k) {
+  const cbm::LogRegFit* best = nullptr;
+  for (const auto& f : path)
+    if (f.nnz() <= k && (!best || f.nnz() >= best->nnz())) best = &f;
+  return best;
+}
+
+std::vector<cbm::LogRegFit> l1_path(const CsrMatrix& X, const std::vector<int>& y, const std::vector<int64_t>& rows,
+                                    const MatchParams& p) {
+  cbm::LogRegParams lp;
+  lp.penalty = "l1";
+  lp.standardize = true;  // latents differ in scale; the path should not favour large ones
+  lp.max_iter = 200;
+  const double hi = cbm::l1_alpha_max(X, y, rows, true);
+  if (!(hi > 0)) return {};
+  return cbm::fit_alpha_path(X, y, 2, lp, cbm::log_alphas(hi * 0.999, hi * 1e-3, p.path_alphas), rows);
+}
+
+double test_auroc(const CsrMatrix& X, const cbm::LogRegFit& f, const std::vector<int>& y,
+                  const std::vector<int64_t>& test) {
+  const auto proba = cbm::predict_proba(X, f, test);
+  std::vector<double> s;
+  std::vector<int> l;
+  for (size_t i = 0; i < test.size(); ++i) s.push_back(proba[i * 2 + 1]), l.push_back(y[static_cast<size_t>(test[i])]);
+  return cbm::auroc(s, l);
+}
+
+void held_out(const CsrMatrix& acts, const CsrMatrix* emb, const ConceptLabels& labels, const MatchParams& p,
+              ConceptSummary& out) {
+  std::vector<int64_t> rows;
+  std::vector<int> y(labels.size(), 0), y_sub;
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] >= 0) rows.push_back(static_cast<int64_t>(i)), y[i] = labels[i], y_sub.push_back(labels[i]);
+  if (auto path = l1_path(acts, y, rows, p); !path.empty())
+    if (const auto* f = pick_on_path(path, p.max_latents))
+      for (int64_t j = 0; j < f->n_features; ++j)
+        if (f->weights[static_cast<size_t>(j)] != 0) out.latent_set.push_back(j);
+  std::vector<double> set_a, set_n, probe_a;
+  for (int s = 0; s < p.splits; ++s) {
+    cbm::Split sp;
+    try {
+      sp = cbm::stratified_split(y_sub, 2, p.test_size, p.seed + static_cast<uint64_t>(s), out.name);
+    } catch (const InputError& e) {
+      out.note = e.what();
+      return;
+    }
+    std::vector<int64_t> train, test;
+    for (auto i : sp.train) train.push_back(rows[static_cast<size_t>(i)]);
+    for (auto i : sp.test) test.push_back(rows[static_cast<size_t>(i)]);
+    auto path = l1_path(acts, y, train, p);
+    const cbm::LogRegFit* f = path.empty() ? nullptr : pick_on_path(path, p.max_latents);
+    if (f && f->nnz() > 0) {
+      set_a.push_back(test_auroc(acts, *f, y, test));
+      set_n.push_back(static_cast<double>(f->nnz()));
+    } else {
+      set_a.push_back(0.5);  // no latent enters the path before it exceeds K: chance
+      set_n.push_back(0);
+    }
+    if (emb) {
+      cbm::LogRegParams lp;
+      lp.penalty = "l2";
+      lp.solver = "lbfgs";
+      lp.tol = 1e-6;
+      lp.alpha = cbm::panderm_alpha(emb->n_cols, 2, static_cast<int64_t>(train.size()));
+      probe_a.push_back(test_auroc(*emb, cbm::fit_logreg(*emb, y, 2, lp, train), y, test));
+    }
+  }
+  const auto sa = cbm::summarize(set_a);
+  out.set_auroc = sa.mean, out.set_auroc_std = sa.std, out.set_size_mean = cbm::summarize(set_n).mean;
+  if (emb) {
+    const auto pa = cbm::summarize(probe_a);
+    out.probe_auroc = pa.mean, out.probe_auroc_std = pa.std;
+  }
+}
+
+nlohmann::json num(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
+
+}  // namespace
+
+MatchReport match_concepts(const CsrMatrix& acts, const std::vector<std::string>& names,
+                           const std::vector<ConceptLabels>& labels, const CsrMatrix* emb, const MatchParams& p,
+                           ProgressSink& progress) {
+  validate(p);
+  CL_ASSERT(names.size() == labels.size(), "one name per concept");
+  if (emb) CL_ASSERT(emb->n_rows == acts.n_rows, "embeddings and activations differ in rows");
+  Progress prog(progress, "explain match", static_cast<int64_t>(names.size()) + 1, "concepts");
+  MatchReport r;
+  const CscMatrix csc = to_csc(acts);
+  r.auroc = latent_aurocs(csc, labels, p.threads);
+  r.ap = latent_aps(csc, labels, p.threads);
+  prog.add(1);
+  const int64_t L = acts.n_cols;
+  for (size_t c = 0; c < names.size(); ++c) {
+    ConceptSummary s;
+    s.name = names[c];
+    for (int8_t v : labels[c]) s.n_pos += v == 1, s.n_neg += v == 0;
+    std::vector<int64_t> order;
+    for (int64_t j = 0; j < L; ++j)
+      if (!std::isnan(r.auroc[c][static_cast<size_t>(j)])) order.push_back(j);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return r.auroc[c][a] > r.auroc[c][b]; });
+    for (size_t k = 0; k < order.size() && k < static_cast<size_t>(p.top); ++k)
+      s.best.push_back({order[k], r.auroc[c][static_cast<size_t>(order[k])], r.ap[c][static_cast<size_t>(order[k])]});
+    s.margin = order.size() >= 2 ? r.auroc[c][order[0]] - r.auroc[c][order[1]] : std::nan("");
+    if (s.n_pos > 0 && s.n_neg > 0) held_out(acts, emb, labels[c], p, s);
+    else s.note = "one class only among the annotated images";
+    r.concepts.push_back(std::move(s));
+    prog.add(1);
+  }
+  // Per latent: its best concept (latents that never fire have no AUROC worth naming).
+  const CsrMatrix& a = acts;
+  std::vector<int64_t> fires(static_cast<size_t>(L), 0);
+  for (int32_t j : a.indices) ++fires[static_cast<size_t>(j)];
+  Coverage& cov = r.coverage;
+  cov.n_latents = L;
+  cov.concepts = static_cast<int64_t>(names.size());
+  for (int64_t j = 0; j < L; ++j) {
+    if (fires[static_cast<size_t>(j)] == 0) continue;
+    ++cov.alive;
+    LatentBest b;
+    b.latent = j;
+    b.auroc = std::nan("");
+    for (size_t c = 0; c < names.size(); ++c) {
+      const double v = r.auroc[c][static_cast<size_t>(j)];
+      if (!std::isnan(v) && (b.concept_index < 0 || v > b.auroc)) b.concept_index = static_cast<int64_t>(c), b.auroc = v;
+    }
+    if (b.concept_index >= 0 && b.auroc >= p.named_auroc) ++cov.named;
+    r.per_latent.push_back(b);
+  }
+  for (const auto& s : r.concepts) {
+    const double best = s.best.empty() ? 0.0 : s.best[0].auroc;
+    cov.single_above_08 += best >= 0.8;
+    cov.single_above_09 += best >= 0.9;
+    if (!std::isnan(s.probe_auroc)) {
+      ++cov.with_probe;
+      cov.sets_near_probe += s.set_auroc >= s.probe_auroc - p.probe_margin;
+    }
+  }
+  return r;
+}
+
+nlohmann::json to_json(const MatchReport& r) {
+  nlohmann::json concepts = nlohmann::json::array();
+  for (const auto& s : r.concepts) {
+    nlohmann::json best = nlohmann::json::array();
+    for (size_t k = 0; k < s.best.size(); ++k)
+      best.push_back({{"rank", k + 1}, {"latent", s.best[k].latent}, {"auroc", num(s.best[k].auroc)}, {"ap", num(s.best[k].ap)}});
+    nlohmann::json c = {{"concept", s.name},
+                        {"n_pos", s.n_pos},
+                        {"n_neg", s.n_neg},
+                        {"best", best},
+                        {"margin", num(s.margin)},
+                        {"latent_set", s.latent_set},
+                        {"set_auroc", num(s.set_auroc)},
+                        {"set_auroc_std", num(s.set_auroc_std)},
+                        {"set_size_mean", num(s.set_size_mean)},
+                        {"probe_auroc", num(s.probe_auroc)},
+                        {"probe_auroc_std", num(s.probe_auroc_std)}};
+    if (!s.note.empty()) c["note"] = s.note;
+    concepts.push_back(c);
+  }
+  nlohmann::json latents = nlohmann::json::array();
+  for (const auto& b : r.per_latent)
+    latents.push_back({{"latent", b.latent},
+                       {"concept", b.concept_index >= 0 ? nlohmann::json(r.concepts[b.concept_index].name) : nlohmann::json()},
+                       {"auroc", num(b.auroc)}});
+  const auto& c = r.coverage;
+  return {{"concepts", concepts},
+          {"latents", latents},
+          {"coverage",
+           {{"n_latents", c.n_latents},
+            {"alive", c.alive},
+            {"named", c.named},
+            {"concepts", c.concepts},
+            {"single_latent_auroc_0.8", c.single_above_08},
+            {"single_latent_auroc_0.9", c.single_above_09},
+            {"sets_within_margin_of_probe", c.sets_near_probe},
+            {"concepts_with_probe", c.with_probe}}}};
+}
+
+}  // namespace cl::explain
