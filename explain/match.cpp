@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include "cbm/logreg.h"
 #include "cbm/metrics.h"
@@ -23,6 +24,7 @@ void validate(const MatchParams& p) {
   if (!(p.test_size > 0 && p.test_size < 1)) throw_usage("test_size {}: expected (0, 1)", p.test_size);
   if (p.path_alphas < 2) throw_usage("path_alphas {}: expected >= 2", p.path_alphas);
   if (p.threads < 0) throw_usage("threads {}: expected >= 0", p.threads);
+  if (p.min_positives < 1) throw_usage("min_positives {}: expected >= 1", p.min_positives);
 }
 
 namespace {
@@ -58,23 +60,42 @@ std::vector<std::vector<double>> latent_aps(const CscMatrix& csc, const std::vec
   return out;
 }
 
-// The fit along the L1 path with the most non-zero weights that still has at most k of them.
-const cbm::LogRegFit* pick_on_path(const std::vector<cbm::LogRegFit>& path, int k) {
-  const cbm::LogRegFit* best = nullptr;
-  for (const auto& f : path)
-    if (f.nnz() <= k && (!best || f.nnz() >= best->nnz())) best = &f;
-  return best;
-}
-
-std::vector<cbm::LogRegFit> l1_path(const CsrMatrix& X, const std::vector<int>& y, const std::vector<int64_t>& rows,
-                                    const MatchParams& p) {
+// The smallest-penalty fit on the L1 path with at most k non-zero weights: walk the path from the
+// alpha that zeroes every weight downwards (warm-started) and stop at the first fit with more than
+// k; when latents enter in a jump past k, bisect (in log alpha) between the last two fits. Null
+// when no latent enters at all.
+std::optional<cbm::LogRegFit> l1_path_fit(const CsrMatrix& X, const std::vector<int>& y,
+                                          const std::vector<int64_t>& rows, const MatchParams& p) {
   cbm::LogRegParams lp;
   lp.penalty = "l1";
   lp.standardize = true;  // latents differ in scale; the path should not favour large ones
   lp.max_iter = 200;
   const double hi = cbm::l1_alpha_max(X, y, rows, true);
-  if (!(hi > 0)) return {};
-  return cbm::fit_alpha_path(X, y, 2, lp, cbm::log_alphas(hi * 0.999, hi * 1e-3, p.path_alphas), rows);
+  if (!(hi > 0)) return std::nullopt;
+  std::optional<cbm::LogRegFit> best;
+  double a_in = hi;  // largest alpha known to give <= k
+  for (double a : cbm::log_alphas(hi * 0.999, hi * 1e-3, p.path_alphas)) {
+    lp.alpha = a;
+    cbm::LogRegFit f = cbm::fit_logreg(X, y, 2, lp, rows, best ? &*best : nullptr);
+    if (f.nnz() <= p.max_latents) {
+      if (f.nnz() > 0) best = std::move(f);
+      a_in = a;
+      continue;
+    }
+    double a_out = a;  // gives > k
+    for (int it = 0; it < 12 && a_in / a_out > 1.001; ++it) {
+      lp.alpha = std::sqrt(a_in * a_out);
+      cbm::LogRegFit g = cbm::fit_logreg(X, y, 2, lp, rows, best ? &*best : nullptr);
+      if (g.nnz() <= p.max_latents) {
+        if (g.nnz() > 0 && (!best || g.nnz() >= best->nnz())) best = std::move(g);
+        a_in = lp.alpha;
+      } else {
+        a_out = lp.alpha;
+      }
+    }
+    break;
+  }
+  return best;
 }
 
 double test_auroc(const CsrMatrix& X, const cbm::LogRegFit& f, const std::vector<int>& y,
@@ -92,10 +113,9 @@ void held_out(const CsrMatrix& acts, const CsrMatrix* emb, const ConceptLabels& 
   std::vector<int> y(labels.size(), 0), y_sub;
   for (size_t i = 0; i < labels.size(); ++i)
     if (labels[i] >= 0) rows.push_back(static_cast<int64_t>(i)), y[i] = labels[i], y_sub.push_back(labels[i]);
-  if (auto path = l1_path(acts, y, rows, p); !path.empty())
-    if (const auto* f = pick_on_path(path, p.max_latents))
-      for (int64_t j = 0; j < f->n_features; ++j)
-        if (f->weights[static_cast<size_t>(j)] != 0) out.latent_set.push_back(j);
+  if (const auto f = l1_path_fit(acts, y, rows, p))
+    for (int64_t j = 0; j < f->n_features; ++j)
+      if (f->weights[static_cast<size_t>(j)] != 0) out.latent_set.push_back(j);
   std::vector<double> set_a, set_n, probe_a;
   for (int s = 0; s < p.splits; ++s) {
     cbm::Split sp;
@@ -108,9 +128,8 @@ void held_out(const CsrMatrix& acts, const CsrMatrix* emb, const ConceptLabels& 
     std::vector<int64_t> train, test;
     for (auto i : sp.train) train.push_back(rows[static_cast<size_t>(i)]);
     for (auto i : sp.test) test.push_back(rows[static_cast<size_t>(i)]);
-    auto path = l1_path(acts, y, train, p);
-    const cbm::LogRegFit* f = path.empty() ? nullptr : pick_on_path(path, p.max_latents);
-    if (f && f->nnz() > 0) {
+    const auto f = l1_path_fit(acts, y, train, p);
+    if (f) {
       set_a.push_back(test_auroc(acts, *f, y, test));
       set_n.push_back(static_cast<double>(f->nnz()));
     } else {
@@ -181,10 +200,12 @@ MatchReport match_concepts(const CsrMatrix& acts, const std::vector<std::string>
     b.latent = j;
     b.auroc = std::nan("");
     for (size_t c = 0; c < names.size(); ++c) {
+      if (r.concepts[c].n_pos < p.min_positives) continue;
       const double v = r.auroc[c][static_cast<size_t>(j)];
       if (!std::isnan(v) && (b.concept_index < 0 || v > b.auroc)) b.concept_index = static_cast<int64_t>(c), b.auroc = v;
     }
-    if (b.concept_index >= 0 && b.auroc >= p.named_auroc) ++cov.named;
+    b.named = b.concept_index >= 0 && b.auroc >= p.named_auroc;
+    cov.named += b.named;
     r.per_latent.push_back(b);
   }
   for (const auto& s : r.concepts) {

@@ -23,6 +23,7 @@ struct MatchParams {
   int top = 5;                // best latents listed per concept
   int max_latents = 5;        // K: the largest latent set per concept
   double named_auroc = 0.8;   // a latent counts as named when its best concept AUROC reaches this
+  int min_positives = 10;     // concepts with fewer annotated positives name no latent (AUROC too noisy)
   double probe_margin = 0.05;  // coverage: sets within this AUROC of the probe
   int splits = 5;             // stratified splits for the set and probe AUROCs (held out)
   double test_size = 0.2;
@@ -30,7 +31,7 @@ struct MatchParams {
   int path_alphas = 24;       // L1 path: log-spaced alphas from the all-zero alpha down 1000x
   int threads = 0;            // 0 = all cores
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MatchParams, top, max_latents, named_auroc, probe_margin, splits,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MatchParams, top, max_latents, named_auroc, min_positives, probe_margin, splits,
                                                 test_size, seed, path_alphas, threads)
 void validate(const MatchParams& p);
 
@@ -55,8 +56,9 @@ struct ConceptSummary {
 
 struct LatentBest {
   int64_t latent = -1;
-  int64_t concept_index = -1;  // into MatchReport::concepts
+  int64_t concept_index = -1;  // into MatchReport::concepts (those with at least min_positives)
   double auroc = 0;
+  bool named = false;          // auroc >= named_auroc
 };
 
 struct Coverage {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <Eigen/Dense>
+
 #include "cbm/logreg.h"
 #include "cbm/protocol.h"
 #include "core/error.h"
@@ -19,14 +21,14 @@ void validate(const NameParams& p) {
 }
 
 namespace {
-std::vector<double> unit_rows(const std::vector<float>& m, int64_t rows, int64_t cols) {
-  std::vector<double> out(m.begin(), m.end());
-  for (int64_t i = 0; i < rows; ++i) {
-    double n = 0;
-    for (int64_t d = 0; d < cols; ++d) n += out[i * cols + d] * out[i * cols + d];
-    n = std::sqrt(n);
-    for (int64_t d = 0; d < cols; ++d) out[i * cols + d] = n > 0 ? out[i * cols + d] / n : 0.0;
-  }
+using RowMajorXd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMajorXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Rows scaled to unit length (zero rows stay zero).
+RowMajorXd unit_rows(const RowMajorXd& m) {
+  RowMajorXd out = m;
+  for (Eigen::Index i = 0; i < out.rows(); ++i)
+    if (const double n = out.row(i).norm(); n > 0) out.row(i) /= n;
   return out;
 }
 }  // namespace
@@ -43,17 +45,14 @@ NameReport name_by_direction(const std::vector<float>& W_dec, int64_t L, int64_t
     for (int64_t j = 0; j < L; ++j) cand.push_back(j);
   for (int64_t j : cand)
     if (j < 0 || j >= L) throw_usage("candidate latent {}: expected 0..{}", j, L - 1);
-  const auto w = unit_rows(W_dec, L, D), v = unit_rows(vectors, C, D);
+  // cos [C, M] = unit concept vectors x unit decoder rows of the candidates, one matrix product.
+  const RowMajorXd v = unit_rows(Eigen::Map<const RowMajorXf>(vectors.data(), C, D).cast<double>());
+  RowMajorXd w(static_cast<Eigen::Index>(cand.size()), D);
+  const Eigen::Map<const RowMajorXf> all(W_dec.data(), L, D);
+  for (size_t m = 0; m < cand.size(); ++m) w.row(static_cast<Eigen::Index>(m)) = all.row(cand[m]).cast<double>();
   const int64_t M = static_cast<int64_t>(cand.size());
   std::vector<double> cos(static_cast<size_t>(C * M));
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t m = 0; m < M; ++m) {
-      double s = 0;
-      const double* a = v.data() + c * D;
-      const double* b = w.data() + cand[static_cast<size_t>(m)] * D;
-      for (int64_t d = 0; d < D; ++d) s += a[d] * b[d];
-      cos[static_cast<size_t>(c * M + m)] = s;
-    }
+  Eigen::Map<RowMajorXd>(cos.data(), C, M) = v * unit_rows(w).transpose();
   const auto assigned = assign_max_score(cos, C, M);
   NameReport r;
   r.n_candidates = M;

@@ -45,5 +45,7 @@ Command command_probe();
 Command command_inspect();
 Command command_import_npy();
 Command command_export_npy();
+Command command_explain();
+Command command_intervene();
 
 }  // namespace cl::cli

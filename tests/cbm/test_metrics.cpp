@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <set>
 
@@ -154,4 +155,41 @@ TEST_CASE("bootstrap: reproducible from the seed, interval around the point esti
   CHECK(a.auroc.lo < point);
   CHECK(a.auroc.hi > point);
   CHECK(a.auroc.std > 0);
+}
+
+TEST_CASE("average precision: scikit-learn's step definition, ties as one threshold, sparse block") {
+  using cl::cbm::average_precision;
+  CHECK(average_precision({0.1, 0.4, 0.35, 0.8}, {0, 0, 1, 1}) == doctest::Approx(0.8333333333));
+  CHECK(average_precision({0.5, 0.5, 0.5, 0.5}, {0, 1, 0, 1}) == doctest::Approx(0.5));
+  CHECK(average_precision({0.9, 0.1}, {1, 0}) == 1.0);
+  CHECK(std::isnan(average_precision({0.1, 0.2}, {0, 0})));
+  CHECK(std::isnan(average_precision({NAN, 0.2}, {1, 0})));
+  // A sparse score vector: explicit non-zeros plus a block of zeros equals the dense computation.
+  std::mt19937_64 rng(3);
+  for (int rep = 0; rep < 20; ++rep) {
+    std::vector<double> dense;
+    std::vector<int> lab;
+    std::vector<double> nz;
+    std::vector<int> nz_lab;
+    int64_t zp = 0, zn = 0;
+    for (int i = 0; i < 60; ++i) {
+      const int y = rng() % 3 == 0;
+      const double v = rng() % 2 ? 0.0 : double(rng() % 5) / 4.0 + 0.25;
+      dense.push_back(v), lab.push_back(y);
+      if (v == 0) (y ? zp : zn)++;
+      else nz.push_back(v), nz_lab.push_back(y);
+    }
+    std::vector<size_t> o(nz.size());
+    std::iota(o.begin(), o.end(), 0);
+    std::sort(o.begin(), o.end(), [&](size_t a, size_t b) { return nz[a] < nz[b]; });
+    std::vector<double> s;
+    std::vector<int> l;
+    for (auto i : o) s.push_back(nz[i]), l.push_back(nz_lab[i]);
+    CHECK(cl::cbm::average_precision_sorted(s.data(), l.data(), s.size(), 0.0, zp, zn) ==
+          doctest::Approx(average_precision(dense, lab)).epsilon(1e-12));
+    CHECK(cl::cbm::auroc_sorted(s.data(), l.data(), s.size(), 0.0, zp, zn) ==
+          doctest::Approx(cl::cbm::auroc(dense, lab)).epsilon(1e-12));
+  }
+  // AUROC is total on NaN scores (no endless tie loop): NaN out.
+  CHECK(std::isnan(cl::cbm::auroc({0.1, NAN, 0.3}, {0, 1, 1})));
 }

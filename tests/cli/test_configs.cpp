@@ -10,6 +10,10 @@
 #include "cbm/protocol.h"
 #include "core/npy_io.h"
 #include "core/params.h"
+#include "explain/experiment.h"
+#include "explain/match.h"
+#include "explain/naming.h"
+#include "explain/stats.h"
 #include "sae/sae.h"
 #include "tools/demo/demo.h"
 #include "tools/embed/embed.h"
@@ -61,6 +65,10 @@ TEST_CASE("every configs/*.json mirrors its params struct field for field") {
   check_config<demo::DemoWorldParams>("demo-data.json", true);
   check_config<ImportNpyParams>("import-npy.json", true);
   check_config<ExportNpyParams>("export-npy.json", true);
+  check_config<explain::StatsParams>("explain-stats.json", true, [](const auto& p) { explain::validate(p); });
+  check_config<explain::MatchParams>("explain-match.json", true, [](const auto& p) { explain::validate(p); });
+  check_config<explain::NameParams>("explain-name.json", true, [](const auto& p) { explain::validate(p); });
+  check_config<explain::InterveneParams>("intervene.json", true, [](const auto& p) { explain::validate(p); });
 
   std::set<std::string> all;
   for (auto& e : fs::directory_iterator(fs::path(CONCEPTLAB_SOURCE_DIR) / "configs"))

@@ -11,6 +11,8 @@
 #include "core/embeddings.h"
 #include "core/error.h"
 #include "core/h5.h"
+#include "core/latent_names.h"
+#include "core/vocab.h"
 #include "core/inspect.h"
 #include "core/linear_model.h"
 #include "core/sae_weights.h"
@@ -386,4 +388,53 @@ TEST_CASE("atomic output: failure keeps the previous file, inputs are never over
                        doctest::Contains("would overwrite input"), InputError);
   CHECK(test::read_bytes(path) == before);
   CHECK_THROWS_WITH_AS(AtomicOutput(tmp.file("nodir/x.h5")), doctest::Contains("does not exist"), InputError);
+}
+
+TEST_CASE("latent names: round trip, lookups, refusal of bad origins and unsorted latents") {
+  cl::test::TempDir t;
+  cl::LatentNames n;
+  n.set({7, "hair", "annotation", 0.91});
+  n.set({2, "Hair", "direction", 0.4});
+  n.set({5, "ruler", "user", std::nan("")});
+  n.set({7, "hair", "annotation", 0.93});  // replaces
+  n.config = {{"source", "test"}};
+  cl::write_latent_names(t.file("n.h5"), n);
+  const auto m = cl::read_latent_names(t.file("n.h5"));
+  REQUIRE(m.names.size() == 3);
+  CHECK(m.names[0].latent == 2);
+  CHECK(m.find(7)->score == 0.93);
+  CHECK(std::isnan(m.find(5)->score));
+  CHECK(m.find(6) == nullptr);
+  CHECK(m.latents_named("HAIR") == std::vector<int64_t>{7, 2});
+  CHECK(m.config == n.config);
+  {
+    cl::h5::File f = cl::h5::create(t.file("bad.h5"));
+    cl::h5::write_header(f, cl::kNamesFormat, "{}");
+    const std::vector<int64_t> l = {3, 1};
+    const std::vector<double> s = {0.5, 0.5};
+    cl::h5::write_dataset<int64_t>(f.get(), "latent", l.data(), {2});
+    cl::h5::write_strings(f.get(), "name", {"a", "b"});
+    cl::h5::write_strings(f.get(), "origin", {"user", "user"});
+    cl::h5::write_dataset<double>(f.get(), "score", s.data(), {2});
+  }
+  CHECK_THROWS_WITH_AS(cl::read_latent_names(t.file("bad.h5")), doctest::Contains("increasing"), cl::InputError);
+}
+
+TEST_CASE("vocab: round trip and refusal of duplicate names and zero vectors") {
+  cl::test::TempDir t;
+  cl::Vocab v;
+  v.names = {"hair", "ruler"};
+  v.dim = 3;
+  v.embeddings = {1, 0, 0, 0, 0.5f, 0.5f};
+  cl::write_vocab(t.file("v.h5"), v);
+  const auto w = cl::read_vocab(t.file("v.h5"));
+  CHECK(w.names == v.names);
+  CHECK(w.embeddings == v.embeddings);
+  v.names = {"hair", "hair"};
+  cl::write_vocab(t.file("d.h5"), v);
+  CHECK_THROWS_WITH_AS(cl::read_vocab(t.file("d.h5")), doctest::Contains("duplicate"), cl::InputError);
+  v.names = {"hair", "ruler"};
+  v.embeddings = {1, 0, 0, 0, 0, 0};
+  cl::write_vocab(t.file("z.h5"), v);
+  CHECK_THROWS_WITH_AS(cl::read_vocab(t.file("z.h5")), doctest::Contains("zero vector"), cl::InputError);
 }

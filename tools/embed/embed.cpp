@@ -43,6 +43,11 @@ bool is_image_extension(const std::string& path) {
   return kExt.count(ext) > 0;
 }
 
+std::string image_root(const EmbedParams& p) {
+  if (p.csv.empty()) return p.images_dir;
+  return p.image_root.empty() ? fs::path(p.csv).parent_path().string() : p.image_root;
+}
+
 std::vector<EmbedItem> list_items(const EmbedParams& p) {
   if (p.csv.empty() == p.images_dir.empty()) throw_usage("embed: give exactly one of --csv or --images");
   std::vector<EmbedItem> items;
@@ -50,7 +55,7 @@ std::vector<EmbedItem> list_items(const EmbedParams& p) {
     CsvTable t = read_csv(p.csv);
     t.col(p.image_col);          // throws naming the columns available
     index_by(t, p.image_col);    // throws on duplicate or empty ids
-    fs::path root = p.image_root.empty() ? fs::path(p.csv).parent_path() : fs::path(p.image_root);
+    const fs::path root = image_root(p);
     for (auto& id : t.column(p.image_col)) items.push_back({id, (root / id).string()});
     if (items.empty()) throw_input("{}: no rows, expected at least one image", p.csv);
     return items;
@@ -228,7 +233,8 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
                                  {"fp16", p.fp16},
                                  {"device", device.str()},
                                  {"source", p.csv.empty() ? p.images_dir : p.csv},
-                                 {"image_col", p.csv.empty() ? "" : p.image_col}};
+                                 {"image_col", p.csv.empty() ? "" : p.image_col},
+                                 {"image_root", image_root(p)}};
   spdlog::info("embed: {} images, config {}", N, config.dump());
   Encoder enc(p.model, pre, device, p.fp16);
 

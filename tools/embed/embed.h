@@ -48,6 +48,9 @@ nlohmann::json to_json(const EmbedReport& r);
 // The images of a run: CSV rows (ids from image_col, paths image_root/id) or folder contents.
 // Throws InputError on a missing column, duplicate ids, an empty folder.
 std::vector<EmbedItem> list_items(const EmbedParams& p);
+// The folder image ids are relative to: --image-root, else the CSV's folder; --images in folder
+// mode. Stored as `image_root` in the embeddings' config so retrieval can find the images.
+std::string image_root(const EmbedParams& p);
 bool is_image_extension(const std::string& path);
 
 // Preprocessing for a model: preprocess_json when given, else beside the model; InputError

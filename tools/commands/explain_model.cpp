@@ -1,0 +1,289 @@
+// `conceptlab explain global|local|curve`: explanations of a concept bottleneck over activations,
+// and intervention curves (a metric against the number of latents edited, per ranking rule).
+#include <algorithm>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "cbm/dataset.h"
+#include "cbm/protocol.h"
+#include "core/activations.h"
+#include "core/atomic_file.h"
+#include "core/csv.h"
+#include "core/error.h"
+#include "core/linear_model.h"
+#include "core/random.h"
+#include "core/embeddings.h"
+#include "core/parse.h"
+#include "core/sae_weights.h"
+#include "core/vocab.h"
+#include "explain/contrib.h"
+#include "explain/data.h"
+#include "explain/experiment.h"
+#include "explain/naming.h"
+#include "explain/plot.h"
+#include "tools/commands/explain_common.h"
+
+namespace cl::cli {
+
+namespace {
+
+struct ModelArgs {
+  std::string cbm, activations, labels, label_col, id_col = "ImageID", names;
+  bool json = false;
+};
+
+void add_model_options(CLI::App* s, ModelArgs& a, bool labels_required) {
+  s->add_option("--cbm", a.cbm, "conceptlab.linear model over the activations")->required();
+  s->add_option("--activations", a.activations, "conceptlab.activations file")->required();
+  auto* l = s->add_option("--labels", a.labels, "labels CSV");
+  auto* c = s->add_option("--label-col", a.label_col, "label column");
+  if (labels_required) l->required(), c->required();
+  s->add_option("--id-col", a.id_col, "id column joining CSV rows to image ids");
+  s->add_option("--names", a.names, "latent names (default: A.names.h5 beside the activations when present)");
+  s->add_flag("--json", a.json, "print one JSON object");
+}
+
+cbm::LogRegFit load_cbm(const std::string& path, const CsrMatrix& acts, const std::string& acts_path,
+                        std::vector<std::string>* classes) {
+  const LinearModel lm = read_linear(path);
+  const auto f = cbm::from_linear_model(lm);
+  if (f.n_features != acts.n_cols)
+    throw_input("{}: {} latents; model {} expects {}", acts_path, acts.n_cols, path, f.n_features);
+  if (classes) *classes = lm.classes;
+  return f;
+}
+
+}  // namespace
+
+Runner setup_explain_global(CLI::App* s) {
+  auto a = std::make_shared<ModelArgs>();
+  auto top = std::make_shared<int>(10);
+  auto plot = std::make_shared<std::string>();
+  auto by = std::make_shared<std::string>("weight");
+  add_model_options(s, *a, false);
+  s->add_option("--top", *top, "latents per class");
+  s->add_option("--plot", *plot, "bar chart per class (PNG)");
+  s->add_option("--plot-by", *by, "what the chart shows: weight | contribution");
+  return [a, top, plot, by](const Context&) -> int {
+    if (*top < 1) throw_usage("--top {}: expected >= 1", *top);
+    if (*by != "weight" && *by != "contribution") throw_usage("--plot-by '{}': expected weight or contribution", *by);
+    if (a->labels.empty() != a->label_col.empty()) throw_usage("--labels and --label-col go together");
+    const cbm::Features f = cbm::read_features(a->activations);
+    std::vector<std::string> classes;
+    const auto m = load_cbm(a->cbm, f.X, a->activations, &classes);
+    const LatentNames names = load_names(a->names, a->activations);
+    std::vector<explain::ClassGlobal> g;
+    if (!a->labels.empty()) {
+      cbm::LoadParams lp{a->activations, a->labels, a->label_col, a->id_col, "", true};
+      const auto d = cbm::load_dataset(lp, f, &classes);
+      g = explain::global_explanations(m, classes, d.X, d.y, *top);
+    } else {
+      g = explain::global_explanations(m, classes, f.X, {}, *top);
+    }
+    nlohmann::json j = explain::to_json(g);
+    for (auto& c : j)
+      for (const char* key : {"by_weight", "by_contribution"})
+        for (auto& t : c[key])
+          if (const auto* n = names.find(t["latent"].get<int64_t>())) t["name"] = n->name;
+    if (!plot->empty()) {
+      std::vector<explain::BarPanel> panels;
+      for (const auto& c : g) {
+        explain::BarPanel p{fmt::format("class {}: top {} latents by {}{}", c.class_name, *top, *by,
+                                        *by == "contribution" ? fmt::format(" (mean over {} images)", c.n_images) : ""),
+                            {}};
+        for (const auto& t : *by == "weight" ? c.by_weight : c.by_contribution)
+          p.bars.push_back({"latent " + latent_label(names, t.latent), *by == "weight" ? t.weight : t.mean_contribution});
+        panels.push_back(std::move(p));
+      }
+      explain::write_bar_charts(*plot, panels, *by == "weight" ? "weight" : "weight x mean activation",
+                                {a->activations, a->cbm});
+    }
+    if (a->json) {
+      print_json({{"classes", j}, {"plot", *plot}});
+      return 0;
+    }
+    for (const auto& c : j) {
+      fmt::print("class {} ({} images)\n", c["class"].get<std::string>(), c["n_images"].get<int64_t>());
+      for (const auto& t : c["by_weight"])
+        fmt::print("  latent {:<8} weight {:+.4f}  mean contribution {:+.4f}  rank {}{}\n", t["latent"].get<int64_t>(),
+                   t["weight"].get<double>(), t["mean_contribution"].get<double>(), t["importance_rank"].get<int64_t>(),
+                   t.contains("name") ? "  " + t["name"].get<std::string>() : "");
+    }
+    return 0;
+  };
+}
+
+Runner setup_explain_local(CLI::App* s) {
+  auto a = std::make_shared<ModelArgs>();
+  auto id = std::make_shared<std::string>();
+  auto top = std::make_shared<int>(10);
+  add_model_options(s, *a, false);
+  s->add_option("--id", *id, "image id")->required();
+  s->add_option("--top", *top, "contributions listed per class (the JSON lists them all)");
+  return [a, id, top](const Context&) -> int {
+    const cbm::Features f = cbm::read_features(a->activations);
+    std::vector<std::string> classes;
+    const auto m = load_cbm(a->cbm, f.X, a->activations, &classes);
+    const auto it = std::find(f.ids.begin(), f.ids.end(), *id);
+    if (it == f.ids.end()) throw_input("{}: image id '{}' not found", a->activations, *id);
+    const auto l = explain::local_explanation(m, classes, f.X, it - f.ids.begin());
+    const LatentNames names = load_names(a->names, a->activations);
+    nlohmann::json j = explain::to_json(l);
+    for (auto& c : j)
+      for (auto& t : c["contributions"])
+        if (const auto* n = names.find(t["latent"].get<int64_t>())) t["name"] = n->name;
+    if (a->json) {
+      print_json({{"id", *id}, {"classes", j}});
+      return 0;
+    }
+    for (const auto& c : l) {
+      fmt::print("class {}: p {:.4f}, logit {:+.4f} = bias {:+.4f} + {} latent terms\n", c.class_name, c.probability,
+                 c.logit, c.bias, c.terms.size());
+      for (size_t k = 0; k < c.terms.size() && static_cast<int>(k) < *top; ++k)
+        fmt::print("  latent {:<14} {:+.4f} = activation {:.4f} x weight {:+.4f}\n",
+                   latent_label(names, c.terms[k].latent), c.terms[k].mean_contribution, c.terms[k].mean_activation,
+                   c.terms[k].weight);
+    }
+    return 0;
+  };
+}
+
+Runner setup_explain_curve(CLI::App* s) {
+  struct Args {
+    ModelArgs m;
+    std::vector<std::string> by = {"weight", "random"};
+    std::string concept_col, vocab, concept_name, sae, embeddings, split_col, eval_split = "test", subgroup_col, csv, plot, op = "zero";
+    int64_t max_k = 20;
+    int seeds = 5;
+    uint64_t seed = 0;
+  };
+  auto a = std::make_shared<Args>();
+  add_model_options(s, a->m, true);
+  s->add_option("--by", a->by, "ranking rules: weight | annotation | direction | random (comma list)")->delimiter(',');
+  s->add_option("--concept-col", a->concept_col, "annotation / direction: the 0/1 concept column of --labels");
+  s->add_option("--concept", a->concept_name, "direction with --vocab: the vocabulary entry");
+  s->add_option("--vocab", a->vocab, "direction: concept vectors from a vocabulary (else from --concept-col)");
+  s->add_option("--sae", a->sae, "direction: the SAE whose decoder rows are compared");
+  s->add_option("--embeddings", a->embeddings, "direction without --vocab: embeddings for the concept vector");
+  s->add_option("--max-k", a->max_k, "latents edited at most");
+  s->add_option("--seeds", a->seeds, "random rule: seeds averaged");
+  s->add_option("--seed", a->seed, "random rule: first seed");
+  s->add_option("--op", a->op, "edit: zero | mean");
+  s->add_option("--split-col", a->split_col, "evaluate on the --eval-split rows of this column");
+  s->add_option("--eval-split", a->eval_split, "split value evaluated");
+  s->add_option("--subgroup-col", a->subgroup_col, "worst-group accuracy over this column x the label");
+  s->add_option("--csv", a->csv, "write the curves as CSV");
+  s->add_option("--plot", a->plot, "plot AUROC (and worst-group accuracy) against k (PNG)");
+  return [a](const Context&) -> int {
+    if (a->max_k < 1) throw_usage("--max-k {}: expected >= 1", a->max_k);
+    if (a->seeds < 1) throw_usage("--seeds {}: expected >= 1", a->seeds);
+    const explain::EditOp op = explain::parse_edit_op(a->op);
+    if (op != explain::EditOp::zero && op != explain::EditOp::mean) throw_usage("--op '{}': expected zero or mean", a->op);
+    const cbm::Features f = cbm::read_features(a->m.activations);
+    std::vector<std::string> classes;
+    const auto model = load_cbm(a->m.cbm, f.X, a->m.activations, &classes);
+    const cbm::LoadParams lp{a->m.activations, a->m.labels, a->m.label_col, a->m.id_col, a->split_col, true};
+    const auto L = explain::load_labelled(f, lp, a->subgroup_col, a->eval_split, &classes);
+    const CsrMatrix& X = L.data.X;
+    const auto rank = explain::importance_ranks(model);
+    std::vector<int64_t> used;
+    for (int64_t j = 0; j < model.n_features; ++j)
+      if (rank[static_cast<size_t>(j)] > 0) used.push_back(j);
+    std::stable_sort(used.begin(), used.end(), [&](int64_t x, int64_t y) { return rank[x] < rank[y]; });
+    auto by_score = [](const std::vector<double>& score) {
+      std::vector<int64_t> r;
+      for (int64_t j = 0; j < static_cast<int64_t>(score.size()); ++j)
+        if (!std::isnan(score[static_cast<size_t>(j)])) r.push_back(j);
+      std::stable_sort(r.begin(), r.end(), [&](int64_t x, int64_t y) { return score[x] > score[y]; });
+      return r;
+    };
+    std::vector<explain::CurvePoint> all;
+    std::vector<explain::Series> series;
+    auto add = [&](const std::string& rule, const std::vector<int64_t>& ranking) {
+      const auto c = explain::intervention_curve(X, model, L.eval, rule, ranking, a->max_k, op);
+      explain::Series sr{rule, {}, {}, {}, {}};
+      for (const auto& pt : c) sr.x.push_back(double(pt.k)), sr.y.push_back(pt.auroc);
+      series.push_back(sr);
+      all.insert(all.end(), c.begin(), c.end());
+    };
+    for (const auto& rule : a->by) {
+      if (rule == "weight") {
+        add("weight", used);
+      } else if (rule == "annotation" || rule == "direction") {
+        if (a->concept_col.empty() && !(rule == "direction" && !a->vocab.empty()))
+          throw_usage("--by {} needs --concept-col (the 0/1 concept column of --labels)", rule);
+        if (rule == "annotation") {
+          const auto ann = explain::read_annotations(a->m.labels, a->m.id_col, {a->concept_col}, L.data.ids);
+          add("annotation:" + a->concept_col, by_score(explain::latent_aurocs(to_csc(X), ann.labels)[0]));
+          continue;
+        }
+        if (a->sae.empty()) throw_usage("--by direction needs --sae");
+        const SaeWeights w = read_sae(a->sae);
+        std::vector<float> vec;
+        std::string label;
+        if (!a->vocab.empty()) {
+          const Vocab v = read_vocab(a->vocab);
+          const auto it = std::find(v.names.begin(), v.names.end(), a->concept_name);
+          if (it == v.names.end()) throw_input("{}: no entry '{}'", a->vocab, a->concept_name);
+          const size_t i = static_cast<size_t>(it - v.names.begin());
+          vec.assign(v.embeddings.begin() + i * v.dim, v.embeddings.begin() + (i + 1) * v.dim);
+          label = a->concept_name;
+        } else {
+          if (a->embeddings.empty()) throw_usage("--by direction without --vocab needs --embeddings");
+          const Embeddings e = read_embeddings(a->embeddings);
+          const auto ann = explain::read_annotations(a->m.labels, a->m.id_col, {a->concept_col}, e.ids);
+          vec = explain::concept_vectors(csr_from_dense(e.data.data(), e.n, e.dim), ann.labels);
+          label = a->concept_col;
+        }
+        if (static_cast<int64_t>(vec.size()) != w.d_in) throw_input("concept vector of dim {}, SAE {} has dim {}", vec.size(), a->sae, w.d_in);
+        const auto r = explain::name_by_direction(w.W_dec, w.n_latents, w.d_in, {label}, vec, {}, {}, {},
+                                                  explain::NameParams{-1.0, static_cast<int>(w.n_latents)});
+        std::vector<int64_t> ranking;
+        for (auto [j, c] : r.matches[0].nearest) ranking.push_back(j);
+        add("direction:" + label, ranking);
+      } else if (rule == "random") {
+        std::vector<std::vector<double>> per_k(static_cast<size_t>(a->max_k + 1));
+        for (int sd = 0; sd < a->seeds; ++sd) {
+          std::vector<int64_t> r = used;
+          Rng rng(splitmix64(a->seed + static_cast<uint64_t>(sd)));
+          rng.shuffle(r);
+          const auto c = explain::intervention_curve(X, model, L.eval, "random", r, a->max_k, op);
+          for (const auto& pt : c) per_k[static_cast<size_t>(pt.k)].push_back(pt.auroc);
+          for (auto pt : c) pt.rule = fmt::format("random:{}", a->seed + sd), all.push_back(pt);
+        }
+        explain::Series sr{fmt::format("random, {} seeds", a->seeds), {}, {}, {}, {}};
+        for (size_t k = 0; k < per_k.size() && !per_k[k].empty(); ++k) {
+          const auto sm = cbm::summarize(per_k[k]);
+          sr.x.push_back(double(k)), sr.y.push_back(sm.mean), sr.lo.push_back(sm.lo), sr.hi.push_back(sm.hi);
+        }
+        series.push_back(sr);
+      } else {
+        throw_usage("--by '{}': expected weight, annotation, direction or random", rule);
+      }
+    }
+    if (!a->csv.empty()) {
+      CsvTable t;
+      t.header = {"rule", "k", "auroc", "accuracy", "balanced_accuracy", "worst_group_accuracy"};
+      for (const auto& pt : all)
+        t.rows.push_back({pt.rule, std::to_string(pt.k), format_number(pt.auroc), format_number(pt.accuracy),
+                          format_number(pt.balanced_accuracy), format_number(pt.worst_group_accuracy)});
+      write_csv(a->csv, t, {a->m.activations, a->m.cbm, a->m.labels});
+    }
+    if (!a->plot.empty())
+      explain::write_line_chart(a->plot, fmt::format("{}: AUROC on {} images as latents are edited ({})", a->m.label_col,
+                                                     L.eval.rows.size(), a->op),
+                                "latents edited (k)", "AUROC", series, {a->m.activations, a->m.cbm});
+    if (a->m.json) {
+      print_json({{"curves", explain::to_json(all)}, {"csv", a->csv}, {"plot", a->plot}});
+      return 0;
+    }
+    for (const auto& pt : all)
+      if (pt.k == 0 || pt.k == a->max_k || pt.k == std::min<int64_t>(a->max_k, 5))
+        fmt::print("{:<28} k {:<4} AUROC {:.4f}  accuracy {:.4f}  worst-group {}\n", pt.rule, pt.k, pt.auroc,
+                   pt.accuracy, std::isnan(pt.worst_group_accuracy) ? "-" : fmt::format("{:.4f}", pt.worst_group_accuracy));
+    return 0;
+  };
+}
+
+}  // namespace cl::cli

@@ -1,0 +1,236 @@
+// `conceptlab intervene`: edit latents (zero / scale / clamp / mean; from flags, a JSON edit file
+// or a rule) and report what the classifier does before and after, with bootstrap intervals,
+// subgroups, a random-latent control, an optional refit and the same edit in embedding space.
+#include <algorithm>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "cbm/dataset.h"
+#include "cbm/protocol.h"
+#include "core/atomic_file.h"
+#include "core/embeddings.h"
+#include "core/error.h"
+#include "core/linear_model.h"
+#include "core/params.h"
+#include "core/parse.h"
+#include "core/sae_weights.h"
+#include "core/vocab.h"
+#include "explain/contrib.h"
+#include "explain/data.h"
+#include "explain/experiment.h"
+#include "explain/naming.h"
+#include "sae/sae.h"
+#include "tools/commands/explain_common.h"
+#include "tools/params_cli.h"
+
+namespace cl::cli {
+
+namespace {
+
+struct Args {
+  std::string cbm, activations, labels, label_col, id_col = "ImageID", names, split_col, eval_split = "test";
+  std::string subgroup_col, zero, mean, edits_file, concept_name, concept_col, by = "annotation", vocab;
+  std::vector<std::string> scale, clamp;
+  int64_t top_n = 5;
+  std::string sae, probe, embeddings, out, device = "cpu";
+  bool json = false;
+};
+
+// "i=v" pairs.
+std::vector<std::pair<int64_t, double>> parse_pairs(const std::string& flag, const std::vector<std::string>& items) {
+  std::vector<std::pair<int64_t, double>> out;
+  for (const auto& it : items) {
+    const size_t eq = it.find('=');
+    double j, v;
+    if (eq == std::string::npos || !parse_number(it.substr(0, eq), j) || j < 0 || j != std::floor(j) ||
+        !parse_number(it.substr(eq + 1), v) || !std::isfinite(v))
+      throw_usage("{} '{}': expected LATENT=VALUE pairs like 12=0.5", flag, it);
+    out.emplace_back(static_cast<int64_t>(j), v);
+  }
+  return out;
+}
+
+std::vector<explain::LatentEdit> edits_from_file(const std::string& path) {
+  const auto j = load_json_file(path);
+  if (!j.is_object() || !j.contains("edits") || !j["edits"].is_array())
+    throw_input("{}: expected {{\"edits\": [{{\"latent\": N, \"op\": \"zero\"}}, ...]}}", path);
+  std::vector<explain::LatentEdit> out;
+  for (const auto& e : j["edits"]) {
+    if (!e.is_object() || !e.contains("latent") || !e["latent"].is_number_integer())
+      throw_input("{}: every edit needs an integer 'latent', found {}", path, e.dump());
+    explain::LatentEdit ed;
+    ed.latent = e["latent"].get<int64_t>();
+    ed.op = explain::parse_edit_op(e.value("op", std::string("zero")));
+    if ((ed.op == explain::EditOp::scale || ed.op == explain::EditOp::clamp) && !e.contains("value"))
+      throw_input("{}: edit of latent {} ({}) needs a 'value'", path, ed.latent, explain::edit_op_name(ed.op));
+    ed.value = e.value("value", 0.0);
+    out.push_back(ed);
+  }
+  return out;
+}
+
+// The latents a rule picks for a concept: by annotation AUROC (a 0/1 column), by the cosine of
+// decoder rows with a concept vector, or by CBM |weight| among the latents named after it.
+std::vector<int64_t> latents_by_rule(const Args& a, const explain::Labelled& L, const cbm::LogRegFit& model) {
+  const std::string col = a.concept_col.empty() ? a.concept_name : a.concept_col;
+  std::vector<int64_t> ranking;
+  if (a.by == "annotation") {
+    const auto ann = explain::read_annotations(a.labels, a.id_col, {col}, L.data.ids);
+    const auto auc = explain::latent_aurocs(to_csc(L.data.X), ann.labels)[0];
+    for (int64_t j = 0; j < static_cast<int64_t>(auc.size()); ++j)
+      if (!std::isnan(auc[static_cast<size_t>(j)])) ranking.push_back(j);
+    std::stable_sort(ranking.begin(), ranking.end(), [&](int64_t x, int64_t y) { return auc[x] > auc[y]; });
+  } else if (a.by == "direction") {
+    if (a.sae.empty()) throw_usage("--by direction needs --sae");
+    const SaeWeights w = read_sae(a.sae);
+    std::vector<float> vec;
+    if (!a.vocab.empty()) {
+      const Vocab v = read_vocab(a.vocab);
+      const auto it = std::find(v.names.begin(), v.names.end(), a.concept_name);
+      if (it == v.names.end()) throw_input("{}: no entry '{}'", a.vocab, a.concept_name);
+      const size_t i = static_cast<size_t>(it - v.names.begin());
+      vec.assign(v.embeddings.begin() + i * v.dim, v.embeddings.begin() + (i + 1) * v.dim);
+    } else {
+      if (a.embeddings.empty()) throw_usage("--by direction without --vocab needs --embeddings");
+      const Embeddings e = read_embeddings(a.embeddings);
+      const auto ann = explain::read_annotations(a.labels, a.id_col, {col}, e.ids);
+      vec = explain::concept_vectors(csr_from_dense(e.data.data(), e.n, e.dim), ann.labels);
+    }
+    if (static_cast<int64_t>(vec.size()) != w.d_in) throw_input("concept vector of dim {}, SAE {} has dim {}", vec.size(), a.sae, w.d_in);
+    const auto r = explain::name_by_direction(w.W_dec, w.n_latents, w.d_in, {a.concept_name}, vec, {}, {}, {},
+                                              explain::NameParams{-1.0, static_cast<int>(w.n_latents)});
+    for (auto [j, c] : r.matches[0].nearest) ranking.push_back(j);
+  } else if (a.by == "weight") {
+    const LatentNames names = load_names(a.names, a.activations);
+    ranking = names.latents_named(a.concept_name);
+    if (ranking.empty()) throw_input("no latent is named '{}' (run `explain match` or pass --names)", a.concept_name);
+    const auto rank = explain::importance_ranks(model);
+    std::stable_sort(ranking.begin(), ranking.end(), [&](int64_t x, int64_t y) {
+      const int64_t rx = rank[x] ? rank[x] : INT64_MAX, ry = rank[y] ? rank[y] : INT64_MAX;
+      return rx < ry;
+    });
+  } else {
+    throw_usage("--by '{}': expected annotation, direction or weight", a.by);
+  }
+  if (static_cast<int64_t>(ranking.size()) > a.top_n) ranking.resize(static_cast<size_t>(a.top_n));
+  return ranking;
+}
+
+void print_scored(const char* name, const explain::Scored& s) {
+  fmt::print("{:<26} AUROC {:.4f}{}  accuracy {:.4f}  balanced {:.4f}  macro-F1 {:.4f}{}\n", name, s.metrics.auroc,
+             s.has_ci ? fmt::format(" [{:.4f}, {:.4f}]", s.ci.auroc.lo, s.ci.auroc.hi) : "", s.metrics.accuracy,
+             s.metrics.balanced_accuracy, s.metrics.macro_f1,
+             std::isnan(s.worst_group_accuracy) ? "" : fmt::format("  worst group {:.4f}", s.worst_group_accuracy));
+}
+
+}  // namespace
+
+Command command_intervene() {
+  return {"intervene", "edit latents and re-evaluate the classifier, with intervals, subgroups and a random control",
+          [](CLI::App& s) -> Runner {
+            auto a = std::make_shared<Args>();
+            auto pc = std::make_shared<ParamsCli<explain::InterveneParams>>(&s, "params JSON (configs/intervene.json)");
+            s.add_option("--cbm", a->cbm, "conceptlab.linear model over the activations")->required();
+            s.add_option("--activations", a->activations, "conceptlab.activations file")->required();
+            s.add_option("--labels", a->labels, "labels CSV")->required();
+            s.add_option("--label-col", a->label_col, "label column")->required();
+            s.add_option("--id-col", a->id_col, "id column");
+            s.add_option("--zero", a->zero, "zero these latents (comma list)");
+            s.add_option("--mean", a->mean, "set these latents to their mean activation (comma list)");
+            s.add_option("--scale", a->scale, "scale latents: LATENT=FACTOR,...")->delimiter(',');
+            s.add_option("--clamp", a->clamp, "hold latents at a value on every image: LATENT=VALUE,...")->delimiter(',');
+            s.add_option("--edits", a->edits_file, "JSON edit file {\"edits\": [{\"latent\": 3, \"op\": \"scale\", \"value\": 0.5}]}");
+            s.add_option("--concept", a->concept_name, "rule: edit the latents of this concept");
+            s.add_option("--top-n", a->top_n, "rule: how many latents");
+            s.add_option("--by", a->by, "rule: annotation | direction | weight");
+            s.add_option("--concept-col", a->concept_col, "rule: the 0/1 column of the concept (default: --concept)");
+            s.add_option("--vocab", a->vocab, "rule --by direction: concept vectors from a vocabulary");
+            s.add_option("--names", a->names, "rule --by weight: latent names (default: A.names.h5)");
+            s.add_option("--split-col", a->split_col, "split column: evaluate on --eval-split rows, refit on 'train'");
+            s.add_option("--eval-split", a->eval_split, "split value evaluated");
+            s.add_option("--subgroup-col", a->subgroup_col, "per-subgroup accuracy (this column x the label)");
+            pc->option("--bootstrap", &explain::InterveneParams::bootstrap, "bootstrap draws for 95% intervals");
+            pc->option("--random-control", &explain::InterveneParams::random_control, "random-latent control seeds (0: off)");
+            pc->option("--seed", &explain::InterveneParams::seed, "seed of the bootstrap and the control");
+            pc->flag("--refit", &explain::InterveneParams::refit, "also edit the training rows and refit (needs --split-col)");
+            s.add_option("--sae", a->sae, "embedding space (with --probe, --embeddings) or --by direction: the SAE");
+            s.add_option("--probe", a->probe, "embedding space: a linear model on embeddings");
+            s.add_option("--embeddings", a->embeddings, "embedding space: the images' embeddings");
+            s.add_option("--device", a->device, "embedding space: device of the SAE");
+            s.add_option("--out", a->out, "write the report (JSON) here");
+            s.add_flag("--json", a->json, "print the report as one JSON object");
+            return [a, pc](const Context& ctx) -> int {
+              const auto p = pc->resolve();
+              explain::validate(p);
+              const cbm::Features f = cbm::read_features(a->activations);
+              const LinearModel lm = read_linear(a->cbm);
+              const auto model = cbm::from_linear_model(lm);
+              if (model.n_features != f.X.n_cols)
+                throw_input("{}: {} latents; model {} expects {}", a->activations, f.X.n_cols, a->cbm, model.n_features);
+              const cbm::LoadParams lp{a->activations, a->labels, a->label_col, a->id_col, a->split_col, true};
+              const auto L = explain::load_labelled(f, lp, a->subgroup_col, a->eval_split, &lm.classes);
+              std::vector<explain::LatentEdit> edits;
+              if (!a->zero.empty())
+                for (auto j : parse_latent_list("--zero", a->zero)) edits.push_back({j, explain::EditOp::zero, 0});
+              if (!a->mean.empty())
+                for (auto j : parse_latent_list("--mean", a->mean)) edits.push_back({j, explain::EditOp::mean, 0});
+              for (auto [j, v] : parse_pairs("--scale", a->scale)) edits.push_back({j, explain::EditOp::scale, v});
+              for (auto [j, v] : parse_pairs("--clamp", a->clamp)) edits.push_back({j, explain::EditOp::clamp, v});
+              if (!a->edits_file.empty())
+                for (const auto& e : edits_from_file(a->edits_file)) edits.push_back(e);
+              if (!a->concept_name.empty()) {
+                if (a->top_n < 1) throw_usage("--top-n {}: expected >= 1", a->top_n);
+                for (auto j : latents_by_rule(*a, L, model)) edits.push_back({j, explain::EditOp::zero, 0});
+              }
+              if (edits.empty()) throw_usage("intervene: no edit (--zero, --scale, --clamp, --mean, --edits or --concept)");
+              for (const auto& e : edits)
+                if (e.latent >= f.X.n_cols) throw_input("{}: latent {}, the file has {} latents", a->activations, e.latent, f.X.n_cols);
+              cbm::LogRegParams refit;
+              if (lm.config.contains("model")) refit = params_from_json<cbm::LogRegParams>(lm.config["model"], a->cbm);
+              auto r = explain::intervene(L.data.X, model, edits, L.eval, p, L.train_rows, L.train_y, refit, ctx.progress);
+              if (!a->probe.empty() || !a->embeddings.empty()) {
+                if (a->sae.empty() || a->probe.empty() || a->embeddings.empty())
+                  throw_usage("embedding space needs --sae, --probe and --embeddings together");
+                const sae::Model sm = sae::Model::load(a->sae, pick_device(a->device));
+                const Embeddings e = read_embeddings(a->embeddings);
+                std::unordered_map<std::string, int64_t> at;
+                for (size_t i = 0; i < e.ids.size(); ++i) at.emplace(e.ids[i], static_cast<int64_t>(i));
+                std::vector<float> x;
+                for (const auto& id : L.data.ids) {
+                  auto it = at.find(id);
+                  if (it == at.end()) throw_input("{}: image id '{}' missing", a->embeddings, id);
+                  x.insert(x.end(), e.row(it->second), e.row(it->second) + e.dim);
+                }
+                const auto probe = cbm::from_linear_model(read_linear(a->probe));
+                explain::intervene_embeddings(r, x.data(), e.dim, L.data.X, sm, probe, L.eval, p);
+              }
+              nlohmann::json j = explain::to_json(r);
+              j["n_eval"] = L.eval.rows.size();
+              j["label_col"] = a->label_col;
+              if (!a->out.empty()) {
+                AtomicOutput out(a->out, {a->activations, a->cbm, a->labels});
+                std::ofstream(out.temp_path()) << j.dump(2) << "\n";
+                out.commit();
+              }
+              if (a->json) {
+                print_json(j);
+                return 0;
+              }
+              fmt::print("{} edits on {} images ({} = {})\n", edits.size(), L.eval.rows.size(), a->label_col,
+                         fmt::join(lm.classes, " | "));
+              print_scored("before", r.before);
+              print_scored("after", r.after);
+              fmt::print("{:<26} {} predictions flipped\n", "", r.n_flipped);
+              if (r.control)
+                fmt::print("{:<26} AUROC {:.4f} [{:.4f}, {:.4f}] over {} seeds ({} random latents of {} the model uses)\n",
+                           "random control", r.control->auroc_summary.mean, r.control->auroc_summary.lo,
+                           r.control->auroc_summary.hi, r.control->seeds, r.control->n_latents, r.control->n_candidates);
+              if (r.refit) print_scored("refit on edited train", *r.refit);
+              if (r.probe_before) print_scored("probe on embeddings", *r.probe_before), print_scored("probe, edited embeddings", *r.probe_after);
+              return 0;
+            };
+          }};
+}
+
+}  // namespace cl::cli
