@@ -54,6 +54,16 @@ Scored score(const EvalSet& set, const std::vector<double>& proba, int n_boot, u
       ++c.first;
       c.second += pred[i] == set.y[i];
     }
+    for (size_t g = 0; g < set.group_names.size(); ++g) {
+      std::vector<int> yg;
+      std::vector<double> pg;
+      for (size_t i = 0; i < set.y.size(); ++i)
+        if (set.group[i] == static_cast<int>(g)) {
+          yg.push_back(set.y[i]);
+          pg.insert(pg.end(), proba.begin() + static_cast<int64_t>(i) * C, proba.begin() + static_cast<int64_t>(i + 1) * C);
+        }
+      s.subgroup_auroc.push_back({set.group_names[g], static_cast<int64_t>(yg.size()), cbm::auroc_multi(yg, pg, C)});
+    }
     for (const auto& [key, v] : cells) {
       GroupScore g;
       g.group = set.group_names[static_cast<size_t>(key.first)] + " | " + set.classes[static_cast<size_t>(key.second)];
@@ -103,6 +113,7 @@ InterventionReport intervene(const CsrMatrix& acts, const cbm::LogRegFit& model,
     c.n_latents = static_cast<int64_t>(edits.size());
     c.n_candidates = static_cast<int64_t>(pool.size());
     std::vector<double> acc, worst;
+    std::vector<std::vector<double>> sub(set.group_names.size());
     for (int s = 0; s < p.random_control; ++s) {
       Rng rng(splitmix64(p.seed * 1000003ull + static_cast<uint64_t>(s) + 1));
       std::vector<int64_t> draw = pool;
@@ -115,11 +126,13 @@ InterventionReport intervene(const CsrMatrix& acts, const cbm::LogRegFit& model,
       c.auroc.push_back(sc.metrics.auroc);
       acc.push_back(sc.metrics.accuracy);
       worst.push_back(sc.worst_group_accuracy);
+      for (size_t g = 0; g < sc.subgroup_auroc.size(); ++g) sub[g].push_back(sc.subgroup_auroc[g].auroc);
       prog.add(1);
     }
     c.auroc_summary = cbm::summarize(c.auroc);
     c.accuracy_summary = cbm::summarize(acc);
     c.worst_group_summary = cbm::summarize(worst);
+    for (const auto& v : sub) c.subgroup_auroc.push_back(cbm::summarize(v));
     r.control = c;
   }
 
@@ -207,6 +220,9 @@ nlohmann::json to_json(const Scored& s) {
     for (const auto& x : s.groups) g.push_back({{"group", x.group}, {"n", x.n}, {"accuracy", x.accuracy}});
     j["groups"] = g;
     j["worst_group_accuracy"] = num(s.worst_group_accuracy);
+    nlohmann::json sa = nlohmann::json::array();
+    for (const auto& x : s.subgroup_auroc) sa.push_back({{"subgroup", x.subgroup}, {"n", x.n}, {"auroc", num(x.auroc)}});
+    j["subgroup_auroc"] = sa;
   }
   return j;
 }
@@ -224,6 +240,12 @@ nlohmann::json to_json(const InterventionReport& r) {
                            {"accuracy", cbm::to_json(c.accuracy_summary)},
                            {"worst_group_accuracy", cbm::to_json(c.worst_group_summary)},
                            {"auroc_per_seed", c.auroc}};
+    if (!c.subgroup_auroc.empty()) {
+      nlohmann::json sa = nlohmann::json::array();
+      for (size_t g = 0; g < c.subgroup_auroc.size(); ++g)
+        sa.push_back({{"subgroup", r.after.subgroup_auroc[g].subgroup}, {"auroc", cbm::to_json(c.subgroup_auroc[g])}});
+      j["random_control"]["subgroup_auroc"] = sa;
+    }
   }
   if (r.refit) j["refit"] = to_json(*r.refit);
   if (r.probe_before) j["embedding_space"] = {{"before", to_json(*r.probe_before)}, {"after", to_json(*r.probe_after)}};

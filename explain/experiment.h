@@ -47,11 +47,18 @@ struct GroupScore {
   double accuracy = 0;
 };
 
+struct SubgroupAuroc {
+  std::string subgroup;  // "value"
+  int64_t n = 0;
+  double auroc = 0;      // within the subgroup, across labels (NaN when one class is absent)
+};
+
 struct Scored {
   cbm::Metrics metrics;
   cbm::BootstrapResult ci;
   bool has_ci = false;
   std::vector<GroupScore> groups;
+  std::vector<SubgroupAuroc> subgroup_auroc;
   double worst_group_accuracy = std::numeric_limits<double>::quiet_NaN();
 };
 
@@ -64,6 +71,7 @@ struct ControlSummary {
   int64_t n_candidates = 0;        // latents drawn from (those the model uses, minus the edited ones)
   std::vector<double> auroc;       // after-edit AUROC per seed
   cbm::Summary auroc_summary, accuracy_summary, worst_group_summary;
+  std::vector<cbm::Summary> subgroup_auroc;  // per subgroup value, over the seeds
 };
 
 struct InterventionReport {

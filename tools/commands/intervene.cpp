@@ -122,6 +122,8 @@ void print_scored(const char* name, const explain::Scored& s) {
              s.has_ci ? fmt::format(" [{:.4f}, {:.4f}]", s.ci.auroc.lo, s.ci.auroc.hi) : "", s.metrics.accuracy,
              s.metrics.balanced_accuracy, s.metrics.macro_f1,
              std::isnan(s.worst_group_accuracy) ? "" : fmt::format("  worst group {:.4f}", s.worst_group_accuracy));
+  for (const auto& g : s.subgroup_auroc)
+    fmt::print("{:<26}   {} (n {}): AUROC {:.4f}\n", "", g.subgroup, g.n, g.auroc);
 }
 
 }  // namespace
@@ -226,6 +228,11 @@ Command command_intervene() {
                 fmt::print("{:<26} AUROC {:.4f} [{:.4f}, {:.4f}] over {} seeds ({} random latents of {} the model uses)\n",
                            "random control", r.control->auroc_summary.mean, r.control->auroc_summary.lo,
                            r.control->auroc_summary.hi, r.control->seeds, r.control->n_latents, r.control->n_candidates);
+              if (r.control)
+                for (size_t g = 0; g < r.control->subgroup_auroc.size(); ++g)
+                  fmt::print("{:<26}   {}: AUROC {:.4f} [{:.4f}, {:.4f}]\n", "", r.after.subgroup_auroc[g].subgroup,
+                             r.control->subgroup_auroc[g].mean, r.control->subgroup_auroc[g].lo,
+                             r.control->subgroup_auroc[g].hi);
               if (r.refit) print_scored("refit on edited train", *r.refit);
               if (r.probe_before) print_scored("probe on embeddings", *r.probe_before), print_scored("probe, edited embeddings", *r.probe_after);
               return 0;
