@@ -23,6 +23,10 @@ struct Annotations {
 Annotations read_annotations(const std::string& csv_path, const std::string& id_col,
                              const std::vector<std::string>& columns, const std::vector<std::string>& ids);
 
+// Rows of an embeddings file in the order of `ids`, as CSR (dense rows, zeros dropped); InputError
+// naming the file and the first id it lacks.
+CsrMatrix embedding_rows_for_ids(const std::string& embeddings_path, const std::vector<std::string>& ids);
+
 // A labelled dataset over the features (cbm::load_dataset) plus an evaluation set over its rows:
 // the rows of `eval_split` when a split column is given (else all rows), the training rows, and
 // the subgroup column's values when given.

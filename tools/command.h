@@ -47,5 +47,6 @@ Command command_import_npy();
 Command command_export_npy();
 Command command_explain();
 Command command_intervene();
+Command command_run();
 
 }  // namespace cl::cli

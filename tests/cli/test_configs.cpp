@@ -16,6 +16,7 @@
 #include "explain/stats.h"
 #include "sae/sae.h"
 #include "tools/demo/demo.h"
+#include "tools/pipeline/pipeline.h"
 #include "tools/embed/embed.h"
 
 using namespace cl;
@@ -62,6 +63,8 @@ TEST_CASE("every configs/*.json mirrors its params struct field for field") {
   for (const char* v : {"embed-clip-vit.json", "embed-dinov2.json", "embed-panderm.json"})
     check_config<embed::PreprocessParams>(v, false, [&](const auto& p) { embed::validate(p, v); });
   check_config<demo::DemoParams>("demo.json", true);
+  check_config<pipeline::PipelineParams>("pipeline.json", true);
+  check_config<pipeline::PipelineParams>("derm7pt.json", false);
   check_config<demo::DemoWorldParams>("demo-data.json", true);
   check_config<ImportNpyParams>("import-npy.json", true);
   check_config<ExportNpyParams>("export-npy.json", true);
@@ -79,13 +82,13 @@ TEST_CASE("every configs/*.json mirrors its params struct field for field") {
 TEST_CASE("a config with an unknown key, at any depth, is an error naming the key") {
   CHECK_THROWS_WITH_AS(params_from_json<sae::TrainParams>(nlohmann::json{{"learning_rate", 1.0}}, "x.json"),
                        doctest::Contains("learning_rate"), InputError);
-  CHECK_THROWS_WITH_AS(params_from_json<demo::DemoParams>(nlohmann::json::parse(R"({"sae": {"kk": 3}})"), "d.json"),
-                       doctest::Contains("sae.kk"), InputError);
+  CHECK_THROWS_WITH_AS(params_from_json<demo::DemoParams>(nlohmann::json::parse(R"({"pipeline": {"sae": {"kk": 3}}})"), "d.json"),
+                       doctest::Contains("pipeline.sae.kk"), InputError);
   CHECK_THROWS_AS(params_from_json<cbm::ProtocolParams>(nlohmann::json{{"splits", "many"}}, "c.json"), InputError);
   CHECK_THROWS_AS(params_from_json<cbm::ProtocolParams>(nlohmann::json::array(), "c.json"), InputError);
   // A partial config keeps the other defaults, nested ones too.
-  auto p = params_from_json<demo::DemoParams>(nlohmann::json::parse(R"({"sae": {"k": 3}, "comment": "x"})"), "d.json");
-  CHECK(p.sae.k == 3);
-  CHECK(p.sae.arch == demo::demo_sae_params().arch);
+  auto p = params_from_json<demo::DemoParams>(nlohmann::json::parse(R"({"pipeline": {"sae": {"k": 3}}, "comment": "x"})"), "d.json");
+  CHECK(p.pipeline.sae.k == 3);
+  CHECK(p.pipeline.sae.arch == demo::demo_pipeline_params().sae.arch);
   CHECK(p.world.n == demo::DemoWorldParams{}.n);
 }

@@ -29,32 +29,52 @@ TEST_CASE("demo-data and demo commands") {
   for (auto& v : meta.column("label")) CHECK((v == "benign" || v == "malignant"));
   auto pre = cl::embed::load_preprocess(t.file("w/encoder.json"));
   CHECK(pre.image_size == 128);
-  // Same seed, same metadata.
-  REQUIRE(cl::test::run_cli({"-q", "demo-data", "--out", t.file("w2"), "--n", "30", "--seed", "3"}).exit_code == 0);
-  CHECK(cl::test::read_text(t.file("w/meta.csv")) == cl::test::read_text(t.file("w2/meta.csv")));
+  // Same-seed determinism is tested on the library (tests/demo); one world is enough here.
   CHECK(cl::test::run_cli({"demo-data", "--out", t.file("w3"), "--hair-malignant", "1.5"}).exit_code == 2);
+  CHECK_FALSE(fs::exists(t.file("w3")));
 
   auto d = cl::test::run_cli(
       {"-q", "demo", "--out", t.file("d"), "--n", "120", "--device", "cpu", "--sae-epochs", "5", "--json"});
   INFO(d.err);
   REQUIRE(d.exit_code == 0);
   auto dj = nlohmann::json::parse(d.out);
-  CHECK(dj["embed"]["n_rows"] == 120);
-  CHECK(dj["check"]["concept_auroc"].size() == 12);
-  for (auto f : {"embeddings.h5", "sae.h5", "activations.h5", "report.json"}) CHECK(fs::exists(t.file("d") + "/" + f));
-  const auto& sae = dj["sae"]["metrics"];
-  CHECK(sae["n"] == 120);
-  CHECK(sae["fvu"].get<double>() < 1.0);
-  CHECK(sae["l0"].get<double>() == doctest::Approx(16).epsilon(1e-6));  // topk, k = 16
-  REQUIRE(dj["concept_latents"].size() == 12);
-  for (auto& m : dj["concept_latents"]) {
+  CHECK(dj["world"]["n"] == 120);
+  for (auto f : {"embeddings.h5", "sae.h5", "activations.h5", "activations.index.h5", "cbm.h5", "probe.h5",
+                 "cbm_unbiased.h5", "classify.json", "match.json", "global.json", "global.png", "curve.csv",
+                 "curve.png", "interventions.json", "report.json", "report.md", "workspace.json"})
+    CHECK_MESSAGE(fs::exists(t.file("d") + "/" + f), f);
+  std::vector<std::string> ran;
+  for (auto& s : dj["steps"]) {
+    ran.push_back(s["step"]);
+    CHECK(s["ran"] == true);  // a fresh world: every step runs
+  }
+  CHECK(ran == std::vector<std::string>{"embed", "sae", "encode", "classify", "explain", "intervene", "report"});
+  const auto& sae = dj["sae"];
+  CHECK(sae["n_latents"] == 512);
+  CHECK(sae["fvu"].get<double>() < 1.5);  // 5 epochs on 81 train images: barely fitted, but finite
+  CHECK(sae["l0"].get<double>() == doctest::Approx(8).epsilon(0.1));  // batchtopk, k = 8 on average
+  REQUIRE(dj["concepts"].size() == 12);
+  for (auto& m : dj["concepts"]) {
+    INFO(m.dump());
     CHECK(m["latent"].get<int64_t>() >= 0);
-    CHECK(m["latent"].get<int64_t>() < sae["n_latents"].get<int64_t>());
+    CHECK(m["latent"].get<int64_t>() < 512);
     CHECK(m["auroc"].get<double>() >= 0.5);  // the best latent is never worse than chance
   }
-  CHECK(dj["cbm"]["report"]["n_test"].get<int64_t>() + dj["cbm"]["report"]["n_train"].get<int64_t>() == 120);
-  CHECK(dj["probe"]["report"]["n_test"] == dj["cbm"]["report"]["n_test"]);
-  CHECK(nlohmann::json::parse(cl::test::read_text(t.file("d/report.json"))) == dj);
+  for (auto k : {"cbm_auroc", "probe_auroc", "unbiased_auroc"}) {
+    CHECK(dj[k].get<double>() >= 0.0);
+    CHECK(dj[k].get<double>() <= 1.0);
+  }
+  // The report on disk is the pipeline's, and report.md tells the same story.
+  auto rep = nlohmann::json::parse(cl::test::read_text(t.file("d/report.json")));
+  CHECK(rep["classify"]["cbm"]["test"]["auroc"] == dj["cbm_auroc"]);
+  CHECK(cl::test::read_text(t.file("d/report.md")).find("malignant") != std::string::npos);
+  // The story as text.
+  auto txt = cl::test::run_cli({"-q", "demo", "--out", t.file("d2"), "--n", "120", "--device", "cpu", "--sae-epochs", "2"});
+  INFO(txt.err);
+  REQUIRE(txt.exit_code == 0);
+  CHECK(txt.out.find("concepts the SAE found") != std::string::npos);
+  CHECK(txt.out.find("hair") != std::string::npos);
+  CHECK(txt.out.find("report.md") != std::string::npos);
   // Bad usage leaves no output behind.
   CHECK(cl::test::run_cli({"-q", "demo", "--out", t.file("e"), "--n", "50", "--sae-arch", "nope"}).exit_code == 2);
 }

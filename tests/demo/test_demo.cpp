@@ -1,5 +1,5 @@
 // Demo world: label/artifact correlation structure, determinism, and concept recoverability
-// from the demo encoder's embeddings (probe AUROC >= 0.9 per flag). The commands are tested in
+// from the demo encoder's embeddings (probe AUROC >= 0.85 per flag). The commands are tested in
 // tests/cli/test_demo_cli.cpp.
 #include "tests/torch_doctest.h"
 
@@ -46,10 +46,10 @@ TEST_CASE("demo world: hair is tied to malignancy in train only and labels follo
   p.n = 20000;
   auto w = draw_world(p);
   REQUIRE(w.size() == 20000u);
-  CHECK(rate(w, "hair", "train", 1) == doctest::Approx(0.8).epsilon(0.05));
-  CHECK(rate(w, "hair", "train", 0) == doctest::Approx(0.2).epsilon(0.1));
-  CHECK(rate(w, "hair", "test", 1) == doctest::Approx(0.5).epsilon(0.06));
-  CHECK(rate(w, "hair", "test", 0) == doctest::Approx(0.5).epsilon(0.06));
+  CHECK(rate(w, "hair", "train", 1) == doctest::Approx(0.6).epsilon(0.05));
+  CHECK(rate(w, "hair", "train", 0) == doctest::Approx(0.1).epsilon(0.15));
+  CHECK(rate(w, "hair", "test", 1) == doctest::Approx(0.3).epsilon(0.1));
+  CHECK(rate(w, "hair", "test", 0) == doctest::Approx(0.3).epsilon(0.1));
   for (std::string a : {"ruler", "ink", "gel_bubble", "dark_corner"})
     for (std::string s : {"train", "test"}) {
       INFO(a << " " << s);
@@ -115,7 +115,7 @@ TEST_CASE("probe helpers: AUROC with ties and a ridge probe on a linear concept"
   CHECK(cl::cbm::auroc(ridge_probe_scores(xtr, ytr, xte, 3, 1.0), yte) > 0.95);
 }
 
-TEST_CASE("demo encoder embeddings carry every concept: probe AUROC >= 0.9 per flag (n=600)") {
+TEST_CASE("demo encoder embeddings carry every concept: probe AUROC >= 0.85 per flag (n=600)") {
   TempDir t;
   DemoWorldParams p;
   p.n = 600;
@@ -136,10 +136,33 @@ TEST_CASE("demo encoder embeddings carry every concept: probe AUROC >= 0.9 per f
   REQUIRE(q.concept_auroc.size() == 12u);
   for (auto& [name, auc] : q.concept_auroc) {
     INFO(name << " AUROC " << auc);
-    CHECK(auc >= 0.9);
+    CHECK(auc >= 0.85);  // ~54 positives per rare concept in 180 test rows
   }
   // Planted bias in train (~0.6), none by construction in test (sampling noise only at n~170).
   CHECK(q.hair_malignant_corr_train > 0.45);
   CHECK(q.hair_malignant_corr_train - q.hair_malignant_corr_test > 0.3);
 }
 
+
+TEST_CASE("demo acceptance (n=1500): the SAE finds every planted concept and zeroing hair beats a random control") {
+  TempDir t;
+  DemoParams p;
+  p.out_dir = t.file("demo");
+  p.world.n = 1500;
+  const auto r = run_demo(p, cl::Device(torch::kCPU));
+  REQUIRE(r.concepts.size() == concept_names().size());
+  for (const auto& c : r.concepts) {
+    INFO(c.concept_name << " latent " << c.latent << " AUROC " << c.auroc);
+    CHECK(c.auroc >= 0.85);
+  }
+  INFO(to_json(r).dump());
+  // The planted shortcut costs the biased bottleneck; the one fitted without it does better.
+  CHECK(r.unbiased_auroc > r.cbm_auroc + 0.02);
+  // The SAE names hair latents, and zeroing them recovers at least half of that cost, more than
+  // zeroing as many random latents does.
+  REQUIRE(!r.hair_latents.empty());
+  CHECK(r.recovered >= 0.5);
+  CHECK(r.hair_zeroed_auroc > r.control_hi);
+  CHECK(fs::exists(r.report_md));
+  CHECK(fs::exists(t.file("demo/montage_hair.png")));
+}

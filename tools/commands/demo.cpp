@@ -1,6 +1,7 @@
-// `conceptlab demo`: the self-contained walkthrough: demo world -> embeddings -> SAE -> concept
-// latents -> concept bottleneck vs probe on a hair-biased split -> hair latents zeroed.
+// `conceptlab demo`: a fresh demo world, the cached pipeline on it (`conceptlab run`), and the
+// story: what the SAE found, what the classifier leans on, what zeroing the hair latents does.
 #include <algorithm>
+#include <cmath>
 
 #include "core/device.h"
 #include "core/error.h"
@@ -12,62 +13,51 @@ namespace cl::cli {
 
 namespace {
 
-void print_report(const demo::DemoReport& r, const demo::DemoParams& p) {
-  fmt::print("world: {} images ({} train, {} test, {} malignant) in {:.1f} s -> {}\n", r.world.n, r.world.n_train,
-             r.world.n_test, r.world.n_malignant, r.world.seconds, r.world.dir);
-  fmt::print("embed: {} rows x {} in {:.1f} s ({:.0f} images/s on {}) -> {}\n", r.embed.n_rows, r.embed.dim,
-             r.embed.seconds, r.embed.images_per_s, r.embed.device, r.embeddings_path);
-  fmt::print("check: ridge probe AUROC per concept (fit on train, scored on test):\n");
-  for (auto& [name, auc] : r.check.concept_auroc) fmt::print("  {:<18} {:.3f}\n", name, auc);
-  fmt::print("check: hair~malignant correlation (phi) train {:.2f}, test {:.2f} (the planted bias)\n",
-             r.check.hair_malignant_corr_train, r.check.hair_malignant_corr_test);
-  const auto& m = r.sae_metrics;
-  fmt::print("sae: {} latents in {:.1f} s: FVU {:.3f}, L0 {:.1f}, dead {:.1f}% -> {}\n", r.n_latents, r.sae_seconds,
-             m.fvu, m.l0, 100 * m.dead_fraction, r.activations_path);
-  fmt::print("concepts: best single latent per flag (AUROC over all images):\n");
-  for (auto& c : r.matches) fmt::print("  {:<18} latent {:<6} {:.3f}\n", c.concept_name, c.latent, c.auroc);
-  fmt::print("malignant, fit on the hair-biased train split, scored on the unbiased test split:\n");
-  fmt::print("  concept bottleneck (L1 on latents)  AUROC {:.3f}, {} non-zero weights\n", r.cbm.test_auroc, r.cbm.nnz);
-  fmt::print("  probe (L1 on embeddings)            AUROC {:.3f}, {} non-zero weights\n", r.probe.test_auroc, r.probe.nnz);
-  if (r.hair_latents.empty())
-    fmt::print("  intervention: no single latent detects hair at AUROC >= {} (best {:.3f}); nothing zeroed\n",
-               p.hair_latent_auroc,
-               std::find_if(r.matches.begin(), r.matches.end(), [](auto& m) { return m.concept_name == "hair"; })->auroc);
-  else
-    fmt::print("  bottleneck with hair latents {} zeroed: AUROC {:.3f} (they held {:.1f}% of |weights|)\n",
-               nlohmann::json(r.hair_latents).dump(), r.cbm_test_auroc_hair_zeroed, 100 * r.hair_weight_share);
-  fmt::print("report: {}\n", r.report_path);
+void print_story(const demo::DemoReport& r, const demo::DemoParams& p) {
+  fmt::print("world: {} images ({} train with hair tied to malignancy, {} test without) -> {}\n", r.world.n,
+             r.world.n_train, r.world.n_test, r.world.dir);
+  fmt::print("sae: {} latents, FVU {:.3f}, L0 {:.1f}, dead {:.1f}%\n", r.n_latents, r.sae_fvu, r.sae_l0, 100 * r.sae_dead);
+  fmt::print("concepts the SAE found (best single latent per planted concept, AUROC over all images):\n");
+  for (const auto& c : r.concepts) fmt::print("  {:<18} latent {:<5} {:.3f}\n", c.concept_name, c.latent, c.auroc);
+  auto row = [](const char* what, double auroc, const std::string& extra = "") {
+    fmt::print("  {:<52} {:.3f}{}\n", what, auroc, extra.empty() ? "" : "   " + extra);
+  };
+  fmt::print("malignant, AUROC on the unbiased test split:\n");
+  row("concept bottleneck fitted on the hair-biased train split", r.cbm_auroc);
+  row("probe on the embeddings, same split", r.probe_auroc);
+  row("concept bottleneck fitted without the hair bias", r.unbiased_auroc);
+  if (r.hair_latents.empty()) {
+    fmt::print("  no latent is named hair: nothing zeroed\n");
+  } else {
+    row("the biased bottleneck with its hair latents zeroed", r.hair_zeroed_auroc,
+        "latents " + nlohmann::json(r.hair_latents).dump());
+    row("the same number of random latents zeroed instead", r.control_mean,
+        fmt::format("95%: [{:.3f}, {:.3f}]", r.control_lo, r.control_hi));
+    if (std::isfinite(r.recovered))
+      fmt::print("  zeroing hair recovers {:.0f}% of what the bias cost\n", 100 * r.recovered);
+  }
+  fmt::print("workspace: {}\n  report: {}\n  charts: global.png, curve.png, montage_<concept>.png\n", r.workspace, r.report_md);
 }
 
 }  // namespace
 
 Command command_demo() {
-  return {"demo", "run the demo end to end: generate a synthetic world, embed it, check the concepts",
+  return {"demo", "the whole method on a generated world: discover concepts, find the shortcut, zero it",
           [](CLI::App& sub) -> Runner {
             using demo::DemoParams;
             auto pc = std::make_shared<ParamsCli<DemoParams>>(&sub, "demo params JSON (configs/demo.json)");
             auto json = std::make_shared<bool>(false);
             auto& c = *pc;
             auto world = [](auto f) { return [f](DemoParams& p) -> auto& { return p.world.*f; }; };
-            auto sae = [](auto f) { return [f](DemoParams& p) -> auto& { return p.sae.*f; }; };
             using W = demo::DemoWorldParams;
-            using S = sae::TrainParams;
-            c.option("--out", &DemoParams::out_dir, "output folder");
+            c.option("--out", &DemoParams::out_dir, "output folder (the world and the workspace)");
             c.option("--n", world(&W::n), "number of images");
-            c.option_both("--seed", world(&W::seed), [](DemoParams& p) -> auto& { return p.sae.seed; },
+            c.option_both("--seed", world(&W::seed), [](DemoParams& p) -> auto& { return p.pipeline.sae.seed; },
                           "random seed (world and SAE)");
-            c.option("--batch", &DemoParams::batch, "images per encoder call");
             c.option("--device", &DemoParams::device, "auto | cpu | cuda | cuda:N");
-            c.option("--sae-arch", sae(&S::arch), "SAE architecture: relu-l1 | topk | batchtopk");
-            c.option("--sae-expansion", sae(&S::expansion), "SAE latents per embedding dimension");
-            c.option("--sae-k", sae(&S::k), "active latents per image (topk, batchtopk)");
-            c.option("--sae-batch", sae(&S::batch), "SAE batch size");
-            c.option("--sae-epochs", sae(&S::epochs), "SAE epochs");
-            c.option("--sae-lr", sae(&S::lr), "SAE learning rate");
-            c.option("--cbm-alpha", [](DemoParams& p) -> auto& { return p.cbm.alpha; },
-                     "L1 strength of the concept bottleneck and the probe");
-            c.option("--hair-latent-auroc", &DemoParams::hair_latent_auroc, "zero latents detecting hair at this AUROC");
-            sub.add_flag("--json", *json, "print the report as one JSON object");
+            c.option("--sae-epochs", [](DemoParams& p) -> auto& { return p.pipeline.sae.epochs; }, "SAE epochs");
+            c.option("--sae-arch", [](DemoParams& p) -> auto& { return p.pipeline.sae.arch; }, "SAE architecture");
+            sub.add_flag("--json", *json, "print the story as one JSON object");
             return [pc, json](const Context& ctx) -> int {
               const DemoParams p = pc->resolve();
               init_torch_threads();
@@ -75,7 +65,7 @@ Command command_demo() {
               if (*json)
                 print_json(demo::to_json(r));
               else
-                print_report(r, p);
+                print_story(r, p);
               return 0;
             };
           }};

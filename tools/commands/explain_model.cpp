@@ -22,6 +22,7 @@
 #include "explain/experiment.h"
 #include "explain/naming.h"
 #include "explain/plot.h"
+#include "explain/rules.h"
 #include "tools/commands/explain_common.h"
 
 namespace cl::cli {
@@ -186,18 +187,7 @@ Runner setup_explain_curve(CLI::App* s) {
     const cbm::LoadParams lp{a->m.activations, a->m.labels, a->m.label_col, a->m.id_col, a->split_col, true};
     const auto L = explain::load_labelled(f, lp, a->subgroup_col, a->eval_split, &classes);
     const CsrMatrix& X = L.data.X;
-    const auto rank = explain::importance_ranks(model);
-    std::vector<int64_t> used;
-    for (int64_t j = 0; j < model.n_features; ++j)
-      if (rank[static_cast<size_t>(j)] > 0) used.push_back(j);
-    std::stable_sort(used.begin(), used.end(), [&](int64_t x, int64_t y) { return rank[x] < rank[y]; });
-    auto by_score = [](const std::vector<double>& score) {
-      std::vector<int64_t> r;
-      for (int64_t j = 0; j < static_cast<int64_t>(score.size()); ++j)
-        if (!std::isnan(score[static_cast<size_t>(j)])) r.push_back(j);
-      std::stable_sort(r.begin(), r.end(), [&](int64_t x, int64_t y) { return score[x] > score[y]; });
-      return r;
-    };
+    const std::vector<int64_t> used = explain::latents_by_weight(model);
     std::vector<explain::CurvePoint> all;
     std::vector<explain::Series> series;
     auto add = [&](const std::string& rule, const std::vector<int64_t>& ranking) {
@@ -215,11 +205,10 @@ Runner setup_explain_curve(CLI::App* s) {
           throw_usage("--by {} needs --concept-col (the 0/1 concept column of --labels)", rule);
         if (rule == "annotation") {
           const auto ann = explain::read_annotations(a->m.labels, a->m.id_col, {a->concept_col}, L.data.ids);
-          add("annotation:" + a->concept_col, by_score(explain::latent_aurocs(to_csc(X), ann.labels)[0]));
+          add("annotation:" + a->concept_col, explain::latents_by_annotation(X, ann.labels[0]));
           continue;
         }
         if (a->sae.empty()) throw_usage("--by direction needs --sae");
-        const SaeWeights w = read_sae(a->sae);
         std::vector<float> vec;
         std::string label;
         if (!a->vocab.empty()) {
@@ -236,12 +225,7 @@ Runner setup_explain_curve(CLI::App* s) {
           vec = explain::concept_vectors(csr_from_dense(e.data.data(), e.n, e.dim), ann.labels);
           label = a->concept_col;
         }
-        if (static_cast<int64_t>(vec.size()) != w.d_in) throw_input("concept vector of dim {}, SAE {} has dim {}", vec.size(), a->sae, w.d_in);
-        const auto r = explain::name_by_direction(w.W_dec, w.n_latents, w.d_in, {label}, vec, {}, {}, {},
-                                                  explain::NameParams{-1.0, static_cast<int>(w.n_latents)});
-        std::vector<int64_t> ranking;
-        for (auto [j, c] : r.matches[0].nearest) ranking.push_back(j);
-        add("direction:" + label, ranking);
+        add("direction:" + label, explain::latents_by_direction(read_sae(a->sae), vec));
       } else if (rule == "random") {
         std::vector<std::vector<double>> per_k(static_cast<size_t>(a->max_k + 1));
         for (int sd = 0; sd < a->seeds; ++sd) {

@@ -23,20 +23,10 @@ namespace cl::cli {
 
 namespace {
 
-// Embedding rows in the order of `ids` (InputError when an id is missing from the file).
 CsrMatrix embeddings_for(const std::string& path, const std::vector<std::string>& ids, int64_t* dim = nullptr) {
-  const Embeddings e = read_embeddings(path);
-  std::unordered_map<std::string, int64_t> at;
-  for (size_t i = 0; i < e.ids.size(); ++i) at.emplace(e.ids[i], static_cast<int64_t>(i));
-  std::vector<float> x;
-  x.reserve(ids.size() * static_cast<size_t>(e.dim));
-  for (const auto& id : ids) {
-    auto it = at.find(id);
-    if (it == at.end()) throw_input("{}: image id '{}' of the activations is missing here", path, id);
-    x.insert(x.end(), e.row(it->second), e.row(it->second) + e.dim);
-  }
-  if (dim) *dim = e.dim;
-  return csr_from_dense(x.data(), static_cast<int64_t>(ids.size()), e.dim);
+  CsrMatrix x = explain::embedding_rows_for_ids(path, ids);
+  if (dim) *dim = x.n_cols;
+  return x;
 }
 
 }  // namespace

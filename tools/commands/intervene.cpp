@@ -20,6 +20,7 @@
 #include "explain/data.h"
 #include "explain/experiment.h"
 #include "explain/naming.h"
+#include "explain/rules.h"
 #include "sae/sae.h"
 #include "tools/commands/explain_common.h"
 #include "tools/params_cli.h"
@@ -70,48 +71,36 @@ std::vector<explain::LatentEdit> edits_from_file(const std::string& path) {
   return out;
 }
 
-// The latents a rule picks for a concept: by annotation AUROC (a 0/1 column), by the cosine of
-// decoder rows with a concept vector, or by CBM |weight| among the latents named after it.
+// The concept vector for direction rules: a vocabulary entry, or the probe direction of the
+// concept's annotation column on the embeddings.
+std::vector<float> concept_vector(const Args& a, const std::string& col) {
+  if (!a.vocab.empty()) {
+    const Vocab v = read_vocab(a.vocab);
+    const auto it = std::find(v.names.begin(), v.names.end(), a.concept_name);
+    if (it == v.names.end()) throw_input("{}: no entry '{}'", a.vocab, a.concept_name);
+    const size_t i = static_cast<size_t>(it - v.names.begin());
+    return {v.embeddings.begin() + i * v.dim, v.embeddings.begin() + (i + 1) * v.dim};
+  }
+  if (a.embeddings.empty()) throw_usage("--by direction without --vocab needs --embeddings");
+  const Embeddings e = read_embeddings(a.embeddings);
+  const auto ann = explain::read_annotations(a.labels, a.id_col, {col}, e.ids);
+  return explain::concept_vectors(csr_from_dense(e.data.data(), e.n, e.dim), ann.labels);
+}
+
+// The latents a rule picks for a concept (see explain/rules.h), at most top_n.
 std::vector<int64_t> latents_by_rule(const Args& a, const explain::Labelled& L, const cbm::LogRegFit& model) {
   const std::string col = a.concept_col.empty() ? a.concept_name : a.concept_col;
   std::vector<int64_t> ranking;
   if (a.by == "annotation") {
-    const auto ann = explain::read_annotations(a.labels, a.id_col, {col}, L.data.ids);
-    const auto auc = explain::latent_aurocs(to_csc(L.data.X), ann.labels)[0];
-    for (int64_t j = 0; j < static_cast<int64_t>(auc.size()); ++j)
-      if (!std::isnan(auc[static_cast<size_t>(j)])) ranking.push_back(j);
-    std::stable_sort(ranking.begin(), ranking.end(), [&](int64_t x, int64_t y) { return auc[x] > auc[y]; });
+    ranking = explain::latents_by_annotation(L.data.X, explain::read_annotations(a.labels, a.id_col, {col}, L.data.ids).labels[0]);
   } else if (a.by == "direction") {
     if (a.sae.empty()) throw_usage("--by direction needs --sae");
-    const SaeWeights w = read_sae(a.sae);
-    std::vector<float> vec;
-    if (!a.vocab.empty()) {
-      const Vocab v = read_vocab(a.vocab);
-      const auto it = std::find(v.names.begin(), v.names.end(), a.concept_name);
-      if (it == v.names.end()) throw_input("{}: no entry '{}'", a.vocab, a.concept_name);
-      const size_t i = static_cast<size_t>(it - v.names.begin());
-      vec.assign(v.embeddings.begin() + i * v.dim, v.embeddings.begin() + (i + 1) * v.dim);
-    } else {
-      if (a.embeddings.empty()) throw_usage("--by direction without --vocab needs --embeddings");
-      const Embeddings e = read_embeddings(a.embeddings);
-      const auto ann = explain::read_annotations(a.labels, a.id_col, {col}, e.ids);
-      vec = explain::concept_vectors(csr_from_dense(e.data.data(), e.n, e.dim), ann.labels);
-    }
-    if (static_cast<int64_t>(vec.size()) != w.d_in) throw_input("concept vector of dim {}, SAE {} has dim {}", vec.size(), a.sae, w.d_in);
-    const auto r = explain::name_by_direction(w.W_dec, w.n_latents, w.d_in, {a.concept_name}, vec, {}, {}, {},
-                                              explain::NameParams{-1.0, static_cast<int>(w.n_latents)});
-    for (auto [j, c] : r.matches[0].nearest) ranking.push_back(j);
-  } else if (a.by == "weight") {
-    const LatentNames names = load_names(a.names, a.activations);
-    ranking = names.latents_named(a.concept_name);
+    ranking = explain::latents_by_direction(read_sae(a.sae), concept_vector(a, col));
+  } else if (a.by == "weight" || a.by == "named") {
+    ranking = explain::latents_named(load_names(a.names, a.activations), a.concept_name, model);
     if (ranking.empty()) throw_input("no latent is named '{}' (run `explain match` or pass --names)", a.concept_name);
-    const auto rank = explain::importance_ranks(model);
-    std::stable_sort(ranking.begin(), ranking.end(), [&](int64_t x, int64_t y) {
-      const int64_t rx = rank[x] ? rank[x] : INT64_MAX, ry = rank[y] ? rank[y] : INT64_MAX;
-      return rx < ry;
-    });
   } else {
-    throw_usage("--by '{}': expected annotation, direction or weight", a.by);
+    throw_usage("--by '{}': expected annotation, direction or named", a.by);
   }
   if (static_cast<int64_t>(ranking.size()) > a.top_n) ranking.resize(static_cast<size_t>(a.top_n));
   return ranking;
@@ -145,7 +134,7 @@ Command command_intervene() {
             s.add_option("--edits", a->edits_file, "JSON edit file {\"edits\": [{\"latent\": 3, \"op\": \"scale\", \"value\": 0.5}]}");
             s.add_option("--concept", a->concept_name, "rule: edit the latents of this concept");
             s.add_option("--top-n", a->top_n, "rule: how many latents");
-            s.add_option("--by", a->by, "rule: annotation | direction | weight");
+            s.add_option("--by", a->by, "rule: annotation | direction | named (latents named after the concept, by CBM weight)");
             s.add_option("--concept-col", a->concept_col, "rule: the 0/1 column of the concept (default: --concept)");
             s.add_option("--vocab", a->vocab, "rule --by direction: concept vectors from a vocabulary");
             s.add_option("--names", a->names, "rule --by weight: latent names (default: A.names.h5)");

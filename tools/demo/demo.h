@@ -1,43 +1,38 @@
-// `conceptlab demo` as a library call: generate the demo world, embed it with the demo encoder,
-// check that the embeddings carry every concept, train an SAE and encode the world with it, match
-// each concept flag to its best latent (cl::explain), and fit a concept bottleneck (L1 logistic
-// regression on the latents) next to a probe on the raw embeddings, both on the hair-biased train
-// split and scored on the unbiased test split, with the hair latents zeroed as a first
-// intervention (cl::explain).
+// `conceptlab demo` as a library call: generate a demo world (images with planted concepts, a
+// hair~malignancy bias in the train split only, and a demo encoder whose embeddings carry each
+// concept as a sparse, strong direction), then `conceptlab run` on it (tools/pipeline) with the
+// demo's settings, and read the story off the workspace: which latent the SAE found for each
+// planted concept, the concept bottleneck against a probe, the classifier fitted on the biased
+// split against one fitted without the bias, and what zeroing the hair latents recovers next to
+// a random control.
 #pragma once
 
+#include <cmath>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "cbm/logreg.h"
-#include "cbm/protocol.h"
 #include "core/device.h"
 #include "core/embeddings.h"
 #include "core/progress.h"
-#include "explain/concepts.h"
-#include "sae/sae.h"
 #include "tools/demo/world.h"
-#include "tools/embed/embed.h"
+#include "tools/pipeline/pipeline.h"
 
 namespace cl::demo {
 
-// The demo's SAE: a few thousand rows make one reference-size batch (4096) per epoch, so the demo
-// trains a top-k SAE with small batches; configs/sae-*.json hold the full-size recipes.
-sae::TrainParams demo_sae_params();
+// The demo's pipeline settings (data columns, a BatchTopK SAE sized for a few thousand images,
+// the hair intervention, curves). The world's files are filled in by run_demo.
+pipeline::PipelineParams demo_pipeline_params();
 
 struct DemoParams {
-  std::string out_dir = "demo-out";
+  std::string out_dir = "demo-out";  // the world and the pipeline's workspace
   std::string device = "auto";
-  int batch = 64;  // images per encoder call
   DemoWorldParams world;
-  sae::TrainParams sae = demo_sae_params();
-  cbm::LogRegParams cbm;  // the concept bottleneck (L1 on latents) and the probe (L1 on embeddings)
-  // Latents whose activation alone detects hair with at least this AUROC are zeroed.
-  double hair_latent_auroc = 0.8;
+  pipeline::PipelineParams pipeline = demo_pipeline_params();
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DemoParams, out_dir, device, batch, world, sae, cbm, hair_latent_auroc)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DemoParams, out_dir, device, world, pipeline)
 
 struct QuickCheck {
   std::map<std::string, double> concept_auroc;  // ridge probe, fit on train rows, scored on test rows
@@ -49,25 +44,27 @@ nlohmann::json to_json(const QuickCheck& q);
 // Probe check on embeddings that carry the demo columns (split, malignant, concept flags).
 QuickCheck quick_check(const Embeddings& e);
 
-struct ClassifierStage {
-  double test_auroc = 0, test_balanced_accuracy = 0;
-  int64_t nnz = 0;  // non-zero weights
-  cbm::ProtocolReport report;
+struct ConceptFound {
+  std::string concept_name;
+  int64_t latent = -1;
+  double auroc = 0;
 };
 
 struct DemoReport {
   DemoWorldReport world;
-  embed::EmbedReport embed;
-  QuickCheck check;
-  std::string embeddings_path, sae_path, activations_path, report_path;
-  sae::Metrics sae_metrics;
+  std::string workspace, report_md;
+  std::vector<pipeline::StepResult> steps;
+  double sae_fvu = 0, sae_l0 = 0, sae_dead = 0;
   int64_t n_latents = 0;
-  double sae_seconds = 0;
-  std::vector<explain::ConceptMatch> matches;  // concept_names() order
-  ClassifierStage cbm, probe;  // malignant: fit on train, scored on test
-  std::vector<int64_t> hair_latents;  // latents zeroed by the intervention
-  double hair_weight_share = 0;       // share of the CBM's |weights| on those latents
-  double cbm_test_auroc_hair_zeroed = 0;
+  std::vector<ConceptFound> concepts;  // concept_names() order
+  double cbm_auroc = 0, probe_auroc = 0;      // fitted on the biased train split, unbiased test split
+  double unbiased_auroc = 0;                  // the bottleneck fitted without the hair bias
+  std::vector<int64_t> hair_latents;          // zeroed
+  // NaN when no latent is named hair (JSON null).
+  double hair_zeroed_auroc = std::nan("");     // the biased bottleneck with them zeroed
+  double control_mean = std::nan(""), control_lo = std::nan(""), control_hi = std::nan("");  // random latents instead (95%)
+  double recovered = std::nan("");  // (zeroed - biased) / (unbiased - biased)
+  nlohmann::json report;  // the pipeline's report.json
 };
 nlohmann::json to_json(const DemoReport& r);
 

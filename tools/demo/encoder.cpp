@@ -1,18 +1,24 @@
-// Demo encoder construction: weights are computed here (no training, no downloads) and the
-// forward pass is TorchScript source compiled by LibTorch, so the saved file loads anywhere
-// torch::jit::load / torch.jit.load works.
+// Demo encoder construction: designed filters and pooling compute features from pixels, and one
+// small logistic-regression detector per concept is trained here, in C++, on a generated world of
+// its own (no downloads). The forward pass is TorchScript source compiled by LibTorch, so the
+// saved file loads anywhere torch::jit::load / torch.jit.load works.
 #include "tools/demo/encoder.h"
 
 #include <array>
 #include <cmath>
 #include <fstream>
-#include <random>
 
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <opencv2/imgcodecs.hpp>
+
+#include "cbm/logreg.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/random.h"
+#include "core/sparse.h"
+#include "tools/demo/world.h"
 
 namespace cl::demo {
 
@@ -55,7 +61,12 @@ torch::Tensor ridge_kernel(double sigma, double theta) {
 // One filter bank applied at three scales (full, 1/2, 1/4 resolution): dark/bright lines in four
 // orientations and dark/bright spots; edge and corner energy at 1/2 and 1/4 resolution
 // (coarse corners respond to lobed lesion borders, not to fine texture); colour prototype
-// similarity at 1/2 resolution. Every map is averaged globally and on a 3x3 grid.
+// similarity at 1/2 resolution. Every map is averaged globally and on a 3x3 grid: features(x).
+// forward(x): per concept a detector (a linear read-out of the standardised features, trained
+// at build time on generated images, squashed to [0, 1) and zero below its boundary) scales one
+// fixed random direction; the sum of those plus a weak random projection of all features is the
+// embedding. Concepts are strong, sparse directions (as in foundation-model embeddings), and no
+// single dimension is a concept.
 const char* kForward = R"JIT(
 def pool(self, m):
     return torch.cat([m.mean([2, 3]), torch.adaptive_avg_pool2d(m, [3, 3]).flatten(1)], 1)
@@ -71,7 +82,7 @@ def edges(self, lum):
     corner = torch.sqrt(torch.relu(sxx * syy - sxy * sxy) + 1e-8)
     return torch.cat([mag, corner], 1)
 
-def forward(self, x):
+def features(self, x):
     lum = torch.conv2d(x, self.w_lum)
     xh = torch.avg_pool2d(x, [2, 2])
     x2 = (xh * xh).sum(1, keepdim=True)
@@ -87,8 +98,13 @@ def forward(self, x):
              self.pool(torch.relu(f2)), self.pool(torch.relu(-f2)),
              self.pool(torch.relu(f4)), self.pool(torch.relu(-f4)),
              self.pool(self.edges(lum2)), self.pool(self.edges(lum4))]
-    f = torch.sqrt(torch.cat(parts, 1) + 1e-6)
-    return torch.matmul(f, self.proj)
+    return torch.sqrt(torch.cat(parts, 1) + 1e-6)
+
+def forward(self, x):
+    z = torch.matmul((self.features(x) - self.f_mu) / self.f_sd, self.w_head) + self.b_head
+    s = torch.relu(torch.tanh(2.0 * z))
+    n = torch.matmul((self.features(x) - self.f_mu) / self.f_sd, self.proj)
+    return torch.matmul(s, self.dirs) + n
 )JIT";
 
 }  // namespace
@@ -103,7 +119,47 @@ embed::PreprocessParams demo_encoder_preprocess() {
   return p;
 }
 
-void write_demo_encoder(const std::string& model_path, const std::string& json_path) {
+namespace {
+
+constexpr uint64_t kHeadSeed = 0x5eed0fdece7ULL;  // the detectors' training world, never a user's
+constexpr int64_t kHeadImages = 3000;
+constexpr double kDirectionScale = 4.0;  // length of a present concept's direction
+constexpr double kNoiseScale = 0.02;     // per-dimension scale of the random feature projection
+
+// Features of a generated training world (rendered, JPEG round-tripped like the images on disk,
+// preprocessed as embed does) and its flags.
+torch::Tensor training_features(torch::jit::Module& m, std::vector<std::vector<int>>& flags, int workers) {
+  DemoWorldParams tp;
+  tp.n = kHeadImages;
+  tp.seed = kHeadSeed;
+  tp.p_structure = 0.5;
+  tp.p_artifact = 0.5;
+  tp.hair_p_malignant_train = tp.hair_p_benign_train = tp.hair_p_test = 0.5;
+  const auto world = draw_world(tp);
+  const auto pre = demo_encoder_preprocess();
+  const int64_t S = pre.image_size, chw = 3 * S * S;
+  std::vector<float> x(static_cast<size_t>(kHeadImages * chw));
+  parallel_for(kHeadImages, workers, [&](int64_t i) {
+    std::vector<unsigned char> jpg;
+    cv::imencode(".jpg", render_image(world[static_cast<size_t>(i)], tp.image_size), jpg,
+                 {cv::IMWRITE_JPEG_QUALITY, tp.jpeg_quality});
+    const auto dec = embed::convert_decoded(cv::imdecode(jpg, cv::IMREAD_UNCHANGED));
+    embed::to_chw(embed::resize_and_crop(dec.rgb, pre), pre, x.data() + i * chw);
+  });
+  flags.assign(concept_names().size(), std::vector<int>(static_cast<size_t>(kHeadImages)));
+  for (int64_t i = 0; i < kHeadImages; ++i)
+    for (size_t c = 0; c < flags.size(); ++c) flags[c][static_cast<size_t>(i)] = world[static_cast<size_t>(i)].flags[c];
+  std::vector<torch::Tensor> parts;
+  for (int64_t s = 0; s < kHeadImages; s += 100) {
+    auto xb = torch::from_blob(x.data() + s * chw, {std::min<int64_t>(100, kHeadImages - s), 3, S, S}, torch::kFloat);
+    parts.push_back(m.run_method("features", xb).toTensor());
+  }
+  return torch::cat(parts, 0);
+}
+
+}  // namespace
+
+void write_demo_encoder(const std::string& model_path, const std::string& json_path, int workers) {
   torch::NoGradGuard no_grad;
   const int64_t K = static_cast<int64_t>(kPrototypes.size());
   auto proto = torch::zeros({K, 3}, torch::kFloat);
@@ -124,12 +180,31 @@ void write_demo_encoder(const std::string& model_path, const std::string& json_p
                      .view({2, 1, 3, 3}) / 8.0;
 
   const int64_t n_maps = K + 3 * 2 * kBank + 2 * 2, n_feat = n_maps * (1 + kGrid * kGrid);
-  // Fixed random mixing from our own generator (not torch's) so weights never depend on the version.
+  const int64_t C = static_cast<int64_t>(concept_names().size());
+  // Fixed random directions from our own generator (not torch's) so weights never depend on the version.
   Rng g(20240611);
   auto proj = torch::zeros({n_feat, kDemoEncoderDim}, torch::kFloat);
   auto pa = proj.accessor<float, 2>();
   for (int64_t i = 0; i < n_feat; ++i)
-    for (int64_t j = 0; j < kDemoEncoderDim; ++j) pa[i][j] = static_cast<float>(g.normal() / std::sqrt(double(n_feat)));
+    for (int64_t j = 0; j < kDemoEncoderDim; ++j)
+      pa[i][j] = static_cast<float>(kNoiseScale * g.normal() / std::sqrt(double(n_feat)));
+  // Random dense directions, made orthogonal (Gram-Schmidt) so concepts do not leak into each other.
+  std::vector<std::vector<double>> basis;
+  auto dirs = torch::zeros({C, kDemoEncoderDim}, torch::kFloat);
+  for (int64_t c = 0; c < C; ++c) {
+    std::vector<double> v(kDemoEncoderDim);
+    for (auto& x : v) x = g.normal();
+    for (const auto& b : basis) {
+      double dot = 0;
+      for (int64_t j = 0; j < kDemoEncoderDim; ++j) dot += v[j] * b[j];
+      for (int64_t j = 0; j < kDemoEncoderDim; ++j) v[j] -= dot * b[j];
+    }
+    double norm = 0;
+    for (double x : v) norm += x * x;
+    for (auto& x : v) x /= std::sqrt(norm);
+    basis.push_back(v);
+    for (int64_t j = 0; j < kDemoEncoderDim; ++j) dirs[c][j] = static_cast<float>(kDirectionScale * v[j]);
+  }
 
   torch::jit::Module m("conceptlab_demo_encoder");
   m.register_buffer("w_lum", w_lum);
@@ -138,14 +213,42 @@ void write_demo_encoder(const std::string& model_path, const std::string& json_p
   m.register_buffer("w_bank", w_bank.contiguous());
   m.register_buffer("w_sobel", w_sobel.to(torch::kFloat).contiguous());
   m.register_buffer("proj", proj);
+  m.register_buffer("dirs", dirs);
+  m.register_buffer("f_mu", torch::zeros({n_feat}));
+  m.register_buffer("f_sd", torch::ones({n_feat}));
+  m.register_buffer("w_head", torch::zeros({n_feat, C}));
+  m.register_buffer("b_head", torch::zeros({C}));
   try {
     m.define(kForward);
+    // Train the concept detectors on a generated world of their own: standardise the features,
+    // then one L2 logistic regression per concept flag.
+    std::vector<std::vector<int>> flags;
+    const torch::Tensor f = training_features(m, flags, workers);
+    const auto mu = f.mean(0), sd = f.std(0).clamp_min(1e-6);
+    const auto fs = ((f - mu) / sd).contiguous();
+    const CsrMatrix X = csr_from_dense(fs.data_ptr<float>(), fs.size(0), fs.size(1));
+    cbm::LogRegParams lp;
+    lp.penalty = "l2";
+    lp.alpha = 1e-4;
+    lp.solver = "lbfgs";
+    auto w_head = torch::zeros({n_feat, C}), b_head = torch::zeros({C});
+    parallel_for(C, workers, [&](int64_t c) {
+      const auto fit = cbm::fit_logreg(X, flags[static_cast<size_t>(c)], 2, lp);
+      for (int64_t j = 0; j < n_feat; ++j) w_head[j][c] = static_cast<float>(fit.weights[static_cast<size_t>(j)]);
+      b_head[c] = static_cast<float>(fit.bias[0]);
+    });
+    m.setattr("f_mu", mu);
+    m.setattr("f_sd", sd);
+    m.setattr("w_head", w_head);
+    m.setattr("b_head", b_head);
     m.save(model_path);
   } catch (const c10::Error& e) {
     throw_input("{}: cannot build or save the demo encoder ({})", model_path, std::string(e.what()).substr(0, 300));
   }
   nlohmann::json j = demo_encoder_preprocess();
-  j["model"] = "conceptlab demo encoder: designed filters + fixed random projection (stand-in for a foundation model)";
+  j["model"] =
+      "conceptlab demo encoder: designed filters, concept detectors trained on generated images, fixed random "
+      "concept directions (stand-in for a foundation model)";
   j["output"] = fmt::format("[N,{}] float32", kDemoEncoderDim);
   std::ofstream out(json_path);
   out << j.dump(1) << "\n";

@@ -431,7 +431,7 @@ DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string&
   rep.images_dir = (fs::path(dir) / "images").string();
   rep.encoder_path = (fs::path(dir) / "encoder.pt").string();
   rep.encoder_json = (fs::path(dir) / "encoder.json").string();
-  write_demo_encoder(rep.encoder_path, rep.encoder_json);
+  write_demo_encoder(rep.encoder_path, rep.encoder_json, p.workers);
   rep.n = p.n;
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;

@@ -23,9 +23,9 @@ struct DemoWorldParams {
   double p_artifact = 0.3;             // P(flag) for ruler, ink, gel_bubble, dark_corner (and hair in test)
   int malignant_threshold = 4;         // malignant when the checklist score reaches this
   double label_noise = 0.1;            // then the label flips with this probability
-  double hair_p_malignant_train = 0.8; // train: P(hair | malignant)
-  double hair_p_benign_train = 0.2;    // train: P(hair | benign)
-  double hair_p_test = 0.5;            // test: P(hair), independent of the label
+  double hair_p_malignant_train = 0.6; // train: P(hair | malignant)
+  double hair_p_benign_train = 0.1;    // train: P(hair | benign)
+  double hair_p_test = 0.3;            // test: P(hair), independent of the label
   int jpeg_quality = 92;
   int workers = 0;                     // rendering threads; 0 = one per core
 };

@@ -1,0 +1,323 @@
+// `conceptlab run` (tools/pipeline): what is cached and what re-runs, resuming after a real
+// SIGKILL in the middle of SAE training, config files with relative paths, bad usage, and the
+// derm7pt config end to end when ../shared is there.
+#include "tests/torch_doctest.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/csv.h"
+#include "core/embeddings.h"
+#include "core/error.h"
+#include "core/sae_weights.h"
+#include "core/random.h"
+#include "tests/test_util.h"
+#include "tools/pipeline/pipeline.h"
+
+namespace fs = std::filesystem;
+using cl::test::run_cli;
+using cl::test::TempDir;
+using namespace cl::pipeline;
+
+namespace {
+
+// A dataset with planted structure: four concepts and a subgroup ("grp") are directions in the
+// embeddings; the label follows c0 or c1 (10% noise); grp is tied to the label in train only.
+// Writes DIR/emb.h5 and DIR/meta.csv (ImageID, label, split, c0..c3, grp).
+void write_dataset(const std::string& dir, int64_t n, int64_t dim, uint64_t seed) {
+  fs::create_directories(dir);
+  cl::Rng rng(seed);
+  const int n_concepts = 5;  // c0..c3, grp
+  std::vector<float> dirs(static_cast<size_t>(n_concepts * dim));
+  for (auto& v : dirs) v = static_cast<float>(rng.normal());
+  cl::Embeddings e;
+  e.n = n, e.dim = dim;
+  e.data.resize(static_cast<size_t>(n * dim));
+  cl::CsvTable t;
+  t.header = {"ImageID", "label", "split", "c0", "c1", "c2", "c3", "grp"};
+  for (int64_t i = 0; i < n; ++i) {
+    const bool train = rng.uniform() < 0.7;
+    int f[5];
+    for (int k = 0; k < 4; ++k) f[k] = rng.uniform() < 0.3;
+    int y = (f[0] || f[1]) ^ (rng.uniform() < 0.1);
+    f[4] = rng.uniform() < (train ? (y ? 0.7 : 0.1) : 0.3);
+    e.ids.push_back(fmt::format("img{:05d}.png", i));
+    for (int64_t d = 0; d < dim; ++d) {
+      double v = 0.3 * rng.normal();
+      for (int k = 0; k < n_concepts; ++k) v += 3.0 * f[k] * dirs[static_cast<size_t>(k * dim + d)] / std::sqrt(double(dim));
+      e.data[static_cast<size_t>(i * dim + d)] = static_cast<float>(v);
+    }
+    t.rows.push_back({e.ids.back(), y ? "malignant" : "benign", train ? "train" : "test", std::to_string(f[0]),
+                      std::to_string(f[1]), std::to_string(f[2]), std::to_string(f[3]), std::to_string(f[4])});
+  }
+  cl::write_embeddings(dir + "/emb.h5", e);
+  cl::write_csv(dir + "/meta.csv", t);
+}
+
+// Small, fast settings over precomputed embeddings (paths relative to the dataset folder).
+PipelineParams test_params() {
+  PipelineParams p;
+  p.data.csv = "meta.csv";
+  p.data.embeddings = "emb.h5";
+  p.data.concept_cols = {"c0", "c1", "c2", "c3", "grp"};
+  p.data.subgroup_col = "grp";
+  p.sae.arch = "topk";
+  p.sae.k = 4;
+  p.sae.n_latents = 64;
+  p.sae.batch = 64;
+  p.sae.epochs = 8;
+  p.sae.lr = 1e-3;
+  p.sae.pre_bias_init = "zero";
+  p.sae.checkpoint_every = 1;
+  p.match.splits = 2;
+  p.global_top = 5;
+  p.montage_top = 4;
+  p.intervene.random_control = 5;
+  p.interventions = {{"grp", "annotation", 2, "zero"}, {"grp", "named", 2, "zero"}};
+  p.curve.by = {"weight", "annotation", "random"};
+  p.curve.concept_col = "grp";
+  p.curve.max_k = 3;
+  p.curve.seeds = 2;
+  return p;
+}
+
+std::map<std::string, bool> ran(const RunResult& r) {
+  std::map<std::string, bool> m;
+  for (const auto& s : r.steps) m[s.name] = s.ran;
+  return m;
+}
+
+std::map<std::string, bool> all(bool v) {
+  std::map<std::string, bool> m;
+  for (const auto& s : step_names()) m[s] = v;
+  return m;
+}
+
+bool same_floats(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("pipeline: a second run is all cached; a changed setting re-runs exactly its step and the later ones") {
+  TempDir t;
+  write_dataset(t.file("data"), 600, 24, 5);
+  PipelineParams p = test_params();
+  resolve_paths(p, t.file("data"));
+  CHECK(p.data.csv == t.file("data/meta.csv"));
+  RunOptions o;
+  o.workspace = t.file("ws");
+  o.device = "cpu";
+
+  auto r1 = run_pipeline(p, o);
+  CHECK(ran(r1) == all(true));
+  for (const auto& s : step_names())
+    for (const auto& f : step_outputs(s))
+      if (s != "embed") CHECK_MESSAGE(fs::exists(t.file("ws/" + f)), f);
+  CHECK_FALSE(fs::exists(t.file("ws/embeddings.h5")));  // precomputed embeddings are read in place
+  CHECK(fs::exists(t.file("ws/cbm_unbiased.h5")));
+  CHECK(fs::exists(t.file("ws/curve.png")));
+  const auto& rep = r1.report;
+  CHECK(rep["format"] == "conceptlab.report");
+  CHECK(rep["sae"]["n_latents"] == 64);
+  // The planted concepts are found: the best latent of each separates it well.
+  REQUIRE(rep["match"]["concepts"].size() == 5);
+  for (const auto& c : rep["match"]["concepts"]) {
+    INFO(c["concept"]);
+    REQUIRE(!c["best"].empty());
+    CHECK(c["best"][0]["auroc"].get<double>() > 0.8);
+  }
+  CHECK(rep["classify"]["cbm"]["test"]["auroc"].get<double>() > 0.75);
+  CHECK(rep["classify"]["probe"]["test"]["auroc"].get<double>() > 0.75);
+  CHECK(rep["classify"].contains("unbiased"));
+  REQUIRE(rep["interventions"].size() == 2);
+  CHECK(rep["interventions"][0]["latents"].size() == 2);
+  CHECK(rep["interventions"][0]["report"].contains("random_control"));
+  const std::string md = cl::test::read_text(t.file("ws/report.md"));
+  CHECK(md.find("## Concepts") != std::string::npos);
+  CHECK(md.find("## Interventions") != std::string::npos);
+  const auto wsj = nlohmann::json::parse(cl::test::read_text(t.file("ws/workspace.json")));
+  CHECK(wsj["format"] == "conceptlab.workspace");
+  CHECK_FALSE(wsj.contains("running"));
+
+  // Nothing changed: nothing runs and no output is rewritten.
+  const auto sae_time = fs::last_write_time(t.file("ws/sae.h5"));
+  const auto report_time = fs::last_write_time(t.file("ws/report.json"));
+  auto r2 = run_pipeline(p, o);
+  CHECK(ran(r2) == all(false));
+  CHECK(fs::last_write_time(t.file("ws/sae.h5")) == sae_time);
+  CHECK(fs::last_write_time(t.file("ws/report.json")) == report_time);
+  CHECK(r2.report == r1.report);
+
+  // One CBM setting: classify and everything after it, nothing before.
+  p.cbm.model.alpha = 3e-3;
+  auto r3 = run_pipeline(p, o);
+  auto want = all(true);
+  want["embed"] = want["sae"] = want["encode"] = false;
+  CHECK(ran(r3) == want);
+  CHECK(fs::last_write_time(t.file("ws/sae.h5")) == sae_time);
+  CHECK(r3.report["config"]["cbm"]["model"]["alpha"] == 3e-3);
+  // An explain-only setting leaves the classifiers alone.
+  p.global_top = 3;
+  want = all(false);
+  want["explain"] = want["intervene"] = want["report"] = true;
+  CHECK(ran(run_pipeline(p, o)) == want);
+  // A deleted output re-runs its step (and the later ones) even with a recorded key.
+  fs::remove(t.file("ws/activations.h5"));
+  want = all(false);
+  for (auto s : {"encode", "classify", "explain", "intervene", "report"}) want[s] = true;
+  CHECK(ran(run_pipeline(p, o)) == want);
+
+  // --force, --from, --to.
+  RunOptions of = o;
+  of.force = "intervene";
+  want = all(false);
+  want["intervene"] = want["report"] = true;
+  CHECK(ran(run_pipeline(p, of)) == want);
+  p.sae.seed = 9;  // the SAE and all after it are stale now
+  RunOptions ot = o;
+  ot.to = "encode";
+  auto r4 = run_pipeline(p, ot);
+  CHECK(r4.steps.size() == 3);
+  CHECK(ran(r4) == std::map<std::string, bool>{{"embed", false}, {"sae", true}, {"encode", true}});
+  RunOptions ofrom = o;
+  ofrom.from = "explain";  // classify is stale for the new SAE
+  CHECK_THROWS_WITH_AS(run_pipeline(p, ofrom), doctest::Contains("step classify is not complete"), cl::InputError);
+  ofrom.from = "classify";
+  want = all(false);
+  for (auto s : {"classify", "explain", "intervene", "report"}) want[s] = true;
+  CHECK(ran(run_pipeline(p, ofrom)) == want);
+
+  // Bad usage is refused before anything runs.
+  RunOptions bad = o;
+  bad.force = "nope";
+  CHECK_THROWS_WITH_AS(run_pipeline(p, bad), doctest::Contains("expected one of embed, sae"), cl::UsageError);
+  bad = o;
+  bad.from = "report", bad.to = "sae";
+  CHECK_THROWS_AS(run_pipeline(p, bad), cl::UsageError);
+  PipelineParams q = p;
+  q.interventions[0].by = "vibes";
+  CHECK_THROWS_WITH_AS(run_pipeline(q, o), doctest::Contains("vibes"), cl::UsageError);
+  q = p;
+  q.data.concept_cols = {"c0", "not_a_column"};
+  CHECK_THROWS_WITH_AS(run_pipeline(q, o), doctest::Contains("not_a_column"), cl::InputError);
+}
+
+TEST_CASE("conceptlab run: a SIGKILL in the middle of SAE training resumes to the same outputs") {
+  TempDir t;
+  write_dataset(t.file("cfg"), 3000, 32, 11);
+  PipelineParams p = test_params();
+  p.sae.n_latents = 1024;
+  p.sae.batch = 128;
+  p.sae.epochs = 40;
+  p.sae.k = 8;
+  cl::test::write_text(t.file("cfg/run.json"), nlohmann::json(p).dump(2));  // relative paths: resolved from cfg/
+
+  auto full = run_cli({"-q", "run", t.file("cfg/run.json"), "--workspace", t.file("full"), "--device", "cpu", "--json"});
+  INFO(full.err);
+  REQUIRE(full.exit_code == 0);
+  auto fj = nlohmann::json::parse(full.out);
+  CHECK(fj["steps"].size() == 7);
+
+  std::vector<std::string> args = {"-q", "run", t.file("cfg/run.json"), "--workspace", t.file("ws"), "--device", "cpu"};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    std::vector<char*> argv;
+    std::string bin = CONCEPTLAB_BIN;
+    argv.push_back(bin.data());
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(bin.c_str(), argv.data());
+    ::_exit(127);
+  }
+  // Kill once the SAE has checkpointed an epoch.
+  const std::string ckpt = t.file("ws/sae.h5.ckpt");
+  int status = 0;
+  bool exited = false;
+  for (int i = 0; i < 60000; ++i) {
+    std::error_code ec;
+    if (fs::exists(ckpt, ec)) break;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+      break;
+    }
+    ::usleep(500);
+  }
+  REQUIRE_MESSAGE(!exited, "the run finished before it could be killed");
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK_FALSE(fs::exists(t.file("ws/sae.h5")));
+  CHECK_FALSE(fs::exists(t.file("ws/report.json")));
+  const auto state = nlohmann::json::parse(cl::test::read_text(t.file("ws/workspace.json")));
+  CHECK(state["running"]["step"] == "sae");
+
+  auto res = run_cli({"run", t.file("cfg/run.json"), "--workspace", t.file("ws"), "--device", "cpu", "--json"});
+  INFO(res.err);
+  REQUIRE(res.exit_code == 0);
+  CHECK(res.err.find("resuming an interrupted run") != std::string::npos);
+  auto rj = nlohmann::json::parse(res.out);
+  CHECK(rj["steps"][0]["ran"] == false);  // embed (precomputed)
+  CHECK(rj["steps"][1]["ran"] == true);   // sae, from its checkpoint
+  const auto a = cl::read_sae(t.file("full/sae.h5")), b = cl::read_sae(t.file("ws/sae.h5"));
+  CHECK(same_floats(a.W_enc, b.W_enc));
+  CHECK(same_floats(a.W_dec, b.W_dec));
+  CHECK(same_floats(a.b_enc, b.b_enc));
+  CHECK(rj["report"]["classify"] == fj["report"]["classify"]);
+  CHECK(rj["report"]["match"] == fj["report"]["match"]);
+  CHECK(rj["report"]["interventions"] == fj["report"]["interventions"]);
+
+  // And now everything is cached.
+  auto again = run_cli({"run", t.file("cfg/run.json"), "--workspace", t.file("ws"), "--device", "cpu"});
+  REQUIRE(again.exit_code == 0);
+  for (const auto& s : step_names()) CHECK(again.out.find(fmt::format("{:<10} cached", s)) != std::string::npos);
+
+  // Bad configs (exit 1, input) and bad usage (exit 2): the reason, and nothing written.
+  auto missing = run_cli({"run", t.file("cfg/none.json"), "--workspace", t.file("x")});
+  CHECK(missing.exit_code != 0);
+  CHECK(missing.err.find("none.json") != std::string::npos);
+  cl::test::write_text(t.file("cfg/typo.json"), R"({"data": {"csv": "meta.csv", "lable_col": "x"}})");
+  auto typo = run_cli({"run", t.file("cfg/typo.json"), "--workspace", t.file("x")});
+  CHECK(typo.exit_code == 1);
+  CHECK(typo.err.find("lable_col") != std::string::npos);
+  auto force = run_cli({"run", t.file("cfg/run.json"), "--workspace", t.file("ws"), "--force", "nope"});
+  CHECK(force.exit_code == 2);
+  CHECK(force.err.find("nope") != std::string::npos);
+  CHECK_FALSE(fs::exists(t.file("x")));
+}
+
+TEST_CASE("conceptlab run configs/derm7pt.json (optional: needs ../shared)") {
+  const std::string shared = cl::test::shared_dir();
+  if (shared.empty() || !fs::exists(shared + "/derm7pt/meta.csv")) {
+    MESSAGE("skipped: ../shared/derm7pt not found");
+    return;
+  }
+  TempDir t;
+  // The shipped config, its relative paths resolved from configs/ as `conceptlab run` does.
+  auto r = run_cli({"-q", "run", std::string(CONCEPTLAB_SOURCE_DIR) + "/configs/derm7pt.json", "--workspace",
+                    t.file("ws"), "--device", "cpu", "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto rep = nlohmann::json::parse(r.out)["report"];
+  CHECK(rep["embeddings"]["rows"] == 1011);
+  CHECK(rep["sae"]["fvu"].get<double>() < 0.5);
+  CHECK(rep["match"]["concepts"].size() == 12);
+  CHECK(rep["classify"]["cbm"]["test"]["auroc"].get<double>() > 0.65);
+  CHECK(rep["classify"]["probe"]["test"]["auroc"].get<double>() > 0.7);
+  REQUIRE(!rep["interventions"].empty());
+  CHECK(rep["interventions"][0]["concept"] == "hair");
+  for (auto f : {"report.md", "global.png", "curve.png"}) CHECK(fs::exists(t.file("ws/") + f));
+}

@@ -1,0 +1,634 @@
+// The cached pipeline (see pipeline.h): step keys, workspace.json, and the steps themselves as
+// calls into embed / sae / cbm / explain.
+#include "tools/pipeline/pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <opencv2/imgcodecs.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cbm/dataset.h"
+#include "core/activations.h"
+#include "core/atomic_file.h"
+#include "core/csv.h"
+#include "core/embeddings.h"
+#include "core/error.h"
+#include "core/latent_index.h"
+#include "core/latent_names.h"
+#include "core/linear_model.h"
+#include "core/params.h"
+#include "core/parse.h"
+#include "core/random.h"
+#include "core/sae_weights.h"
+#include "core/vocab.h"
+#include "explain/contrib.h"
+#include "explain/data.h"
+#include "explain/plot.h"
+#include "explain/rules.h"
+#include "tools/embed/run_checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace cl::pipeline {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Keys: a step's key hashes its settings and the keys of its inputs. External files are keyed by
+// path, size and modification time; workspace files by the key of the step that wrote them.
+
+std::string hex_key(const nlohmann::json& j) {
+  const std::string s = j.dump();
+  return fmt::format("{:016x}", embed::fnv1a(s.data(), s.size()));
+}
+
+std::string file_key(const std::string& path) {
+  std::error_code ec;
+  if (path.empty() || !fs::exists(path, ec)) return "absent";
+  const auto size = fs::file_size(path, ec);
+  const auto mtime = fs::last_write_time(path, ec).time_since_epoch().count();
+  return hex_key({fs::absolute(path).string(), static_cast<int64_t>(size), static_cast<int64_t>(mtime)});
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  AtomicOutput out(path);
+  {
+    std::ofstream f(out.temp_path());
+    f << j.dump(2) << "\n";
+    f.flush();
+    if (!f) throw_input("{}: cannot write (disk full?)", path);
+  }
+  out.commit();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Workspace {
+  std::string dir;
+  nlohmann::json state;  // workspace.json
+  std::string file(const std::string& name) const { return (fs::path(dir) / name).string(); }
+  std::string recorded_key(const std::string& step) const {
+    return state["steps"].contains(step) ? state["steps"][step].value("key", std::string()) : "";
+  }
+  void save() const { write_json(file("workspace.json"), state); }
+};
+
+Workspace open_workspace(const std::string& dir, const PipelineParams& p) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw_input("{}: cannot create the workspace folder ({})", dir, ec.message());
+  Workspace w;
+  w.dir = dir;
+  const std::string path = w.file("workspace.json");
+  if (fs::exists(path)) {
+    try {
+      w.state = load_json_file(path);
+    } catch (const InputError&) {
+      spdlog::warn("{}: unreadable; every step runs again", path);
+    }
+    if (!w.state.is_object() || w.state.value("format", std::string()) != "conceptlab.workspace") w.state = {};
+  }
+  if (w.state.is_null() || !w.state.contains("steps")) {
+    w.state = {{"format", "conceptlab.workspace"}, {"schema_version", 1}, {"steps", nlohmann::json::object()}};
+  }
+  w.state["config"] = p;
+  return w;
+}
+
+cbm::LoadParams load_params(const PipelineParams& p, const std::string& features) {
+  return {features, p.data.csv, p.data.label_col, p.data.id_col, p.data.split_col, true};
+}
+
+std::string embeddings_path(const PipelineParams& p, const Workspace& w) {
+  return p.data.embeddings.empty() ? w.file("embeddings.h5") : p.data.embeddings;
+}
+
+// Training rows of a split resampled so that P(subgroup | label) is the same for every label: the
+// classifier then cannot use the subgroup as a shortcut. Rows without a subgroup value are kept.
+std::vector<int64_t> unbiased_rows(const std::vector<int64_t>& train, const std::vector<int>& y,
+                                   const std::vector<int>& group, uint64_t seed) {
+  std::map<std::pair<int, int>, std::vector<int64_t>> cells;  // (label, group) -> rows
+  std::map<int, int64_t> per_label;
+  std::vector<int64_t> out;
+  for (int64_t r : train) {
+    const int g = group[static_cast<size_t>(r)];
+    if (g < 0) {
+      out.push_back(r);
+      continue;
+    }
+    cells[{y[static_cast<size_t>(r)], g}].push_back(r);
+    ++per_label[y[static_cast<size_t>(r)]];
+  }
+  // Target P(group = g) = the overall share; each label keeps as many rows per group as the
+  // scarcest group allows at that share.
+  std::map<int, double> share;
+  int64_t total = 0;
+  for (auto& [key, rows] : cells) share[key.second] += static_cast<double>(rows.size()), total += static_cast<int64_t>(rows.size());
+  for (auto& [g, s] : share) s /= static_cast<double>(std::max<int64_t>(total, 1));
+  Rng rng(splitmix64(seed + 7));
+  for (auto& [label, n] : per_label) {
+    double scale = 1e300;
+    for (auto& [g, s] : share) {
+      const auto it = cells.find({label, g});
+      const double have = it == cells.end() ? 0.0 : static_cast<double>(it->second.size());
+      scale = std::min(scale, s > 0 ? have / s : 1e300);
+    }
+    for (auto& [g, s] : share) {
+      auto it = cells.find({label, g});
+      if (it == cells.end()) continue;
+      auto rows = it->second;
+      rng.shuffle(rows);
+      rows.resize(std::min(rows.size(), static_cast<size_t>(std::floor(scale * s + 1e-9))));
+      out.insert(out.end(), rows.begin(), rows.end());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps. Each returns its settings-and-inputs key; run() writes its outputs.
+
+struct Step {
+  std::string name;
+  std::function<std::string()> key;
+  std::function<void()> run;
+};
+
+}  // namespace
+
+void validate(const PipelineParams& p) {
+  if (p.data.csv.empty()) throw_usage("pipeline: data.csv is required (the metadata CSV)");
+  if (p.data.label_col.empty()) throw_usage("pipeline: data.label_col is required");
+  if (p.data.embeddings.empty() && p.embed.model.empty())
+    throw_usage("pipeline: embed.model is required (or data.embeddings for precomputed embeddings)");
+  if (!p.embed.csv.empty() || !p.embed.out.empty() || !p.embed.images_dir.empty() || !p.embed.image_root.empty())
+    throw_usage("pipeline: set the images in data (csv, image_root); embed.csv/out/images_dir/image_root stay empty");
+  sae::validate(p.sae);
+  cbm::validate(p.cbm);
+  cbm::validate(p.probe);
+  explain::validate(p.stats);
+  explain::validate(p.match);
+  explain::validate(p.name);
+  explain::validate(p.intervene);
+  if (p.global_top < 1 || p.montage_top < 1) throw_usage("pipeline: global_top and montage_top must be >= 1");
+  for (const auto& iv : p.interventions) {
+    if (iv.concept_name.empty()) throw_usage("pipeline: an intervention needs concept_name");
+    if (iv.by != "named" && iv.by != "annotation" && iv.by != "direction")
+      throw_usage("pipeline: intervention by '{}': expected named, annotation or direction", iv.by);
+    if (iv.op != "zero" && iv.op != "mean") throw_usage("pipeline: intervention op '{}': expected zero or mean", iv.op);
+    if (iv.top_n < 1) throw_usage("pipeline: intervention top_n {}: expected >= 1", iv.top_n);
+  }
+  if (p.curve.max_k < 1 || p.curve.seeds < 1) throw_usage("pipeline: curve.max_k and curve.seeds must be >= 1");
+  for (const auto& b : p.curve.by)
+    if (b != "weight" && b != "random" && b != "annotation") throw_usage("pipeline: curve rule '{}': expected weight, random or annotation", b);
+}
+
+void resolve_paths(PipelineParams& p, const std::string& base_dir) {
+  for (std::string* s : {&p.data.csv, &p.data.image_root, &p.data.embeddings, &p.data.vocab, &p.embed.model,
+                         &p.embed.preprocess_json})
+    if (!s->empty() && fs::path(*s).is_relative()) *s = (fs::path(base_dir) / *s).lexically_normal().string();
+}
+
+const std::vector<std::string>& step_names() {
+  static const std::vector<std::string> names = {"embed", "sae", "encode", "classify", "explain", "intervene", "report"};
+  return names;
+}
+
+std::vector<std::string> step_outputs(const std::string& step) {
+  if (step == "embed") return {"embeddings.h5"};
+  if (step == "sae") return {"sae.h5"};
+  if (step == "encode") return {"activations.h5"};
+  if (step == "classify") return {"cbm.h5", "probe.h5", "classify.json"};
+  if (step == "explain") return {"activations.index.h5", "match.json", "global.json", "global.png"};
+  if (step == "intervene") return {"interventions.json"};
+  if (step == "report") return {"report.json", "report.md"};
+  throw_usage("step '{}': expected one of embed, sae, encode, classify, explain, intervene, report", step);
+}
+
+namespace {
+
+// Subgroup codes of the dataset's rows (-1 = empty), from a CSV column.
+std::vector<int> subgroup_codes(const std::string& csv, const std::string& id_col, const std::string& col,
+                                const std::vector<std::string>& ids) {
+  const CsvTable t = read_csv(csv);
+  const auto index = index_by(t, id_col);
+  const size_t c = t.col(col);
+  std::map<std::string, int> code;
+  std::vector<int> out;
+  for (const auto& id : ids) {
+    const std::string v = trim_copy(t.rows[index.at(id)][c]);
+    out.push_back(v.empty() ? -1 : code.emplace(v, static_cast<int>(code.size())).first->second);
+  }
+  return out;
+}
+
+struct Runner {
+  const PipelineParams& p;
+  Workspace& w;
+  Device device;
+  ProgressSink& progress;
+  std::map<std::string, std::string> keys;  // step -> key (also the key of its outputs)
+  bool resume = false;                      // the step being run was interrupted before with this key
+
+  std::string f(const std::string& name) const { return w.file(name); }
+  std::string emb() const { return embeddings_path(p, w); }
+
+  // ---- embed
+  std::string embed_key() const {
+    if (!p.data.embeddings.empty()) return file_key(p.data.embeddings);
+    const std::string pre = p.embed.preprocess_json.empty() ? embed::default_preprocess_path(p.embed.model) : p.embed.preprocess_json;
+    return hex_key({"embed", p.embed, p.data.csv, p.data.image_root, p.data.id_col, file_key(p.data.csv),
+                    file_key(p.embed.model), file_key(pre)});
+  }
+  void run_embed() {
+    if (!p.data.embeddings.empty()) return;
+    embed::EmbedParams ep = p.embed;
+    ep.csv = p.data.csv;
+    ep.image_root = p.data.image_root;
+    ep.image_col = p.data.id_col;
+    ep.out = f("embeddings.h5");
+    ep.resume = resume;  // continue an interrupted embed of the same settings
+    if (!resume) std::filesystem::remove(embed::partial_path(ep.out));
+    embed::embed_images(ep, embed::resolve_preprocess(ep), device, progress);
+  }
+
+  // ---- sae
+  std::string sae_key() const { return hex_key({"sae", p.sae, keys.at("embed")}); }
+  void run_sae() {
+    EmbeddingsReader reader(emb());
+    sae::TrainOptions opt;
+    opt.out_path = f("sae.h5");
+    opt.inputs = {emb()};
+    if (resume && fs::exists(opt.out_path + ".ckpt")) opt.resume_path = opt.out_path + ".ckpt";
+    write_sae(opt.out_path, sae::train(reader, p.sae, device, opt, progress), {emb()});
+    fs::remove(opt.out_path + ".ckpt");  // only needed to resume this step; sae.h5 is complete
+  }
+
+  // ---- encode
+  std::string encode_key() const { return hex_key({"encode", keys.at("sae"), keys.at("embed")}); }
+  void run_encode() {
+    const sae::Model m = sae::Model::load(f("sae.h5"), device);
+    EmbeddingsReader reader(emb());
+    m.encode_file(reader, f("activations.h5"), {}, progress);
+  }
+
+  // ---- classify
+  std::string classify_key() const {
+    return hex_key({"classify", p.cbm, p.probe, p.data.label_col, p.data.split_col, p.data.id_col, p.data.subgroup_col,
+                    keys.at("encode"), keys.at("embed"), file_key(p.data.csv)});
+  }
+  cbm::ProtocolResult fit(const cbm::Dataset& d, const cbm::ProtocolParams& pp, std::vector<int64_t>* train_out,
+                          std::vector<int64_t>* test_out) {
+    if (p.data.split_col.empty()) return cbm::run_repeated_splits(d, pp, progress);
+    std::vector<int64_t> train, valid, test;
+    cbm::rows_from_split_col(d, train, valid, test);
+    if (train_out) *train_out = train;
+    if (test_out) *test_out = test;
+    return cbm::run_fixed_split(d, train, valid, test, pp);
+  }
+  void run_classify() {
+    const auto feats = cbm::read_features(f("activations.h5"));
+    const cbm::Dataset d = cbm::load_dataset(load_params(p, f("activations.h5")), feats);
+    std::vector<int64_t> train, test;
+    const auto cbm_res = fit(d, p.cbm, &train, &test);
+    const nlohmann::json cfg = {{"model", p.cbm.model}, {"labels", p.data.csv}, {"label_col", p.data.label_col}};
+    write_linear(f("cbm.h5"), cbm::to_linear_model(cbm_res.model, d, cbm_res.to_json(false), cfg), {f("activations.h5")});
+    const cbm::Dataset de = cbm::load_dataset(load_params(p, emb()));
+    cbm::ProtocolParams pp = p.cbm;
+    pp.model = p.probe;
+    const auto probe_res = fit(de, pp, nullptr, nullptr);
+    write_linear(f("probe.h5"), cbm::to_linear_model(probe_res.model, de, probe_res.to_json(false), {{"model", p.probe}}),
+                 {emb()});
+    nlohmann::json j = {{"cbm", cbm_res.to_json(false)}, {"probe", probe_res.to_json(false)}};
+    if (!p.data.subgroup_col.empty() && !p.data.split_col.empty()) {
+      // The same bottleneck fitted on training rows resampled so the subgroup says nothing about
+      // the label: how much of the test score the shortcut costs.
+      const auto group = subgroup_codes(p.data.csv, p.data.id_col, p.data.subgroup_col, d.ids);
+      const auto rows = unbiased_rows(train, d.y, group, p.cbm.seed);
+      const auto u = cbm::run_fixed_split(d, rows, {}, test, p.cbm);
+      j["unbiased"] = {{"subgroup_col", p.data.subgroup_col},
+                       {"n_train", rows.size()},
+                       {"test", cbm::to_json(u.report.test, d.n_classes())}};
+      write_linear(f("cbm_unbiased.h5"), cbm::to_linear_model(u.model, d, u.to_json(false), cfg), {f("activations.h5")});
+    }
+    write_json(f("classify.json"), j);
+  }
+
+  // ---- explain
+  std::string explain_key() const {
+    return hex_key({"explain", p.stats, p.match, p.name, p.data.concept_cols, p.data.image_root, p.global_top,
+                    p.montage_top, file_key(p.data.vocab), keys.at("encode"), keys.at("classify"), keys.at("sae"),
+                    file_key(p.data.csv)});
+  }
+  void run_explain() {
+    const Activations acts = read_activations(f("activations.h5"));
+    LatentIndex idx = explain::build_index(acts.acts, p.stats, progress);
+    idx.config = {{"activations", f("activations.h5")}, {"params", p.stats}};
+    write_latent_index(f("activations.index.h5"), idx, {f("activations.h5")});
+    LatentNames names;
+    nlohmann::json match = nlohmann::json::object();
+    if (!p.data.concept_cols.empty()) {
+      const auto ann = explain::read_annotations(p.data.csv, p.data.id_col, p.data.concept_cols, acts.ids);
+      const CsrMatrix e = explain::embedding_rows_for_ids(emb(), acts.ids);
+      const auto r = explain::match_concepts(acts.acts, ann.names, ann.labels, &e, p.match, progress);
+      for (const auto& b : r.per_latent)
+        if (b.named) names.set({b.latent, r.concepts[static_cast<size_t>(b.concept_index)].name, "annotation", b.auroc});
+      match = explain::to_json(r);
+    }
+    write_json(f("match.json"), match);
+    const auto model = cbm::from_linear_model(read_linear(f("cbm.h5")));
+    if (!p.data.vocab.empty()) {
+      const Vocab v = read_vocab(p.data.vocab);
+      const SaeWeights sw = read_sae(f("sae.h5"));
+      if (v.dim != sw.d_in) throw_input("{}: vocabulary of dim {}, the SAE has dim {}", p.data.vocab, v.dim, sw.d_in);
+      const auto rank = explain::importance_ranks(model);
+      const auto r = explain::name_by_direction(sw.W_dec, sw.n_latents, sw.d_in, v.names, v.embeddings, {}, rank, {}, p.name);
+      for (const auto& m : r.matches)
+        if (m.latent >= 0 && !names.find(m.latent)) names.set({m.latent, m.concept_name, "direction", m.cosine});
+      write_json(f("name.json"), explain::to_json(r));
+    }
+    names.config = {{"workspace", w.dir}};
+    write_latent_names(f("activations.names.h5"), names, {f("activations.h5")});
+    // Global explanations over the labelled rows.
+    const auto lm = read_linear(f("cbm.h5"));
+    const auto feats = cbm::read_features(f("activations.h5"));
+    const cbm::Dataset d = cbm::load_dataset(load_params(p, f("activations.h5")), feats, &lm.classes);
+    const auto g = explain::global_explanations(model, lm.classes, d.X, d.y, p.global_top);
+    nlohmann::json gj = explain::to_json(g);
+    std::vector<explain::BarPanel> panels;
+    for (size_t k = 0; k < g.size(); ++k) {
+      explain::BarPanel panel{fmt::format("{} = {}: top {} latents by weight", p.data.label_col, g[k].class_name, p.global_top), {}};
+      for (auto& t : gj[k]["by_weight"]) {
+        const LatentName* n = names.find(t["latent"].get<int64_t>());
+        if (n) t["name"] = n->name;
+        panel.bars.push_back({fmt::format("latent {}{}", t["latent"].get<int64_t>(), n ? " (" + n->name + ")" : ""),
+                              t["weight"].get<double>()});
+      }
+      panels.push_back(std::move(panel));
+    }
+    write_json(f("global.json"), gj);
+    explain::write_bar_charts(f("global.png"), panels, "weight");
+    // One montage per concept that named a latent: its strongest images.
+    const std::string root = p.data.image_root.empty() ? fs::path(p.data.csv).parent_path().string() : p.data.image_root;
+    int64_t n_missing = 0;
+    for (const auto& c : p.data.concept_cols) {
+      const auto named = names.latents_named(c);
+      if (named.empty()) continue;
+      std::vector<explain::Tile> tiles;
+      for (const auto& h : explain::top_images(idx, named[0], p.montage_top)) {
+        const std::string& id = acts.ids[static_cast<size_t>(h.row)];
+        const fs::path img = fs::path(root) / id;
+        std::error_code ec;
+        const bool found = fs::is_regular_file(img, ec);
+        n_missing += !found;  // e.g. precomputed embeddings without their images
+        tiles.push_back({found ? cv::imread(img.string()) : cv::Mat(),
+                         fmt::format("{:.3g}\n{}", h.value, id)});
+      }
+      explain::write_montage(f("montage_" + c + ".png"),
+                             fmt::format("latent {} ({}): its strongest images", named[0], c), tiles, 5);
+    }
+    if (n_missing) spdlog::warn("explain: {} montage image(s) not found under {}; their tiles are blank", n_missing, root);
+  }
+
+  // ---- intervene
+  std::string intervene_key() const {
+    return hex_key({"intervene", p.intervene, p.interventions, p.curve, p.data.eval_split, p.data.subgroup_col,
+                    p.data.label_col, p.data.split_col, keys.at("explain"), keys.at("classify"), keys.at("encode"),
+                    keys.at("sae"), file_key(p.data.vocab), file_key(p.data.csv)});
+  }
+  void run_intervene() {
+    const auto feats = cbm::read_features(f("activations.h5"));
+    const LinearModel lm = read_linear(f("cbm.h5"));
+    const auto model = cbm::from_linear_model(lm);
+    const auto L = explain::load_labelled(feats, load_params(p, f("activations.h5")), p.data.subgroup_col,
+                                          p.data.split_col.empty() ? "" : p.data.eval_split, &lm.classes);
+    const LatentNames names = read_latent_names(f("activations.names.h5"));
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& spec : p.interventions) {
+      std::vector<int64_t> ranking;
+      if (spec.by == "named") {
+        ranking = explain::latents_named(names, spec.concept_name, model);
+      } else if (spec.by == "annotation") {
+        ranking = explain::latents_by_annotation(
+            L.data.X, explain::read_annotations(p.data.csv, p.data.id_col, {spec.concept_name}, L.data.ids).labels[0]);
+      } else {
+        if (p.data.vocab.empty()) throw_usage("pipeline: intervention by direction needs data.vocab");
+        const Vocab v = read_vocab(p.data.vocab);
+        const auto it = std::find(v.names.begin(), v.names.end(), spec.concept_name);
+        if (it == v.names.end()) throw_input("{}: no entry '{}'", p.data.vocab, spec.concept_name);
+        const size_t i = static_cast<size_t>(it - v.names.begin());
+        ranking = explain::latents_by_direction(read_sae(f("sae.h5")), {v.embeddings.begin() + i * v.dim,
+                                                                         v.embeddings.begin() + (i + 1) * v.dim});
+      }
+      if (static_cast<int>(ranking.size()) > spec.top_n) ranking.resize(static_cast<size_t>(spec.top_n));
+      nlohmann::json entry = {{"concept", spec.concept_name}, {"by", spec.by}, {"latents", ranking}};
+      if (ranking.empty()) {
+        entry["note"] = "no latent for this concept (none named after it)";
+      } else {
+        std::vector<explain::LatentEdit> edits;
+        for (auto j : ranking) edits.push_back({j, explain::parse_edit_op(spec.op), 0});
+        const auto r = explain::intervene(L.data.X, model, edits, L.eval, p.intervene, L.train_rows, L.train_y,
+                                          p.cbm.model, progress);
+        entry["report"] = explain::to_json(r);
+      }
+      list.push_back(entry);
+    }
+    // Curves: the metric as latents are edited, per ranking rule.
+    std::vector<explain::CurvePoint> points;
+    std::vector<explain::Series> series;
+    for (const auto& rule : p.curve.by) {
+      if (rule == "random") {
+        std::vector<std::vector<double>> per_k(static_cast<size_t>(p.curve.max_k + 1));
+        for (int s = 0; s < p.curve.seeds; ++s) {
+          auto r = explain::latents_by_weight(model);
+          Rng rng(splitmix64(static_cast<uint64_t>(s) + 1));
+          rng.shuffle(r);
+          for (auto pt : explain::intervention_curve(L.data.X, model, L.eval, "random", r, p.curve.max_k)) {
+            per_k[static_cast<size_t>(pt.k)].push_back(pt.auroc);
+            pt.rule = fmt::format("random:{}", s);
+            points.push_back(pt);
+          }
+        }
+        explain::Series sr{fmt::format("random, {} seeds", p.curve.seeds), {}, {}, {}, {}};
+        for (size_t k = 0; k < per_k.size() && !per_k[k].empty(); ++k) {
+          const auto sm = cbm::summarize(per_k[k]);
+          sr.x.push_back(double(k)), sr.y.push_back(sm.mean), sr.lo.push_back(sm.lo), sr.hi.push_back(sm.hi);
+        }
+        series.push_back(sr);
+        continue;
+      }
+      std::vector<int64_t> ranking;
+      std::string name = rule;
+      if (rule == "weight") {
+        ranking = explain::latents_by_weight(model);
+      } else {
+        if (p.curve.concept_col.empty()) throw_usage("pipeline: curve rule annotation needs curve.concept_col");
+        ranking = explain::latents_by_annotation(
+            L.data.X, explain::read_annotations(p.data.csv, p.data.id_col, {p.curve.concept_col}, L.data.ids).labels[0]);
+        name = "annotation:" + p.curve.concept_col;
+      }
+      const auto c = explain::intervention_curve(L.data.X, model, L.eval, name, ranking, p.curve.max_k);
+      explain::Series sr{name, {}, {}, {}, {}};
+      for (const auto& pt : c) sr.x.push_back(double(pt.k)), sr.y.push_back(pt.auroc);
+      series.push_back(sr);
+      points.insert(points.end(), c.begin(), c.end());
+    }
+    if (!series.empty()) {
+      CsvTable t;
+      t.header = {"rule", "k", "auroc", "accuracy", "balanced_accuracy", "worst_group_accuracy"};
+      for (const auto& pt : points)
+        t.rows.push_back({pt.rule, std::to_string(pt.k), format_number(pt.auroc), format_number(pt.accuracy),
+                          format_number(pt.balanced_accuracy), format_number(pt.worst_group_accuracy)});
+      write_csv(f("curve.csv"), t);
+      explain::write_line_chart(f("curve.png"), fmt::format("{}: AUROC as latents are zeroed", p.data.label_col),
+                                "latents zeroed (k)", "AUROC", series);
+    }
+    write_json(f("interventions.json"), {{"interventions", list}, {"curves", explain::to_json(points)}});
+  }
+
+  // ---- report
+  std::string report_key() const {
+    return hex_key({"report", keys.at("embed"), keys.at("sae"), keys.at("encode"), keys.at("classify"),
+                    keys.at("explain"), keys.at("intervene")});
+  }
+  void run_report();
+};
+
+std::string png_line(const std::string& title, const std::string& file, const Workspace& w) {
+  return fs::exists(w.file(file)) ? fmt::format("![{}]({})\n\n", title, file) : "";
+}
+
+void Runner::run_report() {
+  nlohmann::json r = {{"format", "conceptlab.report"}, {"schema_version", 1}, {"config", p}, {"workspace", w.dir}};
+  const SaeWeights sw = read_sae(f("sae.h5"));
+  r["sae"] = sw.metrics;
+  r["sae"]["n_latents"] = sw.n_latents;
+  r["sae"]["arch"] = sw.arch;
+  r["embeddings"] = {{"path", emb()}, {"rows", EmbeddingsReader(emb()).rows()}, {"dim", EmbeddingsReader(emb()).dim()}};
+  r["classify"] = load_json_file(f("classify.json"));
+  r["match"] = load_json_file(f("match.json"));
+  if (fs::exists(f("name.json"))) r["name"] = load_json_file(f("name.json"));
+  r["global"] = load_json_file(f("global.json"));
+  r["interventions"] = load_json_file(f("interventions.json"))["interventions"];
+  write_json(f("report.json"), r);
+
+  std::string md = fmt::format("# conceptlab report: {}\n\nConfig: `{}` (resolved, in report.json). Label: `{}`.\n\n",
+                               w.dir, "workspace.json", p.data.label_col);
+  md += fmt::format("## SAE\n{} latents ({}): FVU {:.4f}, L0 {:.1f}, dead {:.1f}%.\n\n", sw.n_latents, sw.arch,
+                    sw.metrics.value("fvu", 0.0), sw.metrics.value("l0", 0.0), 100 * sw.metrics.value("dead_fraction", 0.0));
+  if (r["match"].contains("concepts")) {
+    md += "## Concepts\n| concept | best latent | AUROC | K-latent set AUROC | probe AUROC |\n|---|---|---|---|---|\n";
+    for (const auto& c : r["match"]["concepts"])
+      md += fmt::format("| {} | {} | {} | {} | {} |\n", c["concept"].get<std::string>(),
+                        c["best"].empty() ? "-" : c["best"][0]["latent"].dump(),
+                        c["best"].empty() ? "-" : fmt::format("{:.3f}", c["best"][0]["auroc"].get<double>()),
+                        c["set_auroc"].is_null() ? "-" : fmt::format("{:.3f}", c["set_auroc"].get<double>()),
+                        c["probe_auroc"].is_null() ? "-" : fmt::format("{:.3f}", c["probe_auroc"].get<double>()));
+    md += "\n";
+    for (const auto& c : p.data.concept_cols) md += png_line(c, "montage_" + c + ".png", w);
+  }
+  const auto& cl = r["classify"];
+  auto auc = [](const nlohmann::json& rep) {
+    if (rep.contains("test")) return rep["test"]["auroc"].is_null() ? std::string("-") : fmt::format("{:.3f}", rep["test"]["auroc"].get<double>());
+    return rep["auroc"]["mean"].is_null() ? std::string("-") : fmt::format("{:.3f}", rep["auroc"]["mean"].get<double>());
+  };
+  md += fmt::format("## Classifiers ({})\n| model | AUROC |\n|---|---|\n| concept bottleneck (latents) | {} |\n| probe (embeddings) | {} |\n",
+                    p.data.label_col, auc(cl["cbm"]), auc(cl["probe"]));
+  if (cl.contains("unbiased"))
+    md += fmt::format("| concept bottleneck fitted without the `{}` bias | {} |\n", p.data.subgroup_col, auc(cl["unbiased"]));
+  md += "\n" + png_line("global explanations", "global.png", w);
+  if (!r["interventions"].empty()) {
+    md += "## Interventions\n| concept | latents | AUROC before | after | random control (95%) |\n|---|---|---|---|---|\n";
+    for (const auto& iv : r["interventions"]) {
+      if (!iv.contains("report")) {
+        md += fmt::format("| {} | - | - | - | {} |\n", iv["concept"].get<std::string>(), iv.value("note", std::string()));
+        continue;
+      }
+      const auto& rep = iv["report"];
+      const std::string ctl = rep.contains("random_control")
+                                  ? fmt::format("{:.3f} [{:.3f}, {:.3f}]", rep["random_control"]["auroc"]["mean"].get<double>(),
+                                                rep["random_control"]["auroc"]["ci95"][0].get<double>(),
+                                                rep["random_control"]["auroc"]["ci95"][1].get<double>())
+                                  : "-";
+      md += fmt::format("| {} | {} | {:.3f} | {:.3f} | {} |\n", iv["concept"].get<std::string>(), iv["latents"].dump(),
+                        rep["before"]["auroc"].get<double>(), rep["after"]["auroc"].get<double>(), ctl);
+    }
+    md += "\n" + png_line("intervention curves", "curve.png", w);
+  }
+  AtomicOutput out(f("report.md"));
+  {
+    std::ofstream o(out.temp_path());
+    o << md;
+  }
+  out.commit();
+}
+
+}  // namespace
+
+RunResult run_pipeline(const PipelineParams& p, const RunOptions& o, ProgressSink& progress) {
+  validate(p);
+  if (o.workspace.empty()) throw_usage("run: a workspace folder is required (--workspace)");
+  const auto& names = step_names();
+  auto index_of = [&](const std::string& s, size_t fallback) {
+    if (s.empty()) return fallback;
+    const auto it = std::find(names.begin(), names.end(), s);
+    if (it == names.end()) step_outputs(s);  // throws the usage error listing the steps
+    return static_cast<size_t>(it - names.begin());
+  };
+  const size_t force = index_of(o.force, names.size()), from = index_of(o.from, 0), to = index_of(o.to, names.size() - 1);
+  if (from > to) throw_usage("run: --from {} comes after --to {}", o.from, o.to);
+  Workspace w = open_workspace(o.workspace, p);
+  Runner r{p, w, pick_device(o.device), progress, {}, false};
+  const std::vector<Step> steps = {
+      {"embed", [&] { return r.embed_key(); }, [&] { r.run_embed(); }},
+      {"sae", [&] { return r.sae_key(); }, [&] { r.run_sae(); }},
+      {"encode", [&] { return r.encode_key(); }, [&] { r.run_encode(); }},
+      {"classify", [&] { return r.classify_key(); }, [&] { r.run_classify(); }},
+      {"explain", [&] { return r.explain_key(); }, [&] { r.run_explain(); }},
+      {"intervene", [&] { return r.intervene_key(); }, [&] { r.run_intervene(); }},
+      {"report", [&] { return r.report_key(); }, [&] { r.run_report(); }}};
+  RunResult out;
+  out.workspace = o.workspace;
+  for (size_t i = 0; i < steps.size() && i <= to; ++i) {
+    const auto& s = steps[i];
+    const std::string key = s.key();
+    r.keys[s.name] = key;
+    bool outputs_there = true;
+    for (const auto& file : step_outputs(s.name))
+      if (!(s.name == "embed" && !p.data.embeddings.empty()) && !fs::exists(w.file(file))) outputs_there = false;
+    const bool cached = outputs_there && w.recorded_key(s.name) == key;
+    if (i < from) {
+      if (!cached) throw_input("{}: step {} is not complete for this config; run it first (without --from)", o.workspace, s.name);
+      out.steps.push_back({s.name, false, 0});
+      continue;
+    }
+    if (cached && i < force) {
+      spdlog::info("run: {} cached", s.name);
+      out.steps.push_back({s.name, false, 0});
+      continue;
+    }
+    const auto& running = w.state.contains("running") ? w.state["running"] : nlohmann::json();
+    r.resume = running.is_object() && running.value("step", std::string()) == s.name && running.value("key", std::string()) == key;
+    w.state["running"] = {{"step", s.name}, {"key", key}};
+    w.state["steps"].erase(s.name);
+    w.save();
+    spdlog::info("run: {}{}", s.name, r.resume ? " (resuming an interrupted run)" : "");
+    const auto t0 = std::chrono::steady_clock::now();
+    s.run();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    w.state.erase("running");
+    w.state["steps"][s.name] = {{"key", key}, {"seconds", secs}};
+    w.save();
+    out.steps.push_back({s.name, true, secs});
+  }
+  if (fs::exists(w.file("report.json"))) out.report = load_json_file(w.file("report.json"));
+  return out;
+}
+
+}  // namespace cl::pipeline

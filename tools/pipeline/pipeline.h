@@ -1,0 +1,111 @@
+// `conceptlab run`: one cached pipeline from images to explanations in a workspace folder:
+// embed -> sae (train) -> encode -> classify (concept bottleneck + probe on embeddings, same
+// splits; and the bottleneck fitted without a subgroup's bias) -> explain (index, match, name,
+// global, montages) -> intervene (the configured edits with random controls, curves) -> report.
+// Each step is skipped when its outputs exist and the hash of its inputs and resolved settings is
+// the one recorded in workspace.json; otherwise it (and every step after it) runs again. Outputs
+// are written atomically, so a failed or killed step leaves earlier outputs intact and the run
+// resumable.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cbm/logreg.h"
+#include "cbm/protocol.h"
+#include "core/device.h"
+#include "core/progress.h"
+#include "explain/experiment.h"
+#include "explain/match.h"
+#include "explain/naming.h"
+#include "explain/stats.h"
+#include "sae/sae.h"
+#include "tools/embed/embed.h"
+
+namespace cl::pipeline {
+
+// What the images are and which columns mean what.
+struct DataParams {
+  std::string csv;                 // metadata CSV: one row per image (ids, label, annotations)
+  std::string image_root;          // folder the ids are relative to ("" = the CSV's folder)
+  std::string id_col = "ImageID";
+  std::string label_col = "label";  // the classifier's target
+  std::string split_col = "split";  // train/valid/test rows ("" = repeated stratified splits)
+  std::string eval_split = "test";  // rows interventions and curves are scored on
+  std::vector<std::string> concept_cols;  // 0/1 annotation columns latents are matched to
+  std::string subgroup_col;         // per-subgroup metrics, and the classifier fitted without its bias
+  std::string embeddings;           // precomputed embeddings (skips the embed step)
+  std::string vocab;                // concept vocabulary (conceptlab.vocab): naming by direction
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DataParams, csv, image_root, id_col, label_col, split_col, eval_split,
+                                                concept_cols, subgroup_col, embeddings, vocab)
+
+// One configured intervention: the top_n latents of a concept by a rule (see `conceptlab
+// intervene --by`), edited with op.
+struct InterventionSpec {
+  std::string concept_name;
+  std::string by = "named";  // named (latents named after it, by CBM importance) | annotation | direction
+  int top_n = 3;
+  std::string op = "zero";   // zero | mean
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InterventionSpec, concept_name, by, top_n, op)
+
+struct CurveParams {
+  std::vector<std::string> by = {"weight", "random"};  // + "annotation" with concept_col
+  std::string concept_col;
+  int max_k = 20;
+  int seeds = 5;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CurveParams, by, concept_col, max_k, seeds)
+
+struct PipelineParams {
+  DataParams data;
+  embed::EmbedParams embed;  // model, preprocessing, batch, device, workers (csv/out come from data)
+  sae::TrainParams sae;
+  cbm::ProtocolParams cbm;     // the concept bottleneck on the activations
+  cbm::LogRegParams probe;     // the same kind of model on the embeddings, same rows and splits
+  explain::StatsParams stats;
+  explain::MatchParams match;
+  explain::NameParams name;
+  int global_top = 10;
+  int montage_top = 10;
+  explain::InterveneParams intervene;
+  std::vector<InterventionSpec> interventions;
+  CurveParams curve;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PipelineParams, data, embed, sae, cbm, probe, stats, match, name,
+                                                global_top, montage_top, intervene, interventions, curve)
+void validate(const PipelineParams& p);
+// Relative paths of a config file (data.csv, data.image_root, data.embeddings, data.vocab,
+// embed.model, embed.preprocess_json) made relative to base_dir, the config's folder.
+void resolve_paths(PipelineParams& p, const std::string& base_dir);
+
+// The steps in order, and the workspace files each writes.
+const std::vector<std::string>& step_names();
+std::vector<std::string> step_outputs(const std::string& step);
+
+struct RunOptions {
+  std::string workspace;    // folder (created)
+  std::string force;        // re-run this step and every step after it
+  std::string from, to;     // run only steps in [from, to] (the earlier ones must be complete)
+  std::string device = "auto";
+};
+
+struct StepResult {
+  std::string name;
+  bool ran = false;   // false: cached
+  double seconds = 0;
+};
+
+struct RunResult {
+  std::string workspace;
+  std::vector<StepResult> steps;
+  nlohmann::json report;  // report.json as written
+};
+
+RunResult run_pipeline(const PipelineParams& p, const RunOptions& o, ProgressSink& progress = silent_progress());
+
+}  // namespace cl::pipeline
