@@ -43,7 +43,7 @@ Dataset synthetic(int n, int F, int C, uint64_t seed) {
 }
 }  // namespace
 
-TEST_CASE("protocol: the saved model is the mean of the split fits; thread count does not matter") {
+TEST_CASE("protocol: the saved model is the mean of the split fits, and the thread count does not matter") {
   for (int C : {2, 3}) {
     auto d = synthetic(200, 30, C, 10 + C);
     ProtocolParams p;

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/csv.h"
+#include "core/activations.h"
 #include "core/embeddings.h"
 #include "core/error.h"
 #include "core/sae_weights.h"
@@ -53,7 +54,7 @@ void write_dataset(const std::string& dir, int64_t n, int64_t dim, uint64_t seed
     f[4] = rng.uniform() < (train ? (y ? 0.7 : 0.1) : 0.3);
     e.ids.push_back(fmt::format("img{:05d}.png", i));
     for (int64_t d = 0; d < dim; ++d) {
-      double v = 0.3 * rng.normal();
+      double v = 0.1 * rng.normal();
       for (int k = 0; k < n_concepts; ++k) v += 3.0 * f[k] * dirs[static_cast<size_t>(k * dim + d)] / std::sqrt(double(dim));
       e.data[static_cast<size_t>(i * dim + d)] = static_cast<float>(v);
     }
@@ -71,11 +72,13 @@ PipelineParams test_params() {
   p.data.embeddings = "emb.h5";
   p.data.concept_cols = {"c0", "c1", "c2", "c3", "grp"};
   p.data.subgroup_col = "grp";
-  p.sae.arch = "topk";
+  // BatchTopK: per-image top-k spends its k slots on noise when fewer concepts are present
+  // (AUROC 0.71-0.86 for some concepts here), BatchTopK lets sparsity vary per image (1.000).
+  p.sae.arch = "batchtopk";
   p.sae.k = 4;
-  p.sae.n_latents = 64;
+  p.sae.n_latents = 16;
   p.sae.batch = 64;
-  p.sae.epochs = 8;
+  p.sae.epochs = 100;
   p.sae.lr = 1e-3;
   p.sae.pre_bias_init = "zero";
   p.sae.checkpoint_every = 1;
@@ -109,7 +112,7 @@ bool same_floats(const std::vector<float>& a, const std::vector<float>& b) {
 
 }  // namespace
 
-TEST_CASE("pipeline: a second run is all cached; a changed setting re-runs exactly its step and the later ones") {
+TEST_CASE("pipeline: a second run is all cached, and a changed setting re-runs exactly its step and the later ones") {
   TempDir t;
   write_dataset(t.file("data"), 600, 24, 5);
   PipelineParams p = test_params();
@@ -129,13 +132,13 @@ TEST_CASE("pipeline: a second run is all cached; a changed setting re-runs exact
   CHECK(fs::exists(t.file("ws/curve.png")));
   const auto& rep = r1.report;
   CHECK(rep["format"] == "conceptlab.report");
-  CHECK(rep["sae"]["n_latents"] == 64);
+  CHECK(rep["sae"]["n_latents"] == 16);
   // The planted concepts are found: the best latent of each separates it well.
   REQUIRE(rep["match"]["concepts"].size() == 5);
   for (const auto& c : rep["match"]["concepts"]) {
     INFO(c["concept"]);
     REQUIRE(!c["best"].empty());
-    CHECK(c["best"][0]["auroc"].get<double>() > 0.8);
+    CHECK(c["best"][0]["auroc"].get<double>() > 0.95);
   }
   CHECK(rep["classify"]["cbm"]["test"]["auroc"].get<double>() > 0.75);
   CHECK(rep["classify"]["probe"]["test"]["auroc"].get<double>() > 0.75);
@@ -172,11 +175,17 @@ TEST_CASE("pipeline: a second run is all cached; a changed setting re-runs exact
   want = all(false);
   want["explain"] = want["intervene"] = want["report"] = true;
   CHECK(ran(run_pipeline(p, o)) == want);
-  // A deleted output re-runs its step (and the later ones) even with a recorded key.
+  // A deleted output re-runs its step even with a recorded key; the later steps stay cached,
+  // since the same key gives the same file (their inputs are keyed by step keys, not mtimes).
+  const auto acts_before = cl::read_activations(t.file("ws/activations.h5"));
   fs::remove(t.file("ws/activations.h5"));
   want = all(false);
-  for (auto s : {"encode", "classify", "explain", "intervene", "report"}) want[s] = true;
+  want["encode"] = true;
   CHECK(ran(run_pipeline(p, o)) == want);
+  const auto acts_after = cl::read_activations(t.file("ws/activations.h5"));
+  CHECK(acts_after.ids == acts_before.ids);
+  CHECK(acts_after.acts.indices == acts_before.acts.indices);
+  CHECK(same_floats(acts_after.acts.values, acts_before.acts.values));
 
   // --force, --from, --to.
   RunOptions of = o;
@@ -211,6 +220,13 @@ TEST_CASE("pipeline: a second run is all cached; a changed setting re-runs exact
   q = p;
   q.data.concept_cols = {"c0", "not_a_column"};
   CHECK_THROWS_WITH_AS(run_pipeline(q, o), doctest::Contains("not_a_column"), cl::InputError);
+  // A misspelt column is found before minutes of embedding and training, with nothing written.
+  q = p;
+  q.data.label_col = "lable";
+  RunOptions fresh = o;
+  fresh.workspace += "_fresh";
+  CHECK_THROWS_WITH_AS(run_pipeline(q, fresh), doctest::Contains("no column 'lable'"), cl::InputError);
+  CHECK_FALSE(fs::exists(fresh.workspace));
 }
 
 TEST_CASE("conceptlab run: a SIGKILL in the middle of SAE training resumes to the same outputs") {

@@ -20,7 +20,7 @@ void print_story(const demo::DemoReport& r, const demo::DemoParams& p) {
   fmt::print("concepts the SAE found (best single latent per planted concept, AUROC over all images):\n");
   for (const auto& c : r.concepts) fmt::print("  {:<18} latent {:<5} {:.3f}\n", c.concept_name, c.latent, c.auroc);
   auto row = [](const char* what, double auroc, const std::string& extra = "") {
-    fmt::print("  {:<52} {:.3f}{}\n", what, auroc, extra.empty() ? "" : "   " + extra);
+    fmt::print("  {:<57} {:.3f}{}\n", what, auroc, extra.empty() ? "" : "   " + extra);
   };
   fmt::print("malignant, AUROC on the unbiased test split:\n");
   row("concept bottleneck fitted on the hair-biased train split", r.cbm_auroc);

@@ -34,6 +34,11 @@ Command command_run() {
               o.workspace = a->workspace.empty() ? std::filesystem::path(a->config).stem().string() : a->workspace;
               o.force = a->force, o.from = a->from, o.to = a->to;
               o.device = a->device.empty() ? p.embed.device : a->device;
+              try {
+                pipeline::validate(p);
+              } catch (const UsageError& e) {  // name the file the bad value is in
+                throw UsageError(fmt::format("{}: {}", a->config, e.what()));
+              }
               init_torch_threads();
               spdlog::info("run: {} -> workspace {}", a->config, o.workspace);
               const auto r = pipeline::run_pipeline(p, o, ctx.progress);

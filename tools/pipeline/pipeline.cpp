@@ -569,6 +569,17 @@ void Runner::run_report() {
   out.commit();
 }
 
+// A misspelt column would otherwise surface only after embedding and SAE training (minutes).
+void check_csv_columns(const PipelineParams& p) {
+  const CsvTable t = read_csv(p.data.csv);
+  std::vector<std::string> cols = {p.data.id_col, p.data.label_col};
+  if (!p.data.split_col.empty()) cols.push_back(p.data.split_col);
+  if (!p.data.subgroup_col.empty()) cols.push_back(p.data.subgroup_col);
+  if (p.data.embeddings.empty()) cols.push_back(p.embed.image_col);
+  for (const auto& c : p.data.concept_cols) cols.push_back(c);
+  for (const auto& c : cols) t.col(c);  // throws naming the file, the column and those available
+}
+
 }  // namespace
 
 RunResult run_pipeline(const PipelineParams& p, const RunOptions& o, ProgressSink& progress) {
@@ -583,6 +594,7 @@ RunResult run_pipeline(const PipelineParams& p, const RunOptions& o, ProgressSin
   };
   const size_t force = index_of(o.force, names.size()), from = index_of(o.from, 0), to = index_of(o.to, names.size() - 1);
   if (from > to) throw_usage("run: --from {} comes after --to {}", o.from, o.to);
+  check_csv_columns(p);
   Workspace w = open_workspace(o.workspace, p);
   Runner r{p, w, pick_device(o.device), progress, {}, false};
   const std::vector<Step> steps = {
