@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   bool quiet = false, verbose = false;
   app.add_flag("-q,--quiet", quiet, "no progress lines or info logs");
   app.add_flag("-v,--verbose", verbose, "debug logs");
+  app.fallthrough();  // subcommands inherit it: `conceptlab sae train ... -q` works as `conceptlab -q sae train ...`
 
   std::vector<std::pair<CLI::App*, cl::cli::Runner>> runners;
   for (auto& cmd : cl::cli::all_commands()) {

@@ -38,6 +38,12 @@ TEST_CASE("cli: inspect prints text and exactly one JSON object") {
   auto parsed = nlohmann::json::parse(j.out);  // throws if more than one object
   CHECK(parsed["schema_version"] == 1);
   CHECK(parsed["datasets"]["ids"]["shape"][0] == 2);
+  // The global flags work after the subcommand too.
+  for (auto flag : {"-q", "--quiet", "-v"}) {
+    auto q = test::run_cli({"inspect", tmp.file("e.h5"), flag});
+    CHECK_MESSAGE(q.exit_code == 0, flag);
+    CHECK(q.out.find("conceptlab.embeddings") != std::string::npos);
+  }
 }
 
 TEST_CASE("cli: malformed inputs give exit 1 and a one-line error naming the file and value") {
