@@ -9,7 +9,7 @@ PKGS=(
   libeigen3-dev libopencv-dev libhdf5-dev
   nlohmann-json3-dev doctest-dev libcli11-dev libspdlog-dev libfmt-dev
   libimgui-dev libglfw3-dev libgl-dev
-  xvfb xauth libgl1-mesa-dri
+  xvfb xauth libgl1-mesa-dri fonts-dejavu-core
   python3 python3-numpy python3-h5py
   # PyTorch in Python: the tests cross-check embed and export_torchscript.py against it.
   python3-torch python3-torchvision

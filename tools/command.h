@@ -48,5 +48,8 @@ Command command_export_npy();
 Command command_explain();
 Command command_intervene();
 Command command_run();
+#ifdef CONCEPTLAB_HAVE_VIEWER
+Command command_view();
+#endif
 
 }  // namespace cl::cli

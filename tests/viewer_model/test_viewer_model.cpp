@@ -1,0 +1,280 @@
+// The viewer's data model without a window: loading a workspace (and surviving broken files),
+// the latent table, details, the linked subgroup view, renames the CLI sees, and interventions
+// that give exactly the numbers `conceptlab intervene` gives for the saved edit file.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <thread>
+
+#include "core/error.h"
+#include "core/latent_names.h"
+#include "tests/test_util.h"
+#include "tests/viewer_model/fixture.h"
+#include "viewer/model/intervention_session.h"
+#include "viewer/model/latent_table.h"
+#include "viewer/model/thumbnails.h"
+#include "viewer/model/workspace_model.h"
+
+namespace fs = std::filesystem;
+using namespace cl;
+using namespace cl::viewer;
+
+namespace {
+
+// One shared workspace for the cases that only read it (the pipeline takes ~2 s).
+const std::string& shared_workspace() {
+  static test::TempDir dir;
+  static const std::string ws = test::make_viewer_workspace(dir.path.string());
+  return ws;
+}
+
+int64_t named(const WorkspaceModel& m, const std::string& name) {
+  for (const auto& r : m.latents)
+    if (r.name == name) return r.latent;
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("viewer model: a workspace opens with every file, latents are named and found by search") {
+  const auto m = WorkspaceModel::load(WorkspacePaths::from_workspace(shared_workspace()));
+  CHECK(m->issues.empty());
+  CHECK(m->n_images() == 600);
+  CHECK(m->n_latents() == 16);
+  REQUIRE(m->has_index());
+  REQUIRE(m->has_cbm());
+  REQUIRE(m->has_labels());
+  CHECK(m->classes() == std::vector<std::string>{"benign", "malignant"});
+  CHECK(m->labelled->eval.rows.size() < 600);  // the test split only
+  CHECK(m->sae.has_value());
+  REQUIRE(m->latents.size() == 16);
+  // Every planted concept has a latent named after it (by the pipeline's annotation matching).
+  for (auto c : {"c0", "c1", "c2", "c3", "grp"}) CHECK_MESSAGE(named(*m, c) >= 0, c);
+  const int64_t g = named(*m, "grp");
+  const auto& row = m->latents[static_cast<size_t>(g)];
+  CHECK(row.origin == "annotation");
+  CHECK(row.score > 0.95);
+  CHECK(row.firing_rate > 0.1);
+  CHECK(row.max > 0);
+  REQUIRE(row.class_weight.size() == 2);
+  CHECK(row.class_weight[0] == -row.class_weight[1]);
+
+  LatentFilter f;
+  f.query = "GRP";
+  auto v = filter_latents(m->latents, f);
+  REQUIRE(!v.empty());
+  for (auto j : v) CHECK(m->latents[static_cast<size_t>(j)].name == "grp");
+  f.query = fmt::format("#{}", g);
+  v = filter_latents(m->latents, f);
+  CHECK(std::find(v.begin(), v.end(), g) != v.end());
+  f = {};
+  f.sort = LatentColumn::firing_rate;
+  f.ascending = false;
+  v = filter_latents(m->latents, f);
+  REQUIRE(v.size() == 16);
+  for (size_t i = 1; i < v.size(); ++i)
+    CHECK(m->latents[static_cast<size_t>(v[i - 1])].firing_rate >= m->latents[static_cast<size_t>(v[i])].firing_rate);
+  f = {};
+  f.sort = LatentColumn::rank;
+  v = filter_latents(m->latents, f);
+  CHECK(m->latents[static_cast<size_t>(v[0])].rank == 1);
+  f.used_only = true;
+  for (auto j : filter_latents(m->latents, f)) CHECK(m->latents[static_cast<size_t>(j)].rank > 0);
+  f = {};
+  f.named_only = true;
+  CHECK(filter_latents(m->latents, f).size() < 16);
+}
+
+TEST_CASE("viewer model: latent and image details, the linked subgroup view, nearest images") {
+  const auto m = WorkspaceModel::load(WorkspacePaths::from_workspace(shared_workspace()));
+  CHECK_FALSE(m->compute_concept_directions().has_value());
+  CHECK(m->concept_names.size() == 5);
+  const int64_t g = named(*m, "grp");
+  const auto d = latent_detail(*m, g, 10);
+  REQUIRE(d.top.size() == 10);
+  for (size_t i = 1; i < d.top.size(); ++i) CHECK(d.top[i - 1].second >= d.top[i].second);
+  CHECK(fs::exists(m->image_path(d.top[0].first)));
+  REQUIRE(!d.annotation_auroc.empty());
+  CHECK(d.annotation_auroc[0].first == "grp");  // its own annotation first
+  CHECK(d.annotation_auroc[0].second > 0.95);
+  REQUIRE(!d.nearest_concepts.empty());
+  CHECK(d.nearest_concepts[0].first == "grp");  // its decoder points at the grp direction
+  CHECK(d.nearest_latents.size() == 8);
+  CHECK(std::accumulate(d.hist.begin(), d.hist.end(), int64_t{0}) == m->index.fire_count[static_cast<size_t>(g)]);
+
+  const int64_t row = d.top[0].first;
+  const auto im = image_detail(*m, row);
+  CHECK(im.id == m->acts.ids[static_cast<size_t>(row)]);
+  REQUIRE(im.proba.size() == 2);
+  CHECK(std::abs(im.proba[0] + im.proba[1] - 1) < 1e-9);
+  REQUIRE(!im.top_latents.empty());
+  CHECK(std::any_of(im.top_latents.begin(), im.top_latents.end(), [&](const auto& p) { return p.first == g; }));
+  CHECK(!im.metadata.empty());
+  CHECK(!im.label.empty());
+
+  // Linked view: the images with the artifact light up its latent first.
+  const auto gv = group_view(*m, "grp", "1", 5);
+  CHECK(gv.n_in > 0);
+  CHECK(gv.n_out > gv.n_in);
+  REQUIRE(!gv.latents.empty());
+  CHECK(gv.latents[0].latent == g);
+  CHECK(gv.latents[0].mean_in > gv.latents[0].mean_out);
+
+  // An image's own code finds itself first.
+  const auto near = nearest_images(*m, im.top_latents, 5);
+  REQUIRE(!near.empty());
+  CHECK(near[0].first == row);
+  CHECK(near[0].second == doctest::Approx(1.0));
+}
+
+TEST_CASE("viewer model: interventions give exactly the numbers conceptlab intervene gives for the saved edits") {
+  const auto m = WorkspaceModel::load(WorkspacePaths::from_workspace(shared_workspace()));
+  InterventionSession s(*m);
+  CHECK(s.subgroup_column() == "grp");
+  const int64_t g = named(*m, "grp");
+  const std::vector<explain::LatentEdit> edits = {{g, explain::EditOp::zero, 0}, {named(*m, "c2"), explain::EditOp::scale, 0.5}};
+  const auto live = s.evaluate(edits);
+  CHECK(live.n_edits == 2);
+  CHECK(live.before.metrics.auroc != live.after.metrics.auroc);
+  CHECK_FALSE(std::isnan(live.after.worst_group_accuracy));
+
+  test::TempDir t;
+  const std::string edits_path = t.file("edits.json");
+  save_edits(edits_path, edits, m->paths, s.subgroup_column());
+  CHECK(load_edits(edits_path).size() == 2);
+  auto args = std::vector<std::string>{"intervene"};
+  for (const auto& a : replay_arguments(m->paths, s.subgroup_column(), edits_path)) args.push_back(a);
+  args.push_back("--json");
+  const auto cli = test::run_cli(args);
+  REQUIRE_MESSAGE(cli.exit_code == 0, cli.err);
+  const auto j = nlohmann::json::parse(cli.out);
+  // The live numbers (no intervals) are the CLI's, to the last bit.
+  CHECK(j["after"]["auroc"].get<double>() == live.after.metrics.auroc);
+  CHECK(j["after"]["accuracy"].get<double>() == live.after.metrics.accuracy);
+  CHECK(j["after"]["balanced_accuracy"].get<double>() == live.after.metrics.balanced_accuracy);
+  CHECK(j["before"]["auroc"].get<double>() == live.before.metrics.auroc);
+  CHECK(j["after"]["worst_group_accuracy"].get<double>() == live.after.worst_group_accuracy);
+  CHECK(j["n_flipped"].get<int64_t>() == live.n_flipped);
+  // The full experiment (bootstrap intervals, random control) is the CLI's report exactly.
+  auto full = explain::to_json(s.evaluate_full(edits));
+  full["n_eval"] = s.eval_set().rows.size();
+  full["label_col"] = m->paths.label_col;
+  CHECK(full == j);
+
+  // The selected image's probabilities move with the edits; a train image is not scored.
+  const int64_t test_row = m->acts_row_of_labelled[static_cast<size_t>(s.eval_set().rows[0])];
+  const auto sel = s.evaluate(edits, test_row);
+  CHECK(sel.selected_before.size() == 2);
+  CHECK(sel.selected_after.size() == 2);
+  // A different subgroup column re-splits the groups.
+  InterventionSession s2(*m);
+  s2.set_subgroup_column("c0");
+  CHECK(s2.evaluate(edits).after.groups.size() == 4);
+  CHECK(s2.evaluate(edits).after.metrics.auroc == live.after.metrics.auroc);
+
+  // The live evaluator answers the newest request with the same numbers.
+  LiveEvaluator le(s);
+  le.post({}, -1);
+  le.post(edits, -1);
+  for (int i = 0; i < 500 && !le.idle(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const auto latest = le.latest();
+  REQUIRE(latest.has_value());
+  CHECK(latest->after.metrics.auroc == live.after.metrics.auroc);
+
+  // Bad edit files are refused naming the file.
+  test::write_text(t.file("bad.json"), R"({"edits": [{"latent": 1, "op": "scale"}]})");
+  CHECK_THROWS_WITH_AS(load_edits(t.file("bad.json")), doctest::Contains("bad.json"), InputError);
+  test::write_text(t.file("bad2.json"), R"({"edits": [{"latent": -3}]})");
+  CHECK_THROWS_AS(load_edits(t.file("bad2.json")), InputError);
+}
+
+TEST_CASE("viewer model: a rename is saved in the workspace and used by the CLI") {
+  test::TempDir t;
+  const std::string ws = test::make_viewer_workspace(t.path.string(), 300);
+  auto m = WorkspaceModel::load(WorkspacePaths::from_workspace(ws));
+  const int64_t j = named(*m, "c3");
+  REQUIRE(j >= 0);
+  m->rename_latent(j, "black dot");
+  CHECK(m->latents[static_cast<size_t>(j)].origin == "user");
+  const LatentNames n = read_latent_names(ws + "/activations.names.h5");
+  REQUIRE(n.find(j) != nullptr);
+  CHECK(n.find(j)->name == "black dot");
+  CHECK(n.find(j)->origin == "user");
+  CHECK(std::isnan(n.find(j)->score));
+  // The CLI picks the latent by its new name.
+  const auto& p = m->paths;
+  const auto r = test::run_cli({"intervene", "--cbm", p.cbm, "--activations", p.activations, "--labels", p.csv, "--label-col",
+                                p.label_col, "--split-col", p.split_col, "--concept", "black dot", "--by", "named", "--json"});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(nlohmann::json::parse(r.out)["edits"][0]["latent"] == j);
+  // Reopened, the name is there; an empty name removes it.
+  auto m2 = WorkspaceModel::load(WorkspacePaths::from_workspace(ws));
+  CHECK(m2->latents[static_cast<size_t>(j)].name == "black dot");
+  m2->rename_latent(j, "");
+  CHECK(read_latent_names(ws + "/activations.names.h5").find(j) == nullptr);
+}
+
+TEST_CASE("viewer model: broken or missing files become problems, never a crash") {
+  test::TempDir t;
+  const std::string ws = test::make_viewer_workspace(t.path.string(), 300);
+  // A corrupted CBM: everything else opens; interventions are unavailable with the reason.
+  test::write_text(ws + "/cbm.h5", "this is not an HDF5 file");
+  {
+    const auto m = WorkspaceModel::load(WorkspacePaths::from_workspace(ws));
+    REQUIRE(m->issues.size() == 1);
+    CHECK(m->issues[0].file == ws + "/cbm.h5");
+    CHECK(!m->issues[0].message.empty());
+    CHECK(m->has_acts());
+    CHECK(m->has_index());
+    CHECK_FALSE(m->has_cbm());
+    CHECK_THROWS_WITH_AS(InterventionSession{*m}, doctest::Contains("cbm.h5"), InputError);
+  }
+  // Truncated activations and an unreadable index: problems listed, nothing thrown.
+  {
+    std::ifstream in(ws + "/activations.h5", std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(ws + "/activations.h5", std::ios::binary) << bytes.substr(0, bytes.size() / 3);
+  }
+  fs::remove(ws + "/activations.index.h5");
+  const auto m = WorkspaceModel::load(WorkspacePaths::from_workspace(ws));
+  CHECK(m->issues.size() >= 2);
+  CHECK_FALSE(m->has_acts());
+  CHECK(m->latents.empty());
+  // Not a workspace at all: one clear error.
+  CHECK_THROWS_WITH_AS(WorkspacePaths::from_workspace(t.file("nope")), doctest::Contains("not a folder"), InputError);
+  fs::create_directories(t.file("empty"));
+  CHECK_THROWS_WITH_AS(WorkspacePaths::from_workspace(t.file("empty")), doctest::Contains("no workspace.json"), InputError);
+  test::write_text(t.file("empty/workspace.json"), "{\"format\": \"something.else\"}");
+  CHECK_THROWS_WITH_AS(WorkspacePaths::from_workspace(t.file("empty")), doctest::Contains("expected conceptlab.workspace"),
+                       InputError);
+}
+
+TEST_CASE("viewer model: thumbnails decode off the frame thread, missing files are placeholders") {
+  test::TempDir t;
+  cv::Mat img(300, 200, CV_8UC3, cv::Scalar(10, 20, 30));
+  cv::imwrite(t.file("a.png"), img);
+  test::write_text(t.file("b.png"), "not a png");
+  ThumbnailLoader loader(2, 64);
+  for (auto f : {"a.png", "b.png", "missing.png", "a.png"}) loader.request(t.file(f));
+  std::vector<Thumbnail> got;
+  for (int i = 0; i < 500 && got.size() < 3; ++i) {
+    for (auto& th : loader.take_ready()) got.push_back(std::move(th));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  REQUIRE(got.size() == 3);  // a.png requested twice, decoded once
+  CHECK(loader.idle());
+  for (const auto& th : got) {
+    if (th.path == t.file("a.png")) {
+      CHECK(th.error.empty());
+      CHECK(th.height == 64);
+      CHECK(th.width == 43);
+      CHECK(th.rgba.size() == size_t(64 * 43 * 4));
+      CHECK(int(th.rgba[0]) == 30);  // RGBA from OpenCV's BGR
+    } else {
+      CHECK(!th.error.empty());
+    }
+  }
+}

@@ -1,0 +1,34 @@
+// `conceptlab view`: the desktop window over a workspace (GLFW + OpenGL3 + Dear ImGui, as in
+// Dear ImGui's own GLFW example), or one offscreen frame written as a PNG (--screenshot).
+#pragma once
+
+#include <string>
+
+#include "core/device.h"
+#include "viewer/model/workspace_model.h"
+
+namespace cl::viewer {
+
+struct ViewerOptions {
+  WorkspacePaths paths;
+  std::string screenshot_path;  // non-empty: render headless, write this PNG, exit
+  std::string panel = "overview";
+  std::string select;           // "latent=N" | "image=ID"
+  int width = 1600, height = 1000;
+  std::string edits_path;       // edits to load at start (intervene panel)
+  Device device{c10::kCPU};     // query by example
+};
+
+// What a screenshot run saw (tests check the panel drawn and the font size).
+struct ScreenshotInfo {
+  std::string panel;
+  float font_px = 0;
+  int frames = 0;
+  int n_issues = 0;
+};
+
+// Returns the process exit code: 0, or 1 when the window or GL context cannot be created (the
+// reason on stderr). UsageError for a bad --panel / --select / --size.
+int run_viewer(const ViewerOptions& o, ScreenshotInfo* info = nullptr);
+
+}  // namespace cl::viewer

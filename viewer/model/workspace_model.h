@@ -1,0 +1,161 @@
+// The viewer's data model: everything the panels show, loaded from a pipeline workspace (or
+// explicit files) without any GUI code, so the CLI, tests and benches can drive it too (as
+// Tracy's Worker is to its views). A file that is missing or malformed becomes a LoadIssue shown
+// in the error panel; the rest of the workspace still opens.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cbm/logreg.h"
+#include "core/activations.h"
+#include "core/csv.h"
+#include "core/latent_index.h"
+#include "core/latent_names.h"
+#include "core/linear_model.h"
+#include "core/progress.h"
+#include "core/sae_weights.h"
+#include "explain/data.h"
+
+namespace cl::viewer {
+
+// Where the files are. from_workspace() fills them from DIR/workspace.json (the pipeline's fixed
+// names and its resolved data config); explicit paths can replace any of them.
+struct WorkspacePaths {
+  std::string dir;                                   // the workspace ("" with explicit files)
+  std::string activations, index, names, cbm, probe, sae, embeddings;
+  std::string csv, image_root, report, classify, curve;
+  std::string id_col = "ImageID", label_col, split_col, eval_split = "test", subgroup_col;
+  std::vector<std::string> concept_cols;
+  std::string vocab, encoder_model, preprocess_json;  // query by example: the workspace's encoder
+
+  // InputError when DIR has no readable workspace.json.
+  static WorkspacePaths from_workspace(const std::string& dir);
+  // The names file written by renames: index/names beside the activations when not given.
+  void fill_defaults();
+};
+
+struct LoadIssue {
+  std::string file, message;
+};
+
+// One row of the latent browser.
+struct LatentRow {
+  int64_t latent = -1;
+  std::string name, origin;              // "" when unnamed
+  double score = 0;                      // of the name (AUROC or cosine; NaN for user names)
+  double firing_rate = 0, mean = 0, mean_active = 0;
+  float max = 0;
+  std::vector<double> class_weight;      // per class (binary: -w, w)
+  int64_t rank = 0;                      // importance rank in the CBM (0 = unused)
+};
+
+class WorkspaceModel {
+ public:
+  // Never throws for a bad file: each failure is a LoadIssue. Throws Cancelled when asked.
+  static std::unique_ptr<WorkspaceModel> load(const WorkspacePaths& paths, ProgressSink& progress = silent_progress());
+
+  WorkspacePaths paths;
+  std::vector<LoadIssue> issues;
+  double load_seconds = 0;
+
+  // What loaded (check has_*() before use).
+  Activations acts;                     // acts_nl [n_images, n_latents]
+  LatentIndex index;
+  LatentNames names;
+  std::optional<LinearModel> cbm_file;  // as stored
+  cbm::LogRegFit cbm;                   // the same, in double precision
+  std::optional<explain::Labelled> labelled;  // eval set (label, split, subgroup) over acts' rows
+  CsvTable meta;                        // the metadata CSV
+  std::unordered_map<std::string, size_t> meta_row_of_id;
+  std::vector<int64_t> acts_row_of_labelled;  // labelled.data row -> acts row
+  std::vector<int64_t> labelled_row_of_acts;  // acts row -> labelled.data row (-1 if unlabelled)
+  nlohmann::json report, classify, workspace_state;
+  std::vector<LatentRow> latents;       // one per latent, in latent order
+  std::vector<double> proba_all;        // CBM probabilities of every labelled row [n, C]
+  std::optional<SaeWeights> sae;        // for decoder directions and query by example
+  std::vector<float> decoder_unit;      // W_dec rows scaled to unit norm [n_latents, D]
+  // Concept directions in embedding space [n_concepts, D]: the vocabulary's text embeddings, or
+  // concept activation vectors of the annotated columns (compute_concept_directions()).
+  std::vector<std::string> concept_names;
+  std::vector<float> concept_vectors;
+
+  bool has_acts() const { return acts.acts.n_rows > 0 || !acts.ids.empty(); }
+  bool has_index() const { return index.n_latents > 0; }
+  bool has_cbm() const { return cbm_file.has_value(); }
+  bool has_labels() const { return labelled.has_value(); }
+  int64_t n_images() const { return static_cast<int64_t>(acts.ids.size()); }
+  int64_t n_latents() const { return acts.acts.n_cols; }
+  const std::vector<std::string>& classes() const;
+
+  // The image file of an activations row ("" when no image root is known).
+  std::string image_path(int64_t row) const;
+  // Metadata (column, value) pairs of an activations row, in CSV order.
+  std::vector<std::pair<std::string, std::string>> metadata(int64_t row) const;
+  // 0/1 annotation columns of the CSV (the configured concept columns, else every 0/1 column).
+  std::vector<std::string> annotation_columns() const;
+  // Categorical columns usable as subgroups (2..20 distinct values).
+  std::vector<std::string> subgroup_columns() const;
+
+  // Fills concept_names/concept_vectors (minutes for huge sets: run it on a worker thread).
+  // Returns the problem ("" when none) instead of recording it, so the caller's thread does.
+  std::optional<LoadIssue> compute_concept_directions(ProgressSink& progress = silent_progress());
+
+  // Renames a latent (origin "user"), saves the names file atomically; the CLI reads it too.
+  void rename_latent(int64_t latent, const std::string& name);
+
+ private:
+  void load_all(ProgressSink& progress);
+  void build_latent_rows();
+};
+
+// Per latent: what its detail panel shows beyond the table row (computed on a worker thread).
+struct LatentDetail {
+  int64_t latent = -1;
+  std::vector<std::pair<int64_t, float>> top;           // (acts row, activation), strongest first
+  std::vector<int64_t> hist;                            // counts per bin of index.hist_edges
+  std::vector<std::pair<std::string, double>> annotation_auroc;  // per annotated column
+  std::vector<std::pair<std::string, double>> nearest_concepts;  // cosine with concept directions
+  std::vector<std::pair<int64_t, double>> nearest_latents;       // decoder cosine, best first
+};
+LatentDetail latent_detail(const WorkspaceModel& m, int64_t latent, int64_t n_top = 64);
+
+// Per image: probabilities and the latents behind each class logit.
+struct ImageDetail {
+  int64_t row = -1;
+  std::string id, label;
+  std::vector<double> proba;                              // per class ("" when no CBM)
+  std::vector<std::pair<int64_t, float>> top_latents;     // activation, strongest first
+  std::vector<std::pair<int64_t, double>> contributions;  // activation x class-1 (or predicted class) weight
+  std::vector<std::pair<std::string, std::string>> metadata;
+};
+ImageDetail image_detail(const WorkspaceModel& m, int64_t row, int64_t n_top = 20);
+
+// Linked view: the latents that fire most on a subgroup (column == value) of the labelled rows,
+// compared with the other rows, and their CBM weights.
+struct GroupLatent {
+  int64_t latent = -1;
+  double mean_in = 0, mean_out = 0;  // mean activation inside / outside the group
+  double lift = 0;                   // mean_in - mean_out
+  double weight = 0;                 // binary: the positive class's; else the largest |class weight|, signed
+};
+struct GroupView {
+  std::string column, value;
+  int64_t n_in = 0, n_out = 0;
+  double accuracy_in = 0, accuracy_out = 0;  // CBM accuracy on the eval rows of each side
+  std::vector<GroupLatent> latents;          // by lift, largest first
+};
+GroupView group_view(const WorkspaceModel& m, const std::string& column, const std::string& value, int64_t top = 20);
+
+// Nearest images to an embedding through the workspace's SAE: cosine of activation vectors.
+std::vector<std::pair<int64_t, double>> nearest_images(const WorkspaceModel& m, const std::vector<std::pair<int64_t, float>>& code,
+                                                        int64_t top = 16);
+
+}  // namespace cl::viewer

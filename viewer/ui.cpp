@@ -1,0 +1,310 @@
+// Ui state transitions (selection, history, edits, derived state after loading), the texture
+// cache and the small widgets the panels share.
+#include "viewer/ui.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <GL/gl.h>
+#include <fmt/format.h>
+
+#include "core/csv.h"
+#include "core/parse.h"
+
+namespace cl::viewer {
+
+namespace {
+
+const std::vector<std::pair<Panel, const char*>>& panel_names() {
+  static const std::vector<std::pair<Panel, const char*>> names = {
+      {Panel::overview, "overview"}, {Panel::latents, "latents"},     {Panel::latent, "latent"},
+      {Panel::global, "global"},     {Panel::image, "image"},         {Panel::intervene, "intervene"},
+      {Panel::subgroups, "subgroups"}, {Panel::curves, "curves"},     {Panel::problems, "problems"}};
+  return names;
+}
+
+}  // namespace
+
+const char* panel_name(Panel p) {
+  for (const auto& [q, n] : panel_names())
+    if (q == p) return n;
+  return "?";
+}
+
+std::optional<Panel> parse_panel(const std::string& s) {
+  for (const auto& [q, n] : panel_names())
+    if (s == n) return q;
+  return std::nullopt;
+}
+
+const std::vector<Panel>& all_panels() {
+  static const std::vector<Panel> p = {Panel::overview, Panel::latents,   Panel::latent, Panel::global, Panel::image,
+                                       Panel::intervene, Panel::subgroups, Panel::curves, Panel::problems};
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+TextureCache::~TextureCache() {
+  for (auto& [path, e] : entries_)
+    if (e.id) glDeleteTextures(1, &e.id);
+}
+
+const TextureCache::Entry* TextureCache::get(ThumbnailLoader& loader, const std::string& path) {
+  const auto it = entries_.find(path);
+  if (it != entries_.end()) return &it->second;
+  loader.request(path);
+  return nullptr;
+}
+
+void TextureCache::upload_ready(ThumbnailLoader& loader) {
+  for (auto& t : loader.take_ready()) {
+    Entry e;
+    e.error = t.error;
+    if (t.error.empty()) {
+      glGenTextures(1, &e.id);
+      glBindTexture(GL_TEXTURE_2D, e.id);
+      glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_LINEAR);
+      glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_LINEAR);
+      glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
+      glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
+      glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
+      glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA, t.width, t.height, 0, GL_RGBA, GL_UNSIGNED_BYTE, t.rgba.data());
+      e.width = t.width, e.height = t.height;
+    }
+    entries_[t.path] = e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void Ui::go(Panel p) {
+  if (p == panel) return;
+  history.push_back(panel);
+  if (history.size() > 64) history.erase(history.begin());
+  panel = p;
+}
+
+void Ui::back() {
+  if (history.empty()) return;
+  panel = history.back();
+  history.pop_back();
+}
+
+void Ui::select_latent(int64_t j, bool open) {
+  if (!model || j < 0 || j >= model->n_latents()) return;
+  if (j != selected_latent || !latent_detail) {
+    selected_latent = j;
+    grid_limit = 64;
+    ensure_concept_directions();  // queued before the detail, which then lists the nearest concepts
+    latent_detail.reset();
+    latent_detail_pending = true;
+    const WorkspaceModel* m = model.get();
+    jobs.submit(fmt::format("latent {}", j), [this, m, j](ProgressSink&) -> std::function<void()> {
+      auto d = std::make_shared<LatentDetail>(viewer::latent_detail(*m, j));
+      return [this, d] {
+        if (d->latent == selected_latent) latent_detail = *d, latent_detail_pending = false;
+      };
+    });
+    const auto& r = model->latents[static_cast<size_t>(j)];
+    std::snprintf(rename_buf, sizeof(rename_buf), "%s", r.name.c_str());
+  }
+  if (open) go(Panel::latent);
+}
+
+void Ui::select_image(int64_t row, bool open) {
+  if (!model || row < 0 || row >= model->n_images()) return;
+  selected_image = row;
+  image_detail = viewer::image_detail(*model, row);
+  if (open) go(Panel::image);
+}
+
+std::vector<explain::LatentEdit> Ui::active_edits() const {
+  std::vector<explain::LatentEdit> out;
+  for (const auto& e : edits)
+    if (e.enabled) out.push_back(e.edit);
+  return out;
+}
+
+void Ui::add_edit(int64_t latent, explain::EditOp op, double value) {
+  for (const auto& e : edits)
+    if (e.edit.latent == latent) return;
+  edits.push_back({true, {latent, op, value}});
+  edits_changed();
+}
+
+bool Ui::busy() const {
+  return !jobs.idle() || !thumbs.idle() || !large.idle() || (live && !live->idle()) || latent_detail_pending;
+}
+
+void Ui::on_model_loaded() {
+  table_dirty = true;
+  global.clear();
+  if (model->has_cbm() && model->has_labels()) {
+    const auto& L = *model->labelled;
+    global = explain::global_explanations(model->cbm, model->classes(), L.data.X, L.data.y, 15);
+  }
+  live.reset();
+  session.reset();
+  if (model->has_cbm() && model->has_labels()) {
+    try {
+      session = std::make_unique<InterventionSession>(*model);
+      live = std::make_unique<LiveEvaluator>(*session);
+      group_column = model->paths.subgroup_col;
+    } catch (const std::exception& e) {
+      model->issues.push_back({model->paths.cbm, e.what()});
+    }
+  }
+  if (edits_path.empty() && !model->paths.dir.empty()) edits_path = model->paths.dir + "/edits.json";
+  curves.clear();
+  if (!model->paths.curve.empty() && std::ifstream(model->paths.curve).good()) {
+    try {
+      const CsvTable t = read_csv(model->paths.curve);
+      const size_t rc = t.col("rule"), kc = t.col("k"), ac = t.col("auroc");
+      for (const auto& row : t.rows) {
+        double k, a;
+        if (!parse_number(row[kc], k) || !parse_number(row[ac], a)) continue;
+        std::string rule = row[rc];
+        if (rule.rfind("random:", 0) == 0) rule = "random";  // one line per seed: averaged below
+        auto it = std::find_if(curves.begin(), curves.end(), [&](const Curve& c) { return c.rule == rule; });
+        if (it == curves.end()) curves.push_back({rule, {}, {}}), it = curves.end() - 1;
+        it->k.push_back(k), it->auroc.push_back(a);
+      }
+      for (auto& c : curves) {  // mean over seeds at each k
+        std::map<double, std::pair<double, int>> acc;
+        for (size_t i = 0; i < c.k.size(); ++i) acc[c.k[i]].first += c.auroc[i], acc[c.k[i]].second++;
+        c.k.clear(), c.auroc.clear();
+        for (auto& [k, v] : acc) c.k.push_back(k), c.auroc.push_back(v.first / v.second);
+      }
+    } catch (const std::exception& e) {
+      model->issues.push_back({model->paths.curve, e.what()});
+    }
+  }
+}
+
+void Ui::ensure_concept_directions() {
+  if (directions_requested || !model || !model->sae) return;
+  directions_requested = true;
+  // Fitting a probe per annotated column on the embeddings: seconds, on the worker, once, and
+  // only when a latent page first asks for the nearest concepts.
+  WorkspaceModel* m = model.get();
+  jobs.submit("concept directions", [m](ProgressSink& s) -> std::function<void()> {
+    auto issue = m->compute_concept_directions(s);
+    if (!issue) return {};
+    return [m, issue] { m->issues.push_back(*issue); };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+std::string latent_label(const Ui& ui, int64_t j) {
+  if (!ui.model || j < 0 || j >= ui.model->n_latents()) return fmt::format("#{}", j);
+  const auto& r = ui.model->latents[static_cast<size_t>(j)];
+  return r.name.empty() ? fmt::format("#{}", j) : fmt::format("#{} {}", j, r.name);
+}
+
+void help_marker(const char* text) {
+  ImGui::SameLine();
+  ImGui::TextDisabled("(?)");
+  if (ImGui::IsItemHovered()) {
+    ImGui::BeginTooltip();
+    ImGui::PushTextWrapPos(ImGui::GetFontSize() * 32.0f);
+    ImGui::TextUnformatted(text);
+    ImGui::PopTextWrapPos();
+    ImGui::EndTooltip();
+  }
+}
+
+void metric_tooltip(const char* metric) {
+  if (!ImGui::IsItemHovered()) return;
+  static const std::map<std::string, const char*> tips = {
+      {"AUROC", "Area under the ROC curve of the predicted probability (one-vs-rest, macro-averaged for more than two "
+                "classes), ties counted as half. 0.5 = chance."},
+      {"accuracy", "Share of images whose most probable class is their label."},
+      {"balanced accuracy", "Mean over classes of the share of that class's images predicted correctly (recall)."},
+      {"worst-group accuracy", "The lowest accuracy over the subgroups (subgroup value x label) with at least one image."},
+      {"flipped", "Images whose predicted class changes when the edits are applied."},
+      {"FVU", "Fraction of variance unexplained: sum of squared reconstruction errors / total variance of the embeddings."},
+      {"L0", "Mean number of latents active (non-zero) per image."},
+      {"dead", "Share of latents that never fired over the last dead_window training images."},
+      {"firing rate", "Share of images on which the latent is non-zero."},
+      {"mean", "Mean activation over all images, zeros included."},
+      {"max", "Largest activation over all images."},
+      {"weight", "The CBM's weight of this latent for a class (binary models: the positive class; the other is its negation)."},
+      {"rank", "Importance in the CBM: 1 = largest |weight| over classes; 0 = weight zero (not used)."},
+      {"score", "Of the name: AUROC of the latent against the annotated column (annotation), cosine of its decoder "
+                "direction with the concept vector (direction); none for names typed by a person (user)."},
+      {"random control", "The same edits applied to as many latents drawn at random from those the CBM uses, over "
+                         "several seeds: mean and 95% interval of the AUROC after."},
+      {"lift", "Mean activation inside the group minus mean activation outside it (evaluated images)."},
+      {"contribution", "Activation x weight: how much the latent moves the class logit on this image."},
+      {"cosine", "Cosine between the latent's decoder row and a concept direction in embedding space."},
+  };
+  const auto it = tips.find(metric);
+  if (it == tips.end()) return;
+  ImGui::BeginTooltip();
+  ImGui::PushTextWrapPos(ImGui::GetFontSize() * 32.0f);
+  ImGui::TextUnformatted(it->second);
+  ImGui::PopTextWrapPos();
+  ImGui::EndTooltip();
+}
+
+bool image_tile(Ui& ui, const std::string& path, float w, float h, bool large) {
+  const ImVec2 p0 = ImGui::GetCursorScreenPos();
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  const bool clicked = ImGui::InvisibleButton(("##tile" + path).c_str(), ImVec2(w, h));
+  // Only tiles on screen ask for a decode: scrolling loads what comes into view.
+  const bool visible = ImGui::IsItemVisible();
+  const TextureCache::Entry* e = nullptr;
+  if (!path.empty() && visible) e = large ? ui.large_tex.get(ui.large, path) : ui.thumb_tex.get(ui.thumbs, path);
+  dl->AddRectFilled(p0, ImVec2(p0.x + w, p0.y + h), IM_COL32(40, 40, 46, 255));
+  if (e && e->id) {
+    const float s = std::min(w / float(e->width), h / float(e->height));
+    const float dw = e->width * s, dh = e->height * s;
+    const ImVec2 a(p0.x + (w - dw) / 2, p0.y + (h - dh) / 2);
+    dl->AddImage(reinterpret_cast<ImTextureID>(static_cast<intptr_t>(e->id)), a, ImVec2(a.x + dw, a.y + dh));
+  } else {
+    const char* msg = path.empty() ? "no image" : e ? e->error.c_str() : "loading";
+    dl->AddText(ImVec2(p0.x + 6, p0.y + h / 2 - ImGui::GetFontSize() / 2), IM_COL32(150, 150, 160, 255), msg);
+  }
+  if (ImGui::IsItemHovered()) dl->AddRect(p0, ImVec2(p0.x + w, p0.y + h), IM_COL32(255, 200, 80, 255), 0, 0, 2.0f);
+  return clicked;
+}
+
+int bar_chart(const char* id, const std::vector<std::pair<std::string, double>>& bars, float width, float bar_h) {
+  int clicked = -1;
+  if (bars.empty()) return clicked;
+  double lo = 0, hi = 0;
+  for (const auto& b : bars) lo = std::min(lo, b.second), hi = std::max(hi, b.second);
+  const double span = std::max(hi - lo, 1e-12);
+  float label_w = 0;
+  for (const auto& b : bars) label_w = std::max(label_w, ImGui::CalcTextSize(b.first.c_str()).x);
+  label_w = std::min(label_w + 12, width * 0.45f);
+  const float value_w = ImGui::CalcTextSize("-0.0000").x + 10;
+  const float plot_w = std::max(40.0f, width - label_w - value_w);
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  ImGui::PushID(id);
+  for (size_t i = 0; i < bars.size(); ++i) {
+    const ImVec2 p = ImGui::GetCursorScreenPos();
+    ImGui::PushID(static_cast<int>(i));
+    if (ImGui::InvisibleButton("bar", ImVec2(width, bar_h))) clicked = static_cast<int>(i);
+    const bool hovered = ImGui::IsItemHovered();
+    ImGui::PopID();
+    const float x0 = p.x + label_w + float((0 - lo) / span) * plot_w;
+    const float x1 = p.x + label_w + float((bars[i].second - lo) / span) * plot_w;
+    const ImU32 col = bars[i].second >= 0 ? IM_COL32(66, 135, 245, 255) : IM_COL32(220, 80, 70, 255);
+    if (hovered) dl->AddRectFilled(p, ImVec2(p.x + width, p.y + bar_h), IM_COL32(255, 255, 255, 20));
+    dl->AddRectFilled(ImVec2(std::min(x0, x1), p.y + 2), ImVec2(std::max(x0, x1) + 1, p.y + bar_h - 2), col);
+    dl->AddText(ImVec2(p.x, p.y + (bar_h - ImGui::GetFontSize()) / 2), ImGui::GetColorU32(ImGuiCol_Text),
+                bars[i].first.c_str());
+    const std::string v = fmt::format("{:.4g}", bars[i].second);
+    dl->AddText(ImVec2(p.x + label_w + plot_w + 6, p.y + (bar_h - ImGui::GetFontSize()) / 2),
+                ImGui::GetColorU32(ImGuiCol_Text), v.c_str());
+  }
+  ImGui::PopID();
+  return clicked;
+}
+
+}  // namespace cl::viewer
