@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/device.h"
 #include "viewer/model/workspace_model.h"
@@ -17,6 +18,9 @@ struct ViewerOptions {
   int width = 1600, height = 1000;
   std::string edits_path;       // edits to load at start (intervene panel)
   Device device{c10::kCPU};     // query by example
+  // bench/viewer_bench: after loading settles, time this many more frames (the latents panel
+  // scrolls its table a row per frame, so it lays out new rows every frame).
+  int bench_frames = 0;
 };
 
 // What a screenshot run saw (tests check the panel drawn and the font size).
@@ -25,6 +29,9 @@ struct ScreenshotInfo {
   float font_px = 0;
   int frames = 0;
   int n_issues = 0;
+  std::vector<double> frame_ms;  // with bench_frames: CPU + GPU time of each timed frame (glFinish)
+  std::vector<double> cpu_ms;    // the ImGui part of each (layout and draw lists, before GL)
+  int thumbnails_drawn = 0;      // textured tiles in the last frame
 };
 
 // Returns the process exit code: 0, or 1 when the window or GL context cannot be created (the

@@ -265,6 +265,7 @@ bool image_tile(Ui& ui, const std::string& path, float w, float h, bool large) {
     const float dw = e->width * s, dh = e->height * s;
     const ImVec2 a(p0.x + (w - dw) / 2, p0.y + (h - dh) / 2);
     dl->AddImage(reinterpret_cast<ImTextureID>(static_cast<intptr_t>(e->id)), a, ImVec2(a.x + dw, a.y + dh));
+    ++ui.tiles_drawn;
   } else {
     const char* msg = path.empty() ? "no image" : e ? e->error.c_str() : "loading";
     dl->AddText(ImVec2(p0.x + 6, p0.y + h / 2 - ImGui::GetFontSize() / 2), IM_COL32(150, 150, 160, 255), msg);

@@ -114,6 +114,8 @@ struct Ui {
 
   std::string last_error;
   float ui_scale = 1.0f;
+  int tiles_drawn = 0;             // textured image tiles drawn this frame (bench)
+  int64_t bench_scroll = -1;       // bench: scroll the latent table to this row
 
   void go(Panel p);
   void back();

@@ -75,6 +75,8 @@ TEST_CASE("demo-data and demo commands") {
   CHECK(txt.out.find("concepts the SAE found") != std::string::npos);
   CHECK(txt.out.find("hair") != std::string::npos);
   CHECK(txt.out.find("report.md") != std::string::npos);
+  if (cl::test::run_cli({"view", "--help"}).exit_code == 0)  // built with the viewer
+    CHECK(txt.out.find("open it: conceptlab view " + t.file("d2")) != std::string::npos);
   // Bad usage leaves no output behind.
   CHECK(cl::test::run_cli({"-q", "demo", "--out", t.file("e"), "--n", "50", "--sae-arch", "nope"}).exit_code == 2);
 }

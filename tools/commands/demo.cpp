@@ -37,6 +37,9 @@ void print_story(const demo::DemoReport& r, const demo::DemoParams& p) {
       fmt::print("  zeroing hair recovers {:.0f}% of what the bias cost\n", 100 * r.recovered);
   }
   fmt::print("workspace: {}\n  report: {}\n  charts: global.png, curve.png, montage_<concept>.png\n", r.workspace, r.report_md);
+#ifdef CONCEPTLAB_HAVE_VIEWER
+  fmt::print("open it: conceptlab view {}\n", r.workspace);
+#endif
 }
 
 }  // namespace
