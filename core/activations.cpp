@@ -86,6 +86,8 @@ int64_t ActivationsWriter::rows() const { return impl_->rows; }
 
 void ActivationsWriter::commit() {
   auto& m = *impl_;
+  m.file.path = m.out.final_path();
+  h5::flush(m.file);  // throws on a failed write: the temp file is removed, the output untouched
   m.indptr.reset();
   m.indices.reset();
   m.values.reset();

@@ -35,8 +35,14 @@ AtomicOutput::AtomicOutput(std::string final_path, const std::vector<std::string
   check_not_input(final_path_, inputs);
   fs::path p(final_path_);
   fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  if (!fs::is_directory(dir)) throw_input("{}: output folder {} does not exist", final_path_, dir.string());
-  if (fs::is_directory(p)) throw_input("{}: is a folder, expected a file path", final_path_);
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    throw_input("{}: {} is a file, not a folder", final_path_, dir.string());
+  if (!fs::is_directory(dir, ec)) throw_input("{}: output folder {} does not exist", final_path_, dir.string());
+  if (fs::is_directory(p, ec)) throw_input("{}: is a folder, expected a file path", final_path_);
+  // The rename at commit would replace a device, pipe or socket (as root, /dev/null) with a file.
+  if (fs::exists(p, ec) && !fs::is_regular_file(p, ec))
+    throw_input("{}: exists and is not a regular file (a device, pipe or socket); choose a file path", final_path_);
   std::random_device rd;
   temp_path_ = (dir / ("." + p.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
                        std::to_string(rd() % 1000000)))

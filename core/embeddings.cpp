@@ -155,6 +155,8 @@ void EmbeddingsWriter::commit() {
     if (static_cast<int64_t>(c.size()) != rows())
       throw_input("{}: column '{}' has {} rows, expected {}", impl_->out.final_path(), c.name, c.size(), rows());
   write_columns(impl_->file.get(), impl_->columns);
+  impl_->file.path = impl_->out.final_path();
+  h5::flush(impl_->file);  // throws on a failed write: the temp file is removed, the output untouched
   impl_->emb.reset();
   impl_->ids.reset();
   impl_->file.id.reset();

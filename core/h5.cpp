@@ -13,6 +13,15 @@
 namespace cl::h5 {
 namespace {
 
+// libhdf5 1.10 registers an atexit handler that closes every file still open; a file whose
+// close failed (a full disk) is still open then, and closing it again segfaults. Every writer
+// closes its files itself, so the handler has nothing else to do: turn it off before the
+// library initialises (a static initializer runs before main and before any HDF5 call).
+const bool kNoHdf5Atexit = [] {
+  H5dont_atexit();
+  return true;
+}();
+
 void silence_hdf5() {
   static std::once_flag once;
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
@@ -112,7 +121,11 @@ File create(const std::string& path) {
   return File{std::move(fid), path};
 }
 
-void flush(const File& f) { H5Fflush(f.get(), H5F_SCOPE_GLOBAL); }
+void flush(const File& f) {
+  // Writes can succeed into HDF5's cache and fail only here (a full disk, a file size limit):
+  // a writer must not rename its temp file over the output unless this returned.
+  if (H5Fflush(f.get(), H5F_SCOPE_GLOBAL) < 0) throw_input("{}: cannot write (disk full?)", f.path);
+}
 
 bool exists(hid_t loc, const std::string& name) {
   silence_hdf5();

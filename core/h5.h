@@ -42,7 +42,7 @@ struct File {
 
 File open_read(const std::string& path);    // InputError if missing, not HDF5 or truncated
 File create(const std::string& path);       // truncates
-void flush(const File& f);
+void flush(const File& f);  // InputError naming the file when a write failed (disk full?)
 
 bool exists(hid_t loc, const std::string& name);  // link exists (no intermediate groups)
 Id open_group(const File& f, const std::string& name);

@@ -29,6 +29,7 @@ void write_linear(const std::string& path, const LinearModel& m, const std::vect
     h5::write_attr(f.get(), "metrics", m.metrics.dump());
     h5::write_dataset<float>(f.get(), "weights", m.weights.data(), {m.n_rows, m.n_features});
     h5::write_dataset<float>(f.get(), "bias", m.bias.data(), {m.n_rows});
+    h5::flush(f);
   }
   out.commit();
 }

@@ -40,6 +40,7 @@ void write_sae(const std::string& path, const SaeWeights& w, const std::vector<s
     h5::write_dataset<float>(f.get(), "b_enc", w.b_enc.data(), {n});
     h5::write_dataset<float>(f.get(), "W_dec", w.W_dec.data(), {n, D});
     h5::write_dataset<float>(f.get(), "b_dec", w.b_dec.data(), {D});
+    h5::flush(f);
   }
   out.commit();
 }

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 
@@ -14,6 +16,63 @@ EditOp parse_edit_op(const std::string& s) {
   if (s == "clamp") return EditOp::clamp;
   if (s == "mean") return EditOp::mean;
   throw_usage("edit '{}': expected zero, scale, clamp or mean", s);
+}
+
+std::vector<LatentEdit> edits_from_json(const nlohmann::json& j, const std::string& source, int64_t n_latents) {
+  if (!j.is_object() || !j.contains("edits") || !j["edits"].is_array())
+    throw_input("{}: expected {{\"edits\": [{{\"latent\": N, \"op\": \"zero\"}}, ...]}}", source);
+  if (j.contains("format") && (!j["format"].is_string() || j["format"].get<std::string>() != "conceptlab.edits"))
+    throw_input("{}: format {}, expected \"conceptlab.edits\"", source, j["format"].dump());
+  if (j.contains("schema_version") && (!j["schema_version"].is_number_integer() || j["schema_version"].get<int64_t>() != 1))
+    throw_input("{}: schema_version {}, this build reads 1", source, j["schema_version"].dump());
+  std::vector<LatentEdit> out;
+  std::vector<int64_t> seen;
+  for (const auto& e : j["edits"]) {
+    if (!e.is_object() || !e.contains("latent") || !e["latent"].is_number_integer())
+      throw_input("{}: every edit needs an integer 'latent', found {}", source, e.dump());
+    if (e["latent"].is_number_unsigned() && e["latent"].get<uint64_t>() > uint64_t(INT64_MAX))
+      throw_input("{}: latent {}: expected 0..{}", source, e["latent"].dump(), n_latents - 1);
+    LatentEdit ed;
+    ed.latent = e["latent"].get<int64_t>();
+    if (ed.latent < 0 || (n_latents >= 0 && ed.latent >= n_latents))
+      throw_input("{}: latent {}: expected 0..{}", source, ed.latent, n_latents - 1);
+    if (std::find(seen.begin(), seen.end(), ed.latent) != seen.end())
+      throw_input("{}: latent {} is edited twice", source, ed.latent);
+    seen.push_back(ed.latent);
+    if (e.contains("op")) {
+      if (!e["op"].is_string()) throw_input("{}: latent {}: op {}, expected zero, scale, clamp or mean", source, ed.latent, e["op"].dump());
+      const std::string op = e["op"].get<std::string>();
+      if (op != "zero" && op != "scale" && op != "clamp" && op != "mean")
+        throw_input("{}: latent {}: op '{}', expected zero, scale, clamp or mean", source, ed.latent, op);
+      ed.op = parse_edit_op(op);
+    }
+    const bool needs_value = ed.op == EditOp::scale || ed.op == EditOp::clamp;
+    if (e.contains("value")) {
+      const auto& v = e["value"];
+      // float32 activations: a double beyond FLT_MAX would be infinite where it is applied.
+      if (!v.is_number() || !std::isfinite(v.get<double>()) || std::abs(v.get<double>()) > 3.0e38)
+        throw_input("{}: latent {}: value {}, expected a finite number", source, ed.latent, v.dump());
+      ed.value = v.get<double>();
+    } else if (needs_value) {
+      throw_input("{}: latent {} ({}) needs a 'value'", source, ed.latent, edit_op_name(ed.op));
+    }
+    out.push_back(ed);
+  }
+  return out;
+}
+
+std::vector<LatentEdit> read_edits(const std::string& path, int64_t n_latents) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw_input("{}: {}", path, std::filesystem::exists(path, ec) ? "is not a file (expected an edit file)" : "no such edit file");
+  std::ifstream in(path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    throw_input("{}: not valid JSON (expected an edit file)", path);
+  }
+  return edits_from_json(j, path, n_latents);
 }
 
 const char* edit_op_name(EditOp op) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cbm/logreg.h"
 #include "core/sparse.h"
 
@@ -27,6 +29,15 @@ struct LatentEdit {
   EditOp op = EditOp::zero;
   double value = 0;  // scale factor or clamp value
 };
+
+// The edit file (`conceptlab intervene --edits`, the viewer's Save): {"format": "conceptlab.edits"
+// (optional), "schema_version": 1 (optional), "edits": [{"latent": N, "op": "zero" | "scale" |
+// "clamp" | "mean", "value": V}]}. Every fault is an InputError naming `source` and the edit:
+// a latent outside 0..n_latents-1 (n_latents < 0: unchecked) or twice, an unknown op, a scale or
+// clamp without a finite value (as float32), another format or a newer schema.
+std::vector<LatentEdit> edits_from_json(const nlohmann::json& j, const std::string& source, int64_t n_latents = -1);
+// The same from a file (InputError when it is missing, a folder or not JSON).
+std::vector<LatentEdit> read_edits(const std::string& path, int64_t n_latents = -1);
 
 // Edits that zero each of the given latents.
 std::vector<LatentEdit> zero_edits(const std::vector<int64_t>& latents);

@@ -52,6 +52,7 @@ void save_checkpoint(const std::string& path, const Trainer& tr, const RunState&
   AtomicOutput out(path);
   {
     h5::File f = h5::create(out.temp_path());
+    f.path = path;  // messages name the checkpoint, not its temp file
     f.path = path;
     h5::write_header(f, kSaeCheckpointFormat, nlohmann::json(p).dump());
     const Tensor* w[4] = {&tr.t.W_enc, &tr.t.b_enc, &tr.t.W_dec, &tr.t.b_dec};

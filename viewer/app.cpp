@@ -20,6 +20,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/parse.h"
+#include "viewer/model/intervention_session.h"
 #include "viewer/ui.h"
 
 namespace fs = std::filesystem;
@@ -33,6 +34,10 @@ constexpr float kFontPx = 16.0f;
 
 void apply_selection(Ui& ui, const std::string& select) {
   if (select.empty() || !ui.model) return;
+  if (!ui.model->has_acts()) {  // the Problems panel says why; the selection cannot apply
+    spdlog::warn("view: --select {} ignored: no activations loaded", select);
+    return;
+  }
   const size_t eq = select.find('=');
   const std::string what = select.substr(0, eq), value = select.substr(eq + 1);
   if (what == "latent") {
@@ -262,13 +267,18 @@ int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
           if (headless) throw;
           ui.last_error = e.what();
         }
-        if (!o.edits_path.empty() && fs::exists(o.edits_path)) {
+        if (!o.edits_path.empty() && (headless || fs::exists(o.edits_path))) {
           try {
-            for (const auto& e : load_edits(o.edits_path)) ui.add_edit(e.latent, e.op, e.value);
+            if (!ui.session) throw_input("{}: interventions need the concept bottleneck and labels (see Problems)", o.edits_path);
+            for (const auto& e : load_edits(o.edits_path, ui.model->n_latents())) ui.add_edit(e.latent, e.op, e.value);
             if (headless) run_full_experiment(ui);  // the screenshot shows the random control too
-          } catch (const std::exception& e) {
+          } catch (const InputError& e) {
+            if (headless) throw;  // a screenshot of edits that were not applied would mislead
             ui.last_error = e.what();
+            spdlog::error("{}", e.what());
           }
+        } else if (!o.edits_path.empty()) {
+          ui.status_line = fmt::format("edits will be saved to {}", o.edits_path);
         }
       }
       post_live(ui);

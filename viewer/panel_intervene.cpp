@@ -178,9 +178,7 @@ void draw_intervene(Ui& ui) {
   ImGui::SameLine();
   if (ImGui::Button("Load")) {
     try {
-      const auto loaded = load_edits(path_buf);
-      for (const auto& e : loaded)
-        if (e.latent >= m.n_latents()) throw_input("{}: latent {}, the workspace has {}", path_buf, e.latent, m.n_latents());
+      const auto loaded = load_edits(path_buf, m.n_latents());
       ui.edits.clear();
       for (const auto& e : loaded) ui.add_edit(e.latent, e.op, e.value);
       ui.edits_changed();
@@ -206,6 +204,7 @@ void draw_intervene(Ui& ui) {
   }
   uint64_t answered = 0;
   const auto live = ui.live ? ui.live->latest(&answered) : std::nullopt;
+  if (ui.live && !ui.live->error().empty()) ImGui::TextColored(ImVec4(1, 0.45f, 0.4f, 1), "%s", ui.live->error().c_str());
   if (!live) {
     ImGui::TextDisabled("evaluating...");
     ImGui::EndChild();

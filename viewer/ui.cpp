@@ -9,6 +9,7 @@
 
 #include <GL/gl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "core/csv.h"
 #include "core/parse.h"
@@ -155,6 +156,7 @@ void Ui::on_model_loaded() {
       group_column = model->paths.subgroup_col;
     } catch (const std::exception& e) {
       model->issues.push_back({model->paths.cbm, e.what()});
+      spdlog::warn("{}: {}", model->paths.cbm, e.what());
     }
   }
   if (edits_path.empty() && !model->paths.dir.empty()) edits_path = model->paths.dir + "/edits.json";
@@ -180,6 +182,7 @@ void Ui::on_model_loaded() {
       }
     } catch (const std::exception& e) {
       model->issues.push_back({model->paths.curve, e.what()});
+      spdlog::warn("{}: {}", model->paths.curve, e.what());
     }
   }
 }
@@ -193,7 +196,10 @@ void Ui::ensure_concept_directions() {
   jobs.submit("concept directions", [m](ProgressSink& s) -> std::function<void()> {
     auto issue = m->compute_concept_directions(s);
     if (!issue) return {};
-    return [m, issue] { m->issues.push_back(*issue); };
+    return [m, issue] {
+      m->issues.push_back(*issue);
+      spdlog::warn("{}: {}", issue->file, issue->message);
+    };
   });
 }
 

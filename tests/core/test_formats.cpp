@@ -2,6 +2,8 @@
 // files (truncated, wrong format, newer schema, duplicate ids, NaN, shape mismatches).
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -388,6 +390,12 @@ TEST_CASE("atomic output: failure keeps the previous file, inputs are never over
                        doctest::Contains("would overwrite input"), InputError);
   CHECK(test::read_bytes(path) == before);
   CHECK_THROWS_WITH_AS(AtomicOutput(tmp.file("nodir/x.h5")), doctest::Contains("does not exist"), InputError);
+  // A file where the folder should be, and targets that a rename would destroy.
+  CHECK_THROWS_WITH_AS(AtomicOutput(path + "/x.h5"), doctest::Contains("is a file, not a folder"), InputError);
+  REQUIRE(::mkfifo(tmp.file("pipe").c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(AtomicOutput(tmp.file("pipe")), doctest::Contains("not a regular file"), InputError);
+  CHECK(std::filesystem::is_fifo(tmp.file("pipe")));
+  CHECK_THROWS_WITH_AS(AtomicOutput("/dev/null"), doctest::Contains("not a regular file"), InputError);
 }
 
 TEST_CASE("latent names: round trip, lookups, refusal of bad origins and unsorted latents") {

@@ -141,6 +141,14 @@ TEST_CASE("viewer: a broken workspace shows the problems panel, bad options are 
   const auto sel = view({ws, "--screenshot", t.file("x.png"), "--select", "latent=99999"});
   CHECK(sel.exit_code == 2);
   CHECK(sel.err.find("99999") != std::string::npos);
+  CHECK(view({ws, "--screenshot", ""}).exit_code == 2);  // used to open the interactive window
+  CHECK(view({ws, "--screenshot", "/dev/null"}).exit_code == 1);  // a rename would replace the device
+  // An edit file with a latent the workspace lacks: exit 1 naming it (used to abort the process).
+  test::write_text(t.file("oor.json"), R"({"edits": [{"latent": 16, "op": "zero"}]})");
+  const auto oor = view({ws, "--screenshot", t.file("x.png"), "--panel", "intervene", "--edits", t.file("oor.json")});
+  CHECK(oor.exit_code == 1);
+  CHECK(oor.err.find("oor.json: latent 16") != std::string::npos);
+  CHECK(view({ws, "--screenshot", t.file("x.png"), "--edits", t.file("missing.json")}).exit_code == 1);
   const auto none = view({t.file("missing_ws"), "--screenshot", t.file("x.png")});
   CHECK(none.exit_code == 1);
   CHECK(none.err.find("missing_ws") != std::string::npos);
@@ -150,6 +158,8 @@ TEST_CASE("viewer: a broken workspace shows the problems panel, bad options are 
   test::write_text(ws + "/activations.h5", "garbage");
   const cv::Mat img = shot(ws, t.file("broken.png"), {"--panel", "latents"});
   CHECK(spread(img) > 5.0);
+  // A selection on a workspace whose activations are unreadable: the problems panel, exit 0.
+  CHECK(view({ws, "--screenshot", t.file("broken3.png"), "--select", "latent=1"}).exit_code == 0);
   const auto r = view({ws, "--screenshot", t.file("broken2.png")});
   CHECK(r.exit_code == 0);
   CHECK(r.err.find("activations.h5") != std::string::npos);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <thread>
 
@@ -189,6 +190,32 @@ TEST_CASE("viewer model: interventions give exactly the numbers conceptlab inter
   CHECK_THROWS_WITH_AS(load_edits(t.file("bad.json")), doctest::Contains("bad.json"), InputError);
   test::write_text(t.file("bad2.json"), R"({"edits": [{"latent": -3}]})");
   CHECK_THROWS_AS(load_edits(t.file("bad2.json")), InputError);
+  const std::map<std::string, std::string> bad = {
+      {R"({"edits": [{"latent": 16}]})", "latent 16: expected 0..15"},
+      {R"({"edits": [{"latent": 18446744073709551615}]})", "expected 0..15"},
+      {R"({"edits": [{"latent": 2}, {"latent": 2, "op": "mean"}]})", "edited twice"},
+      {R"({"edits": [{"latent": 2, "op": "bogus"}]})", "op 'bogus'"},
+      {R"({"edits": [{"latent": 2, "op": 5}]})", "op 5"},
+      {R"({"edits": [{"latent": 2, "op": "scale", "value": "NaN"}]})", "expected a finite number"},
+      {R"({"edits": [{"latent": 2, "op": "scale", "value": 1e308}]})", "expected a finite number"},
+      {R"({"format": "conceptlab.bogus", "edits": []})", "expected \"conceptlab.edits\""},
+      {R"({"format": "conceptlab.edits", "schema_version": 2, "edits": []})", "schema_version 2"},
+      {"not json", "not valid JSON"}};
+  for (const auto& [text, why] : bad) {
+    INFO(text);
+    test::write_text(t.file("e.json"), text);
+    CHECK_THROWS_WITH_AS(load_edits(t.file("e.json"), 16), doctest::Contains(why.c_str()), InputError);
+    CHECK_THROWS_WITH_AS(load_edits(t.file("e.json"), 16), doctest::Contains("e.json"), InputError);
+  }
+  CHECK_THROWS_WITH_AS(load_edits(t.file("none.json")), doctest::Contains("no such edit file"), InputError);
+  CHECK_THROWS_WITH_AS(load_edits(t.path.string()), doctest::Contains("is not a file"), InputError);
+  // The CLI reads the same format with the same checks (exit 1, naming the edit file).
+  test::write_text(t.file("e.json"), R"({"edits": [{"latent": 16}]})");
+  auto cli_args = std::vector<std::string>{"intervene"};
+  for (const auto& a : replay_arguments(m->paths, "", t.file("e.json"))) cli_args.push_back(a);
+  const auto bad_cli = test::run_cli(cli_args);
+  CHECK(bad_cli.exit_code == 1);
+  CHECK(bad_cli.err.find("e.json: latent 16") != std::string::npos);
 }
 
 TEST_CASE("viewer model: a rename is saved in the workspace and used by the CLI") {

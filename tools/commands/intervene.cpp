@@ -52,25 +52,6 @@ std::vector<std::pair<int64_t, double>> parse_pairs(const std::string& flag, con
   return out;
 }
 
-std::vector<explain::LatentEdit> edits_from_file(const std::string& path) {
-  const auto j = load_json_file(path);
-  if (!j.is_object() || !j.contains("edits") || !j["edits"].is_array())
-    throw_input("{}: expected {{\"edits\": [{{\"latent\": N, \"op\": \"zero\"}}, ...]}}", path);
-  std::vector<explain::LatentEdit> out;
-  for (const auto& e : j["edits"]) {
-    if (!e.is_object() || !e.contains("latent") || !e["latent"].is_number_integer())
-      throw_input("{}: every edit needs an integer 'latent', found {}", path, e.dump());
-    explain::LatentEdit ed;
-    ed.latent = e["latent"].get<int64_t>();
-    ed.op = explain::parse_edit_op(e.value("op", std::string("zero")));
-    if ((ed.op == explain::EditOp::scale || ed.op == explain::EditOp::clamp) && !e.contains("value"))
-      throw_input("{}: edit of latent {} ({}) needs a 'value'", path, ed.latent, explain::edit_op_name(ed.op));
-    ed.value = e.value("value", 0.0);
-    out.push_back(ed);
-  }
-  return out;
-}
-
 // The concept vector for direction rules: a vocabulary entry, or the probe direction of the
 // concept's annotation column on the embeddings.
 std::vector<float> concept_vector(const Args& a, const std::string& col) {
@@ -169,7 +150,7 @@ Command command_intervene() {
               for (auto [j, v] : parse_pairs("--scale", a->scale)) edits.push_back({j, explain::EditOp::scale, v});
               for (auto [j, v] : parse_pairs("--clamp", a->clamp)) edits.push_back({j, explain::EditOp::clamp, v});
               if (!a->edits_file.empty())
-                for (const auto& e : edits_from_file(a->edits_file)) edits.push_back(e);
+                for (const auto& e : explain::read_edits(a->edits_file, f.X.n_cols)) edits.push_back(e);
               if (!a->concept_name.empty()) {
                 if (a->top_n < 1) throw_usage("--top-n {}: expected >= 1", a->top_n);
                 for (auto j : latents_by_rule(*a, L, model)) edits.push_back({j, explain::EditOp::zero, 0});

@@ -107,6 +107,11 @@ std::optional<LiveResult> LiveEvaluator::latest(uint64_t* request_id) const {
   return result_;
 }
 
+std::string LiveEvaluator::error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
 bool LiveEvaluator::idle() const {
   std::lock_guard<std::mutex> lock(mu_);
   return !busy_ && !pending_ && answered_ == posted_;
@@ -125,9 +130,16 @@ void LiveEvaluator::loop() {
       id = posted_;
       busy_ = true;
     }
-    LiveResult r = s_.evaluate(req.first, req.second);
+    std::optional<LiveResult> r;
+    std::string error;
+    try {
+      r = s_.evaluate(req.first, req.second);
+    } catch (const std::exception& e) {  // an exception leaving this thread would terminate the process
+      error = e.what();
+    }
     std::lock_guard<std::mutex> lock(mu_);
-    result_ = std::move(r);
+    if (r) result_ = std::move(*r);
+    error_ = error;
     answered_ = id;
     busy_ = false;
   }
@@ -157,25 +169,6 @@ nlohmann::json edits_to_json(const std::vector<explain::LatentEdit>& edits, cons
   return {{"format", "conceptlab.edits"}, {"schema_version", 1}, {"edits", list}, {"replay", cmd}};
 }
 
-std::vector<explain::LatentEdit> edits_from_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object() || !j.contains("edits") || !j["edits"].is_array())
-    throw_input("{}: expected {{\"edits\": [{{\"latent\": N, \"op\": \"zero\"}}, ...]}}", source);
-  std::vector<explain::LatentEdit> out;
-  for (const auto& e : j["edits"]) {
-    if (!e.is_object() || !e.contains("latent") || !e["latent"].is_number_integer() || e["latent"].get<int64_t>() < 0)
-      throw_input("{}: every edit needs a latent >= 0, found {}", source, e.dump());
-    explain::LatentEdit ed;
-    ed.latent = e["latent"].get<int64_t>();
-    ed.op = explain::parse_edit_op(e.value("op", std::string("zero")));
-    if ((ed.op == explain::EditOp::scale || ed.op == explain::EditOp::clamp) &&
-        (!e.contains("value") || !e["value"].is_number() || !std::isfinite(e["value"].get<double>())))
-      throw_input("{}: edit of latent {} ({}) needs a finite 'value'", source, ed.latent, explain::edit_op_name(ed.op));
-    ed.value = e.value("value", 0.0);
-    out.push_back(ed);
-  }
-  return out;
-}
-
 void save_edits(const std::string& path, const std::vector<explain::LatentEdit>& edits, const WorkspacePaths& p,
                 const std::string& subgroup_col) {
   AtomicOutput out(path);
@@ -188,6 +181,8 @@ void save_edits(const std::string& path, const std::vector<explain::LatentEdit>&
   out.commit();
 }
 
-std::vector<explain::LatentEdit> load_edits(const std::string& path) { return edits_from_json(load_json_file(path), path); }
+std::vector<explain::LatentEdit> load_edits(const std::string& path, int64_t n_latents) {
+  return explain::read_edits(path, n_latents);
+}
 
 }  // namespace cl::viewer

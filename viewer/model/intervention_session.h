@@ -69,6 +69,7 @@ class LiveEvaluator {
   // The newest finished result, and the request number it answers.
   std::optional<LiveResult> latest(uint64_t* request_id = nullptr) const;
   bool idle() const;  // the newest request is answered
+  std::string error() const;  // why the newest request failed ("" when it did not)
 
  private:
   void loop();
@@ -79,6 +80,7 @@ class LiveEvaluator {
   uint64_t posted_ = 0, answered_ = 0;
   std::optional<LiveResult> result_;
   bool stop_ = false, busy_ = false;
+  std::string error_;
   std::thread thread_;
 };
 
@@ -86,10 +88,10 @@ class LiveEvaluator {
 // "replay": the full command line for this workspace}.
 nlohmann::json edits_to_json(const std::vector<explain::LatentEdit>& edits, const WorkspacePaths& p,
                              const std::string& subgroup_col, const std::string& edits_path);
-std::vector<explain::LatentEdit> edits_from_json(const nlohmann::json& j, const std::string& source);
 void save_edits(const std::string& path, const std::vector<explain::LatentEdit>& edits, const WorkspacePaths& p,
                 const std::string& subgroup_col);
-std::vector<explain::LatentEdit> load_edits(const std::string& path);
+// explain::read_edits: InputError naming the file for any fault (see explain/intervention.h).
+std::vector<explain::LatentEdit> load_edits(const std::string& path, int64_t n_latents = -1);
 
 // The CLI arguments (after `conceptlab intervene`) that replay an edit file on this workspace.
 std::vector<std::string> replay_arguments(const WorkspacePaths& p, const std::string& subgroup_col,

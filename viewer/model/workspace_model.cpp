@@ -118,6 +118,12 @@ void WorkspaceModel::load_all(ProgressSink& progress) {
     }
     prog.add(1);
   };
+  // A workspace from `conceptlab run` has every file; one missing is worth saying.
+  if (!paths.dir.empty())
+    for (const auto& [path, step] : {std::pair{paths.sae, "sae"}, {paths.names, "explain"}, {paths.report, "report"},
+                                     {paths.classify, "classify"}, {paths.curve, "intervene"}})
+      if (!path.empty() && !fs::exists(path))
+        issues.push_back({path, fmt::format("not found (written by the {} step of `conceptlab run`)", step)});
   if (!paths.dir.empty() && fs::exists(in_dir(paths.dir, "workspace.json")))
     attempt(in_dir(paths.dir, "workspace.json"), [&] { workspace_state = load_json_file(in_dir(paths.dir, "workspace.json")); });
   if (paths.activations.empty()) issues.push_back({"activations", "no activations file given"});
