@@ -259,6 +259,7 @@ TEST_CASE("viewer model: broken or missing files become problems, never a crash"
     CHECK_FALSE(m->has_cbm());
     CHECK_THROWS_WITH_AS(InterventionSession{*m}, doctest::Contains("cbm.h5"), InputError);
   }
+  fs::copy_file(ws + "/activations.h5", t.path.string() + "/ws_acts_backup.h5");
   // Truncated activations and an unreadable index: problems listed, nothing thrown.
   {
     std::ifstream in(ws + "/activations.h5", std::ios::binary);
@@ -270,6 +271,27 @@ TEST_CASE("viewer model: broken or missing files become problems, never a crash"
   CHECK(m->issues.size() >= 2);
   CHECK_FALSE(m->has_acts());
   CHECK(m->latents.empty());
+  // A names file of another SAE is refused whole, not applied to the wrong latents.
+  {
+    LatentNames other;
+    other.set({40, "ink", "user", std::nan("")});
+    write_latent_names(ws + "/activations.names.h5", other);
+    test::write_text(ws + "/activations.h5", "");
+    fs::copy_file(t.path.string() + "/ws_acts_backup.h5", ws + "/activations.h5", fs::copy_options::overwrite_existing);
+    const auto m3 = WorkspaceModel::load(WorkspacePaths::from_workspace(ws));
+    CHECK(m3->names.names.empty());
+    CHECK(std::any_of(m3->issues.begin(), m3->issues.end(), [](const LoadIssue& i) { return i.message.find("another SAE") != std::string::npos; }));
+  }
+  // workspace.json fields of the wrong type are problems, not silent defaults.
+  {
+    auto j = nlohmann::json::parse(test::read_text(ws + "/workspace.json"));
+    j["config"]["data"]["csv"] = 5;
+    j["config"]["data"]["concept_cols"] = "hair";
+    test::write_text(ws + "/workspace.json", j.dump());
+    const auto m4 = WorkspaceModel::load(WorkspacePaths::from_workspace(ws));
+    CHECK(std::any_of(m4->issues.begin(), m4->issues.end(), [](const LoadIssue& i) { return i.message.find("config.data.csv is 5") != std::string::npos; }));
+    CHECK(std::any_of(m4->issues.begin(), m4->issues.end(), [](const LoadIssue& i) { return i.message.find("concept_cols") != std::string::npos; }));
+  }
   // Not a workspace at all: one clear error.
   CHECK_THROWS_WITH_AS(WorkspacePaths::from_workspace(t.file("nope")), doctest::Contains("not a folder"), InputError);
   fs::create_directories(t.file("empty"));

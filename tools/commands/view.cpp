@@ -44,9 +44,13 @@ Command command_view() {
               if (shot->count() > 0 && a->screenshot.empty()) throw_usage("--screenshot '': expected a PNG path");
               viewer::ViewerOptions o;
               if (!a->workspace.empty()) {
+                if (!a->activations.empty() || !a->cbm.empty() || !a->labels.empty())
+                  throw_usage("view: give a workspace folder or explicit files (--activations, --cbm, --labels), not both");
                 o.paths = viewer::WorkspacePaths::from_workspace(a->workspace);
               } else if (a->activations.empty()) {
                 throw_usage("view: give a workspace folder, or --activations (with --cbm, --labels, --label-col)");
+              } else if (a->labels.empty() != a->label_col.empty()) {
+                throw_usage("view: --labels and --label-col go together");
               }
               auto set = [](std::string& field, const std::string& v) {
                 if (!v.empty()) field = v;

@@ -45,10 +45,17 @@ WorkspacePaths WorkspacePaths::from_workspace(const std::string& dir) {
                 state.is_object() ? state.value("format", std::string()) : std::string("(not an object)"));
   WorkspacePaths p;
   p.dir = dir;
-  const auto cfg = state.value("config", nlohmann::json::object());
-  const auto data = cfg.value("data", nlohmann::json::object());
+  const auto cfg = state.contains("config") && state["config"].is_object() ? state["config"] : nlohmann::json::object();
+  const auto data = cfg.contains("data") && cfg["data"].is_object() ? cfg["data"] : nlohmann::json::object();
+  if (state.contains("config") && !state["config"].is_object()) p.config_problems.push_back("config is not an object");
+  const char* where = "config.data";
   auto str = [&](const nlohmann::json& j, const char* key, const std::string& fallback) {
-    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : fallback;
+    if (!j.contains(key) || j[key].is_null()) return fallback;
+    if (!j[key].is_string()) {
+      p.config_problems.push_back(fmt::format("{}.{} is {}, expected a string", where, key, j[key].dump()));
+      return fallback;
+    }
+    return j[key].get<std::string>();
   };
   p.csv = str(data, "csv", "");
   p.image_root = str(data, "image_root", "");
@@ -58,12 +65,17 @@ WorkspacePaths WorkspacePaths::from_workspace(const std::string& dir) {
   p.eval_split = p.split_col.empty() ? "" : str(data, "eval_split", "test");
   p.subgroup_col = str(data, "subgroup_col", "");
   p.vocab = str(data, "vocab", "");
-  if (data.contains("concept_cols") && data["concept_cols"].is_array())
-    for (const auto& c : data["concept_cols"])
-      if (c.is_string()) p.concept_cols.push_back(c.get<std::string>());
+  if (data.contains("concept_cols") && !data["concept_cols"].is_null()) {
+    if (!data["concept_cols"].is_array()) p.config_problems.push_back("config.data.concept_cols is not a list of column names");
+    else
+      for (const auto& c : data["concept_cols"])
+        if (c.is_string()) p.concept_cols.push_back(c.get<std::string>());
+        else p.config_problems.push_back(fmt::format("config.data.concept_cols holds {}, expected column names", c.dump()));
+  }
   const std::string emb = str(data, "embeddings", "");
   p.embeddings = emb.empty() ? in_dir(dir, "embeddings.h5") : emb;
-  const auto embed = cfg.value("embed", nlohmann::json::object());
+  where = "config.embed";
+  const auto embed = cfg.contains("embed") && cfg["embed"].is_object() ? cfg["embed"] : nlohmann::json::object();
   p.encoder_model = str(embed, "model", "");
   p.preprocess_json = str(embed, "preprocess_json", "");
   p.activations = in_dir(dir, "activations.h5");
@@ -126,6 +138,7 @@ void WorkspaceModel::load_all(ProgressSink& progress) {
         issues.push_back({path, fmt::format("not found (written by the {} step of `conceptlab run`)", step)});
   if (!paths.dir.empty() && fs::exists(in_dir(paths.dir, "workspace.json")))
     attempt(in_dir(paths.dir, "workspace.json"), [&] { workspace_state = load_json_file(in_dir(paths.dir, "workspace.json")); });
+  for (const auto& c : paths.config_problems) issues.push_back({in_dir(paths.dir, "workspace.json"), c});
   if (paths.activations.empty()) issues.push_back({"activations", "no activations file given"});
   else attempt(paths.activations, [&] { acts = read_activations(paths.activations); });
   if (!paths.index.empty())
@@ -135,7 +148,15 @@ void WorkspaceModel::load_all(ProgressSink& progress) {
         throw_input("{}: {} rows x {} latents, the activations have {} x {}", paths.index, index.n_rows, index.n_latents,
                     n_images(), n_latents());
     });
-  if (!paths.names.empty() && fs::exists(paths.names)) attempt(paths.names, [&] { names = read_latent_names(paths.names); });
+  if (!paths.names.empty() && fs::exists(paths.names))
+    attempt(paths.names, [&] {
+      LatentNames n = read_latent_names(paths.names);
+      // Names of another SAE would label the wrong latents: refuse them whole.
+      if (has_acts() && !n.names.empty() && n.names.back().latent >= n_latents())
+        throw_input("{}: names latent {}, the activations have {} latents (from another SAE?)", paths.names,
+                    n.names.back().latent, n_latents());
+      names = std::move(n);
+    });
   if (!paths.cbm.empty())
     attempt(paths.cbm, [&] {
       LinearModel lm = read_linear(paths.cbm);

@@ -35,6 +35,7 @@ struct WorkspacePaths {
   std::string id_col = "ImageID", label_col, split_col, eval_split = "test", subgroup_col;
   std::vector<std::string> concept_cols;
   std::string vocab, encoder_model, preprocess_json;  // query by example: the workspace's encoder
+  std::vector<std::string> config_problems;  // workspace.json fields of the wrong type (shown as problems)
 
   // InputError when DIR has no readable workspace.json.
   static WorkspacePaths from_workspace(const std::string& dir);
