@@ -28,11 +28,6 @@ std::vector<double> proba_of(const CsrMatrix& acts, const cbm::LogRegFit& m, con
   return cbm::proba_from_logits(z, m.n_rows, m.n_classes);
 }
 
-bool needs_means(const std::vector<LatentEdit>& edits) {
-  for (const auto& e : edits)
-    if (e.op == EditOp::mean) return true;
-  return false;
-}
 
 }  // namespace
 

@@ -85,6 +85,12 @@ const char* edit_op_name(EditOp op) {
   return "?";
 }
 
+bool needs_means(const std::vector<LatentEdit>& edits) {
+  for (const auto& e : edits)
+    if (e.op == EditOp::mean) return true;
+  return false;
+}
+
 std::vector<LatentEdit> zero_edits(const std::vector<int64_t>& latents) {
   std::vector<LatentEdit> out;
   for (int64_t j : latents) out.push_back({j, EditOp::zero, 0.0});

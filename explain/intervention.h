@@ -42,6 +42,9 @@ std::vector<LatentEdit> read_edits(const std::string& path, int64_t n_latents = 
 // Edits that zero each of the given latents.
 std::vector<LatentEdit> zero_edits(const std::vector<int64_t>& latents);
 
+// Whether any edit needs latent_means() (EditOp::mean).
+bool needs_means(const std::vector<LatentEdit>& edits);
+
 // Mean activation of every latent over `rows` (all rows when empty), zeros included.
 std::vector<double> latent_means(const CsrMatrix& acts, const std::vector<int64_t>& rows = {});
 

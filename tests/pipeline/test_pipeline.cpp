@@ -23,6 +23,7 @@
 #include "core/sae_weights.h"
 #include "core/random.h"
 #include "tests/test_util.h"
+#include "tests/viewer_model/fixture.h"
 #include "tools/pipeline/pipeline.h"
 
 namespace fs = std::filesystem;
@@ -31,39 +32,6 @@ using cl::test::TempDir;
 using namespace cl::pipeline;
 
 namespace {
-
-// A dataset with planted structure: four concepts and a subgroup ("grp") are directions in the
-// embeddings; the label follows c0 or c1 (10% noise); grp is tied to the label in train only.
-// Writes DIR/emb.h5 and DIR/meta.csv (ImageID, label, split, c0..c3, grp).
-void write_dataset(const std::string& dir, int64_t n, int64_t dim, uint64_t seed) {
-  fs::create_directories(dir);
-  cl::Rng rng(seed);
-  const int n_concepts = 5;  // c0..c3, grp
-  std::vector<float> dirs(static_cast<size_t>(n_concepts * dim));
-  for (auto& v : dirs) v = static_cast<float>(rng.normal());
-  cl::Embeddings e;
-  e.n = n, e.dim = dim;
-  e.data.resize(static_cast<size_t>(n * dim));
-  cl::CsvTable t;
-  t.header = {"ImageID", "label", "split", "c0", "c1", "c2", "c3", "grp"};
-  for (int64_t i = 0; i < n; ++i) {
-    const bool train = rng.uniform() < 0.7;
-    int f[5];
-    for (int k = 0; k < 4; ++k) f[k] = rng.uniform() < 0.3;
-    int y = (f[0] || f[1]) ^ (rng.uniform() < 0.1);
-    f[4] = rng.uniform() < (train ? (y ? 0.7 : 0.1) : 0.3);
-    e.ids.push_back(fmt::format("img{:05d}.png", i));
-    for (int64_t d = 0; d < dim; ++d) {
-      double v = 0.1 * rng.normal();
-      for (int k = 0; k < n_concepts; ++k) v += 3.0 * f[k] * dirs[static_cast<size_t>(k * dim + d)] / std::sqrt(double(dim));
-      e.data[static_cast<size_t>(i * dim + d)] = static_cast<float>(v);
-    }
-    t.rows.push_back({e.ids.back(), y ? "malignant" : "benign", train ? "train" : "test", std::to_string(f[0]),
-                      std::to_string(f[1]), std::to_string(f[2]), std::to_string(f[3]), std::to_string(f[4])});
-  }
-  cl::write_embeddings(dir + "/emb.h5", e);
-  cl::write_csv(dir + "/meta.csv", t);
-}
 
 // Small, fast settings over precomputed embeddings (paths relative to the dataset folder).
 PipelineParams test_params() {
@@ -114,7 +82,7 @@ bool same_floats(const std::vector<float>& a, const std::vector<float>& b) {
 
 TEST_CASE("pipeline: a second run is all cached, and a changed setting re-runs exactly its step and the later ones") {
   TempDir t;
-  write_dataset(t.file("data"), 600, 24, 5);
+  cl::test::write_viewer_dataset(t.file("data"), 600, 24, 5);
   PipelineParams p = test_params();
   resolve_paths(p, t.file("data"));
   CHECK(p.data.csv == t.file("data/meta.csv"));
@@ -231,7 +199,7 @@ TEST_CASE("pipeline: a second run is all cached, and a changed setting re-runs e
 
 TEST_CASE("conceptlab run: a SIGKILL in the middle of SAE training resumes to the same outputs") {
   TempDir t;
-  write_dataset(t.file("cfg"), 3000, 32, 11);
+  cl::test::write_viewer_dataset(t.file("cfg"), 3000, 32, 11);
   PipelineParams p = test_params();
   p.sae.n_latents = 1024;
   p.sae.batch = 128;

@@ -13,16 +13,6 @@
 
 namespace cl::viewer {
 
-namespace {
-
-bool needs_means(const std::vector<explain::LatentEdit>& edits) {
-  for (const auto& e : edits)
-    if (e.op == explain::EditOp::mean) return true;
-  return false;
-}
-
-}  // namespace
-
 InterventionSession::InterventionSession(const WorkspaceModel& m) : m_(m) {
   if (!m.has_cbm()) throw_input("{}: no concept bottleneck loaded; interventions need it", m.paths.cbm);
   if (!m.has_labels()) throw_input("{}: no labels joined (label column '{}'); interventions need them", m.paths.csv, m.paths.label_col);
@@ -52,7 +42,7 @@ LiveResult InterventionSession::evaluate(const std::vector<explain::LatentEdit>&
   r.n_edits = static_cast<int64_t>(edits.size());
   r.before = before_;
   const auto& X = m_.labelled->data.X;
-  const auto means = needs_means(edits) ? explain::latent_means(X, set_.rows) : std::vector<double>{};
+  const auto means = explain::needs_means(edits) ? explain::latent_means(X, set_.rows) : std::vector<double>{};
   // As explain::intervene computes them (proba from the edited logits), so the numbers agree.
   const auto z = edits.empty() ? base_ : explain::edited_logits(X, m_.cbm, edits, base_, set_.rows, means);
   const auto p1 = cbm::proba_from_logits(z, m_.cbm.n_rows, m_.cbm.n_classes);
