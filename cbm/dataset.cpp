@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -100,8 +101,12 @@ Dataset load_dataset(const LoadParams& p, const Features& f, const std::vector<s
   d.features_kind = f.kind;
   std::vector<int64_t> rows;
   std::vector<std::string> labels, missing;
+  std::unordered_map<std::string, size_t> seen;  // id -> data row, so a duplicated id is refused
   size_t dropped = 0;
   for (size_t r = 0; r < t.rows.size(); ++r) {
+    if (auto [at, fresh] = seen.emplace(t.rows[r][ic], r); !fresh)
+      throw_input("{}: id '{}' in column '{}' is listed twice (data rows {} and {}), expected one row per id",
+                  p.labels_path, t.rows[r][ic], p.id_col, at->second + 1, r + 1);
     std::string lab = trim_copy(t.rows[r][lc]);
     if (lab.empty()) {
       if (!p.drop_missing)
@@ -171,6 +176,17 @@ std::vector<int64_t> rows_for_id_file(const Dataset& d, const std::string& path)
   rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
   if (rows.empty()) throw_input("{}: no ids", path);
   return rows;
+}
+
+void check_disjoint(const std::vector<int64_t>& a, const std::vector<int64_t>& b, const Dataset& d,
+                    const std::string& a_path, const std::string& b_path) {
+  std::vector<int64_t> both;
+  std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(both));
+  if (both.empty()) return;
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < std::min<size_t>(both.size(), 5); ++i) ids.push_back(d.ids[static_cast<size_t>(both[i])]);
+  throw_input("{} and {}: {} id(s) are in both lists (first: {}); train and test rows must be disjoint", a_path,
+              b_path, both.size(), first_few(ids));
 }
 
 }  // namespace cl::cbm

@@ -47,6 +47,9 @@ Dataset load_dataset(const LoadParams& p, const Features& f, const std::vector<s
 // Row indices of ids in d (one id per line in a text file); error naming the file and the
 // first missing ids.
 std::vector<int64_t> rows_for_id_file(const Dataset& d, const std::string& path);
+// InputError naming both files when the sorted row lists a and b share a row.
+void check_disjoint(const std::vector<int64_t>& a, const std::vector<int64_t>& b, const Dataset& d,
+                    const std::string& a_path, const std::string& b_path);
 
 // Class order: numeric when every label parses as a finite number (one class per value, sorted by
 // value, named by the value's shortest spelling, so "1", "1.0" and "+1" are one class "1"), else

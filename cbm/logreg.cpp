@@ -83,6 +83,18 @@ void make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool stan
   d.colptr = cp;
   d.row = d.X.innerIndexPtr();
   d.val = v;
+  // The solvers' tolerances are absolute on the gradient, which grows with the feature scale: at
+  // |x| ~ 1e20 a fit never reaches them and runs for hours. Refuse instead of looping.
+  constexpr double kMaxAbs = 1e6;
+  const int64_t nnz = d.X.nonZeros();
+  for (int64_t k = 0; k < nnz; ++k)
+    if (!(std::abs(v[k]) <= kMaxAbs)) {
+      int64_t col = std::upper_bound(cp, cp + d.f + 1, static_cast<SparseIndex>(k)) - cp - 1;
+      throw_input("features: value {:.3g} in column {}{}; logistic regression needs |x| <= {:g}: {}", double(v[k]), col,
+                  standardize ? " after standardising" : "", kMaxAbs,
+                  standardize ? "the column is almost constant with extreme outliers; rescale the features"
+                              : "fit with --standardize or rescale the features");
+    }
 }
 
 double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }

@@ -3,6 +3,7 @@
 // intervals) can call them with resampled index lists without copying data.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -22,8 +23,11 @@ template <typename S, typename L>
 double average_precision_sorted(const S* scores_sorted, const L* labels01, size_t n, double extra = 0.0,
                                 int64_t n_pos_extra = 0, int64_t n_neg_extra = 0) {
   double n_pos = static_cast<double>(n_pos_extra);
-  for (size_t i = 0; i < n; ++i) n_pos += labels01[i] ? 1 : 0;
-  if (n_pos == 0) return std::numeric_limits<double>::quiet_NaN();
+  for (size_t i = 0; i < n; ++i) {
+    if (std::isnan(static_cast<double>(scores_sorted[i]))) return std::numeric_limits<double>::quiet_NaN();
+    n_pos += labels01[i] ? 1 : 0;
+  }
+  if (n_pos == 0 || std::isnan(extra)) return std::numeric_limits<double>::quiet_NaN();
   double tp = 0, fp = 0, ap = 0;
   bool block_done = n_pos_extra == 0 && n_neg_extra == 0;
   // Walk thresholds from the highest score down: groups from the end of the ascending order.
@@ -36,7 +40,10 @@ double average_precision_sorted(const S* scores_sorted, const L* labels01, size_
     }
     if (!block_first) {
       const S v = scores_sorted[i - 1];
-      for (; i > 0 && scores_sorted[i - 1] == v; --i) (labels01[i - 1] ? gp : gn) += 1;
+      do {
+        (labels01[i - 1] ? gp : gn) += 1;
+        --i;
+      } while (i > 0 && scores_sorted[i - 1] == v);
     }
     tp += gp, fp += gn;
     if (gp > 0) ap += (gp / n_pos) * (tp / (tp + fp));
@@ -51,13 +58,17 @@ double auroc(const std::vector<double>& scores, const std::vector<int>& labels01
 // The one Mann-Whitney sweep behind every AUROC here. scores_sorted[0..n) ascending (no NaN)
 // with their 0/1 labels, plus an implicit tie block of n_pos_extra positives and n_neg_extra
 // negatives all scoring `extra` (a sparse score vector's zeros: concept matching passes a
-// latent's non-zeros sorted and its zeros as the block). NaN when a class is absent.
+// latent's non-zeros sorted and its zeros as the block). NaN when a class is absent or a score
+// is NaN (total on any input: every pass of the sweep consumes at least one score).
 template <typename S, typename L>
 double auroc_sorted(const S* scores_sorted, const L* labels01, size_t n, double extra = 0.0, int64_t n_pos_extra = 0,
                     int64_t n_neg_extra = 0) {
   double n_pos = static_cast<double>(n_pos_extra), n_neg = static_cast<double>(n_neg_extra);
-  for (size_t i = 0; i < n; ++i) (labels01[i] ? n_pos : n_neg) += 1;
-  if (n_pos == 0 || n_neg == 0) return std::numeric_limits<double>::quiet_NaN();
+  for (size_t i = 0; i < n; ++i) {
+    if (std::isnan(static_cast<double>(scores_sorted[i]))) return std::numeric_limits<double>::quiet_NaN();
+    (labels01[i] ? n_pos : n_neg) += 1;
+  }
+  if (n_pos == 0 || n_neg == 0 || std::isnan(extra)) return std::numeric_limits<double>::quiet_NaN();
   double u = 0, neg_below = 0;
   bool block_done = n_pos_extra == 0 && n_neg_extra == 0;
   for (size_t i = 0; i < n || !block_done;) {
@@ -69,7 +80,10 @@ double auroc_sorted(const S* scores_sorted, const L* labels01, size_t n, double 
     }
     if (!block_first) {
       const S v = scores_sorted[i];
-      for (; i < n && scores_sorted[i] == v; ++i) (labels01[i] ? gp : gn) += 1;
+      do {
+        (labels01[i] ? gp : gn) += 1;
+        ++i;
+      } while (i < n && scores_sorted[i] == v);
     }
     u += gp * (neg_below + 0.5 * gn);
     neg_below += gn;

@@ -36,7 +36,7 @@ struct ActivationsWriter::Impl {
   std::unique_ptr<h5::Appender<int64_t>> indptr;
   std::unique_ptr<h5::Appender<int32_t>> indices;
   std::unique_ptr<h5::Appender<float>> values;
-  std::unique_ptr<h5::Appender<std::string>> ids;
+  std::vector<std::string> ids;  // written at commit (fixed-length strings need the widest first)
   std::unordered_set<std::string> seen;
   Impl(const std::string& path, const std::vector<std::string>& inputs) : out(path, inputs) {}
 };
@@ -55,7 +55,6 @@ ActivationsWriter::ActivationsWriter(const std::string& path, int64_t n_latents,
   m.indptr = std::make_unique<h5::Appender<int64_t>>(m.group, "indptr", 1, 65536, true);
   m.indices = std::make_unique<h5::Appender<int32_t>>(m.group, "indices", 1, 262144, true);
   m.values = std::make_unique<h5::Appender<float>>(m.group, "values", 1, 262144, true);
-  m.ids = std::make_unique<h5::Appender<std::string>>(m.file.get(), "ids", 1, 8192, true);
   int64_t zero = 0;
   m.indptr->append(&zero, 1);
 }
@@ -77,7 +76,7 @@ void ActivationsWriter::append(const std::vector<std::string>& ids, const CsrMat
   m.indptr->append(ptr.data(), chunk.n_rows);
   m.indices->append(chunk.indices.data(), chunk.nnz());
   m.values->append(chunk.values.data(), chunk.nnz());
-  m.ids->append(ids.data(), chunk.n_rows);
+  m.ids.insert(m.ids.end(), ids.begin(), ids.end());
   m.rows += chunk.n_rows;
   m.nnz += chunk.nnz();
 }
@@ -87,11 +86,11 @@ int64_t ActivationsWriter::rows() const { return impl_->rows; }
 void ActivationsWriter::commit() {
   auto& m = *impl_;
   m.file.path = m.out.final_path();
+  h5::write_strings(m.file.get(), "ids", m.ids);
   h5::flush(m.file);  // throws on a failed write: the temp file is removed, the output untouched
   m.indptr.reset();
   m.indices.reset();
   m.values.reset();
-  m.ids.reset();
   m.group.reset();
   m.file.id.reset();
   m.out.commit();

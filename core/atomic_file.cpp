@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/output_claim.h"
 
 namespace fs = std::filesystem;
 
@@ -31,18 +32,9 @@ void check_not_input(const std::string& out_path, const std::vector<std::string>
 
 AtomicOutput::AtomicOutput(std::string final_path, const std::vector<std::string>& inputs)
     : final_path_(std::move(final_path)) {
-  if (final_path_.empty()) throw_usage("empty output path");
-  check_not_input(final_path_, inputs);
+  check_output_path(final_path_, inputs);
   fs::path p(final_path_);
   fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  std::error_code ec;
-  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
-    throw_input("{}: {} is a file, not a folder", final_path_, dir.string());
-  if (!fs::is_directory(dir, ec)) throw_input("{}: output folder {} does not exist", final_path_, dir.string());
-  if (fs::is_directory(p, ec)) throw_input("{}: is a folder, expected a file path", final_path_);
-  // The rename at commit would replace a device, pipe or socket (as root, /dev/null) with a file.
-  if (fs::exists(p, ec) && !fs::is_regular_file(p, ec))
-    throw_input("{}: exists and is not a regular file (a device, pipe or socket); choose a file path", final_path_);
   std::random_device rd;
   temp_path_ = (dir / ("." + p.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
                        std::to_string(rd() % 1000000)))

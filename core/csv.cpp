@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <unordered_set>
@@ -167,7 +168,38 @@ CsvTable parse_csv(std::string_view text, const std::string& path) {
   return t;
 }
 
+namespace {
+
+// Offset of the first byte that does not start or continue a well-formed UTF-8 sequence, or
+// npos. Every text this project writes (HDF5 strings, JSON) is UTF-8, so a Latin-1 CSV must be
+// refused here, naming the line, rather than fail later inside a JSON library.
+size_t first_invalid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > n || (len == 2 && c < 0xC2)) return i;
+    for (size_t k = 1; k < len; ++k)
+      if ((p[i + k] & 0xC0) != 0x80) return i;
+    if (len == 3) {
+      const uint32_t cp = ((c & 0x0Fu) << 12) | ((p[i + 1] & 0x3Fu) << 6) | (p[i + 2] & 0x3Fu);
+      if (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    } else if (len == 4) {
+      const uint32_t cp = ((c & 0x07u) << 18) | ((p[i + 1] & 0x3Fu) << 12) | ((p[i + 2] & 0x3Fu) << 6) | (p[i + 3] & 0x3Fu);
+      if (cp < 0x10000 || cp > 0x10FFFF) return i;
+    }
+    i += len;
+  }
+  return std::string::npos;
+}
+
+}  // namespace
+
 CsvTable read_csv(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw_input("{}: is not a regular file (a folder?), expected a CSV file", path);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw_input("{}: cannot open CSV file", path);
   in.seekg(0, std::ios::end);
@@ -176,6 +208,11 @@ CsvTable read_csv(const std::string& path) {
   in.seekg(0, std::ios::beg);
   std::string text(static_cast<size_t>(size), '\0');
   if (size > 0 && !in.read(text.data(), size)) throw_input("{}: read failed", path);
+  if (size_t bad = first_invalid_utf8(text); bad != std::string::npos)
+    throw_input("{}: line {}: byte 0x{:02x} is not UTF-8 text (a Latin-1 file? convert it, e.g. iconv -f latin1 -t "
+                "utf-8)",
+                path, 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n'),
+                static_cast<unsigned char>(text[bad]));
   return parse_csv(text, path);
 }
 

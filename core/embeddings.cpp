@@ -108,7 +108,7 @@ struct EmbeddingsWriter::Impl {
   h5::File file;
   int64_t dim;
   std::unique_ptr<h5::Appender<float>> emb;
-  std::unique_ptr<h5::Appender<std::string>> ids;
+  std::vector<std::string> ids;  // written at commit (fixed-length strings need the widest first)
   std::unordered_set<std::string> seen;
   std::vector<Column> columns;
   Impl(const std::string& path, const std::vector<std::string>& inputs) : out(path, inputs) {}
@@ -123,7 +123,6 @@ EmbeddingsWriter::EmbeddingsWriter(const std::string& path, int64_t dim, const n
   impl_->file.path = path;
   h5::write_header(impl_->file, kEmbeddingsFormat, config.dump());
   impl_->emb = std::make_unique<h5::Appender<float>>(impl_->file.get(), "embeddings", dim, chunk_rows_for(dim), false);
-  impl_->ids = std::make_unique<h5::Appender<std::string>>(impl_->file.get(), "ids", 1, 8192, true);
 }
 
 EmbeddingsWriter::~EmbeddingsWriter() = default;
@@ -137,7 +136,7 @@ void EmbeddingsWriter::append(const float* rows_nd, int64_t n, const std::vector
     if (!impl_->seen.insert(id).second) throw_input("{}: duplicate id '{}'", path, id);
   }
   impl_->emb->append(rows_nd, n);
-  impl_->ids->append(ids.data(), n);
+  impl_->ids.insert(impl_->ids.end(), ids.begin(), ids.end());
 }
 
 void EmbeddingsWriter::add_column(const Column& c) {
@@ -155,10 +154,10 @@ void EmbeddingsWriter::commit() {
     if (static_cast<int64_t>(c.size()) != rows())
       throw_input("{}: column '{}' has {} rows, expected {}", impl_->out.final_path(), c.name, c.size(), rows());
   write_columns(impl_->file.get(), impl_->columns);
+  h5::write_strings(impl_->file.get(), "ids", impl_->ids);
   impl_->file.path = impl_->out.final_path();
   h5::flush(impl_->file);  // throws on a failed write: the temp file is removed, the output untouched
   impl_->emb.reset();
-  impl_->ids.reset();
   impl_->file.id.reset();
   impl_->out.commit();
 }

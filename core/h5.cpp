@@ -3,6 +3,10 @@
 #include "core/h5.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
 
 #include <cstring>
 #include <mutex>
@@ -21,6 +25,40 @@ const bool kNoHdf5Atexit = [] {
   H5dont_atexit();
   return true;
 }();
+
+// ---- fault guard (see install_fault_guard in h5.h) ----
+thread_local char t_guard_path[512];
+thread_local int t_guard_depth = 0;
+volatile sig_atomic_t g_fault_exit = 1;
+
+void on_fault(int sig) {
+  if (t_guard_depth > 0) {
+    const char a[] = "conceptlab: error: ";
+    const char b[] = ": corrupt HDF5 file (the HDF5 library faulted reading it)\n";
+    ssize_t rc = ::write(2, a, sizeof a - 1);
+    rc = ::write(2, t_guard_path, std::strlen(t_guard_path));
+    rc = ::write(2, b, sizeof b - 1);
+    (void)rc;
+    _exit(g_fault_exit);
+  }
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+// Marks the calling thread as inside an HDF5 read of `path` for the fault handler.
+class FaultGuard {
+ public:
+  explicit FaultGuard(const std::string& path) {
+    if (t_guard_depth++ == 0) {
+      const size_t n = std::min(path.size(), sizeof t_guard_path - 1);
+      std::memcpy(t_guard_path, path.data(), n);
+      t_guard_path[n] = '\0';
+    }
+  }
+  ~FaultGuard() { --t_guard_depth; }
+  FaultGuard(const FaultGuard&) = delete;
+  FaultGuard& operator=(const FaultGuard&) = delete;
+};
 
 void silence_hdf5() {
   static std::once_flag once;
@@ -75,7 +113,36 @@ Id open_dataset(const File& f, hid_t loc, const std::string& name) {
   return d;
 }
 
+// A dataset's extent is file metadata, so a corrupted file can claim any size; before anything is
+// allocated from it, the bytes it describes must fit in the file (deflate compresses at most
+// ~1032:1, so filtered data gets that much room).
+void check_extent(const File& f, hid_t d, const std::string& name, const std::vector<hsize_t>& dims,
+                  size_t elem_size) {
+  hsize_t file_size = 0;
+  if (H5Fget_filesize(f.get(), &file_size) < 0) file_size = 0;
+  Id dcpl(H5Dget_create_plist(d));
+  const bool filtered = dcpl.valid() && H5Pget_nfilters(dcpl) > 0;
+  const long double room = static_cast<long double>(file_size) * (filtered ? 1100.0L : 1.0L) + 4096.0L;
+  long double bytes = static_cast<long double>(elem_size);
+  for (hsize_t x : dims) bytes *= static_cast<long double>(x);
+  if (bytes > room)
+    throw_input("{}: dataset '{}' claims {:.0f} bytes, more than the file's {} bytes can hold (corrupt file)", f.path,
+                name, static_cast<double>(bytes), file_size);
+}
+
 }  // namespace
+
+void install_fault_guard() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (const char* e = std::getenv("CONCEPTLAB_HDF5_FAULT_EXIT")) g_fault_exit = std::atoi(e);
+    struct sigaction sa {};
+    sa.sa_handler = on_fault;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, nullptr);
+    sigaction(SIGBUS, &sa, nullptr);
+  });
+}
 
 Id& Id::operator=(Id&& o) noexcept {
   if (this != &o) {
@@ -103,6 +170,7 @@ void Id::reset() {
 
 File open_read(const std::string& path) {
   silence_hdf5();
+  FaultGuard guard(path);
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw_input("{}: no such file", path);
   if (H5Fis_hdf5(path.c_str()) <= 0) throw_input("{}: not an HDF5 file (or truncated)", path);
@@ -114,8 +182,11 @@ File open_read(const std::string& path) {
 File create(const std::string& path) {
   silence_hdf5();
   Id fapl(H5Pcreate(H5P_FILE_ACCESS));
-  // Newest-format groups and attributes: no 64 KiB attribute limit (configs are JSON text).
-  H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  // The 1.10 file format: no 64 KiB attribute limit (configs are JSON text), and every metadata
+  // structure (superblock, object headers, heaps, chunk indexes) carries a checksum, so a
+  // corrupted file is reported as an error instead of being trusted (libhdf5 1.10 segfaults or
+  // loops on corrupted metadata of the older formats). Readable by HDF5 >= 1.10 and h5py on it.
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST);
   Id fid(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl));
   if (!fid.valid()) throw_input("{}: cannot create HDF5 file", path);
   return File{std::move(fid), path};
@@ -129,10 +200,12 @@ void flush(const File& f) {
 
 bool exists(hid_t loc, const std::string& name) {
   silence_hdf5();
+  FaultGuard guard(file_of(loc));
   return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0;
 }
 
 Id open_group(const File& f, const std::string& name) {
+  FaultGuard guard(f.path);
   if (!exists(f.get(), name)) throw_input("{}: missing group '{}'", f.path, name);
   Id g(H5Gopen2(f.get(), name.c_str(), H5P_DEFAULT));
   if (!g.valid()) throw_input("{}: cannot open group '{}'", f.path, name);
@@ -146,6 +219,7 @@ Id create_group(hid_t loc, const std::string& name) {
 }
 
 std::vector<std::string> list_children(hid_t loc) {
+  FaultGuard guard(file_of(loc));
   std::vector<std::string> names;
   H5G_info_t info{};
   if (H5Gget_info(loc, &info) < 0) return names;
@@ -193,6 +267,7 @@ void write_attr(hid_t obj, const std::string& name, double value) {
 
 std::optional<std::string> read_attr_string(hid_t obj, const std::string& name) {
   silence_hdf5();
+  FaultGuard guard(file_of(obj));
   if (H5Aexists(obj, name.c_str()) <= 0) return std::nullopt;
   Id a(H5Aopen(obj, name.c_str(), H5P_DEFAULT));
   Id ft(H5Aget_type(a));
@@ -209,6 +284,7 @@ std::optional<std::string> read_attr_string(hid_t obj, const std::string& name) 
   }
   // Fixed-length strings (h5py writes numpy bytes this way).
   size_t n = H5Tget_size(ft);
+  if (n == 0 || n > (size_t{1} << 28)) return std::nullopt;  // a corrupted size must not allocate gigabytes
   std::string s(n, '\0');
   Id t(H5Tcopy(H5T_C_S1));
   H5Tset_size(t, n);
@@ -219,6 +295,7 @@ std::optional<std::string> read_attr_string(hid_t obj, const std::string& name) 
 
 std::optional<int64_t> read_attr_int(hid_t obj, const std::string& name) {
   silence_hdf5();
+  FaultGuard guard(file_of(obj));
   if (H5Aexists(obj, name.c_str()) <= 0) return std::nullopt;
   Id a(H5Aopen(obj, name.c_str(), H5P_DEFAULT));
   Id ft(H5Aget_type(a));
@@ -236,6 +313,7 @@ std::optional<int64_t> read_attr_int(hid_t obj, const std::string& name) {
 
 std::optional<double> read_attr_double(hid_t obj, const std::string& name) {
   silence_hdf5();
+  FaultGuard guard(file_of(obj));
   if (H5Aexists(obj, name.c_str()) <= 0) return std::nullopt;
   Id a(H5Aopen(obj, name.c_str(), H5P_DEFAULT));
   double d = 0;
@@ -278,15 +356,24 @@ void write_dataset(hid_t loc, const std::string& name, const T* data, const std:
 }
 
 std::vector<int64_t> dataset_dims(const File& f, hid_t loc, const std::string& name) {
+  FaultGuard guard(f.path);
   Id d = open_dataset(f, loc, name);
   Id space(H5Dget_space(d));
   int nd = H5Sget_simple_extent_ndims(space);
-  std::vector<hsize_t> hd(static_cast<size_t>(std::max(nd, 0)));
-  if (nd > 0) H5Sget_simple_extent_dims(space, hd.data(), nullptr);
+  if (nd < 0 || nd > 32) throw_input("{}: dataset '{}' has an unreadable shape (corrupt file)", f.path, name);
+  std::vector<hsize_t> hd(static_cast<size_t>(nd));
+  if (nd > 0 && H5Sget_simple_extent_dims(space, hd.data(), nullptr) < 0)
+    throw_input("{}: dataset '{}' has an unreadable shape (corrupt file)", f.path, name);
+  Id t(H5Dget_type(d));
+  size_t elem = t.valid() ? H5Tget_size(t) : 0;
+  check_extent(f, d, name, hd, std::max<size_t>(elem, 1));
+  for (hsize_t x : hd)
+    if (x > static_cast<hsize_t>(INT64_MAX)) throw_input("{}: dataset '{}' has an absurd shape", f.path, name);
   return {hd.begin(), hd.end()};
 }
 
 std::string dataset_type_name(const File& f, hid_t loc, const std::string& name) {
+  FaultGuard guard(f.path);
   Id d = open_dataset(f, loc, name);
   Id t(H5Dget_type(d));
   switch (H5Tget_class(t)) {
@@ -299,6 +386,7 @@ std::string dataset_type_name(const File& f, hid_t loc, const std::string& name)
 
 template <typename T>
 std::vector<T> read_dataset(const File& f, hid_t loc, const std::string& name, std::vector<int64_t>* dims_out) {
+  FaultGuard guard(f.path);
   Id d = open_dataset(f, loc, name);
   Id t(H5Dget_type(d));
   auto cls = H5Tget_class(t);
@@ -319,6 +407,7 @@ std::vector<T> read_dataset(const File& f, hid_t loc, const std::string& name, s
 template <typename T>
 void read_rows(const File& f, hid_t loc, const std::string& name, int64_t start, int64_t count, T* out) {
   if (count <= 0) return;
+  FaultGuard guard(f.path);
   Id d = open_dataset(f, loc, name);
   Id space(H5Dget_space(d));
   int nd = H5Sget_simple_extent_ndims(space);
@@ -339,12 +428,38 @@ void read_rows(const File& f, hid_t loc, const std::string& name, int64_t start,
 // ---- strings ----
 
 void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values) {
-  Appender<std::string> app(loc, name, 1, 4096, true);
-  app.append(values.data(), static_cast<int64_t>(values.size()));
+  // Fixed-length, not variable-length: variable-length strings live in HDF5's global heap, whose
+  // collections carry no checksum, and libhdf5 1.10 faults on a corrupted one. Fixed-length
+  // strings are plain chunked (and deflated) data: a corrupted chunk is garbage or an error.
+  size_t width = 1;
+  for (const auto& v : values) {
+    if (v.find('\0') != std::string::npos) throw_input("{}: string in '{}' contains a NUL byte", file_of(loc), name);
+    width = std::max(width, v.size());
+  }
+  Id t(H5Tcopy(H5T_C_S1));
+  H5Tset_size(t, width);
+  H5Tset_strpad(t, H5T_STR_NULLPAD);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  const hsize_t n = values.size();
+  Id space(H5Screate_simple(1, &n, nullptr));
+  Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  if (n > 0) {
+    const hsize_t chunk = std::max<hsize_t>(1, std::min<hsize_t>(n, (1u << 20) / width));
+    H5Pset_chunk(dcpl, 1, &chunk);
+    H5Pset_deflate(dcpl, 4);
+  }
+  Id d(H5Dcreate2(loc, name.c_str(), t, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+  if (!d.valid()) throw_input("{}: cannot create dataset '{}'", file_of(loc), name);
+  if (n == 0) return;
+  std::vector<char> buf(width * n, '\0');
+  for (size_t i = 0; i < values.size(); ++i) std::memcpy(buf.data() + i * width, values[i].data(), values[i].size());
+  if (H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
+    throw_input("{}: cannot write dataset '{}' (disk full?)", file_of(loc), name);
 }
 
 std::vector<std::string> read_strings_rows(const File& f, hid_t loc, const std::string& name, int64_t start,
                                            int64_t count) {
+  FaultGuard guard(f.path);
   Id d = open_dataset(f, loc, name);
   Id ft(H5Dget_type(d));
   if (H5Tget_class(ft) != H5T_STRING) throw_input("{}: dataset '{}' is not a string dataset", f.path, name);
@@ -352,6 +467,8 @@ std::vector<std::string> read_strings_rows(const File& f, hid_t loc, const std::
   hsize_t n = 0;
   if (H5Sget_simple_extent_ndims(space) != 1) throw_input("{}: dataset '{}' must be 1-D", f.path, name);
   H5Sget_simple_extent_dims(space, &n, nullptr);
+  // A variable-length string takes at least a 16-byte heap reference in the file.
+  check_extent(f, d, name, {n}, H5Tis_variable_str(ft) > 0 ? 16 : std::max<size_t>(H5Tget_size(ft), 1));
   if (count < 0) count = static_cast<int64_t>(n) - start;
   if (start < 0 || static_cast<hsize_t>(start + count) > n)
     throw_input("{}: rows [{}, {}) out of range for '{}' with {} rows", f.path, start, start + count, name, n);
@@ -399,15 +516,7 @@ Appender<T>::Appender(hid_t loc, const std::string& name, int64_t cols, int64_t 
   Id space(H5Screate_simple(nd, dims, maxd));
   Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
   H5Pset_chunk(dcpl, nd, chunk);
-  hid_t ft;
-  Id str_type;
-  if constexpr (std::is_same_v<T, std::string>) {
-    str_type = utf8_vlen_type();
-    ft = str_type.get();
-  } else {
-    ft = file_type<T>();
-  }
-  dset_ = Id(H5Dcreate2(loc, name.c_str(), ft, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+  dset_ = Id(H5Dcreate2(loc, name.c_str(), file_type<T>(), space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
   if (!dset_.valid()) throw_input("{}: cannot create dataset '{}'", file_of(loc), name);
 }
 
@@ -422,15 +531,7 @@ void Appender<T>::append(const T* rows, int64_t n_rows) {
   hsize_t cnt[2] = {static_cast<hsize_t>(n_rows), static_cast<hsize_t>(cols_)};
   H5Sselect_hyperslab(space, H5S_SELECT_SET, off, nullptr, cnt, nullptr);
   Id mem(H5Screate_simple(nd, cnt, nullptr));
-  herr_t rc;
-  if constexpr (std::is_same_v<T, std::string>) {
-    Id t = utf8_vlen_type();
-    std::vector<const char*> ptrs(static_cast<size_t>(n_rows));
-    for (int64_t i = 0; i < n_rows; ++i) ptrs[static_cast<size_t>(i)] = rows[i].c_str();
-    rc = H5Dwrite(dset_, t, mem, space, H5P_DEFAULT, ptrs.data());
-  } else {
-    rc = H5Dwrite(dset_, mem_type<T>(), mem, space, H5P_DEFAULT, rows);
-  }
+  const herr_t rc = H5Dwrite(dset_, mem_type<T>(), mem, space, H5P_DEFAULT, rows);
   if (rc < 0) throw_input("{}: cannot append to dataset {} (disk full?)", file_of(dset_), obj_name(dset_));
   rows_ += n_rows;
 }
@@ -462,6 +563,10 @@ void check_header(const File& f, const std::string& expected_format) {
     throw_input("{}: format '{}', expected '{}'", f.path, *fmt_attr, expected_format);
   auto ver = read_attr_int(f.get(), "schema_version");
   if (!ver) throw_input("{}: no root attribute 'schema_version'", f.path);
+  // A float attribute (written by hand from Python) must still be a whole version: 1.7 is not 1.
+  if (auto d = read_attr_double(f.get(), "schema_version"); d && *d != static_cast<double>(*ver))
+    throw_input("{}: schema_version {}, expected a whole number (this conceptlab reads {})", f.path, *d,
+                kSchemaVersion);
   if (*ver > kSchemaVersion || *ver < 1)
     throw_input("{}: schema_version {}, this conceptlab reads {} (upgrade conceptlab)", f.path, *ver, kSchemaVersion);
 }
@@ -476,6 +581,5 @@ CL_H5_INST(float)
 CL_H5_INST(double)
 CL_H5_INST(int32_t)
 CL_H5_INST(int64_t)
-template class Appender<std::string>;
 
 }  // namespace cl::h5

@@ -1,5 +1,5 @@
-// Thin RAII layer over the HDF5 C API: handles, attributes, typed datasets, variable-length
-// UTF-8 string datasets and appendable (chunked, unlimited) row datasets. All failures turn
+// Thin RAII layer over the HDF5 C API: handles, attributes, typed datasets, UTF-8 string
+// datasets and appendable (chunked, unlimited) row datasets. All failures turn
 // into cl::InputError naming the file and object, never HDF5's own stack dump.
 #pragma once
 
@@ -40,6 +40,14 @@ struct File {
   hid_t get() const { return id.get(); }
 };
 
+// libhdf5 1.10 trusts a few file structures that carry no checksum (the global heap behind
+// variable-length string attributes, kept because h5py reads them as str) and can fault on a
+// corrupted one. Once installed (by main, never by a library), a SIGSEGV/SIGBUS raised while a
+// reader here is inside an HDF5 call prints "FILE: corrupt HDF5 file (...)" and exits 1 (or
+// $CONCEPTLAB_HDF5_FAULT_EXIT, which the fuzz program sets to count these apart); a fault
+// anywhere else keeps the default behaviour.
+void install_fault_guard();
+
 File open_read(const std::string& path);    // InputError if missing, not HDF5 or truncated
 File create(const std::string& path);       // truncates
 void flush(const File& f);  // InputError naming the file when a write failed (disk full?)
@@ -72,14 +80,15 @@ std::string dataset_type_name(const File& f, hid_t loc, const std::string& name)
 template <typename T>
 void read_rows(const File& f, hid_t loc, const std::string& name, int64_t start, int64_t count, T* out);
 
-// Variable-length UTF-8 strings, 1-D.
+// UTF-8 strings, 1-D: written fixed-length (the widest value's bytes, NUL-padded, deflated);
+// read from fixed- or variable-length datasets (h5py writes variable-length).
 void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values);
 std::vector<std::string> read_strings(const File& f, hid_t loc, const std::string& name);
 std::vector<std::string> read_strings_rows(const File& f, hid_t loc, const std::string& name, int64_t start,
                                            int64_t count);
 
 // A dataset grown by appending rows: [0, cols] with unlimited first dimension, chunked.
-// T in {float, double, int32_t, int64_t, std::string}; cols is 1 for vectors (stored 1-D).
+// T in {float, double, int32_t, int64_t}; cols is 1 for vectors (stored 1-D).
 template <typename T>
 class Appender {
  public:

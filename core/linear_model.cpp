@@ -60,6 +60,13 @@ LinearModel read_linear(const std::string& path) {
   if (dims != std::vector<int64_t>{m.n_rows}) throw_input("{}: 'bias' must have {} entries", path, m.n_rows);
   for (float v : m.weights)
     if (!std::isfinite(v)) throw_input("{}: weights contain {}, expected finite values", path, v);
+  for (float v : m.bias)
+    if (!std::isfinite(v)) throw_input("{}: bias contains {}, expected finite values", path, v);
+  for (size_t a = 0; a < m.classes.size(); ++a)
+    for (size_t b = a + 1; b < m.classes.size(); ++b)
+      if (m.classes[a] == m.classes[b])
+        throw_input("{}: class '{}' is listed twice in attribute 'classes', expected distinct names", path,
+                    m.classes[a]);
   return m;
 }
 

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/h5.h"
 #include "core/npy.h"
+#include "core/output_claim.h"
 
 namespace cl {
 
@@ -105,6 +106,8 @@ NpyImportReport import_npy(const ImportNpyParams& p) {
 
 NpyExportReport export_npy(const ExportNpyParams& p, ProgressSink& progress) {
   if (!(p.max_gb > 0)) throw_usage("--max-gb {}: expected > 0", p.max_gb);
+  check_output_path(p.out_path, {p.in_path});
+  if (!p.ids_out.empty()) check_output_path(p.ids_out, {p.in_path, p.out_path});
   std::string format;
   {
     h5::File f = h5::open_read(p.in_path);
@@ -158,8 +161,12 @@ NpyExportReport export_npy(const ExportNpyParams& p, ProgressSink& progress) {
   } else {
     throw_input("{}: format '{}', expected '{}' or '{}'", p.in_path, format, kEmbeddingsFormat, kActivationsFormat);
   }
+  // The ids CSV is staged and renamed only after the .npy is in place: a failure of either leaves
+  // both previous outputs as they were.
+  StagedOutputs staged;
+  if (!p.ids_out.empty()) write_csv(staged.stage(p.ids_out, {p.in_path, p.out_path}), ids_csv, {p.in_path});
   write_npy(p.out_path, dense.data(), {n, d}, {p.in_path});
-  if (!p.ids_out.empty()) write_csv(p.ids_out, ids_csv, {p.in_path, p.out_path});
+  staged.commit_all();
   return {p.out_path, p.ids_out, format, n, d};
 }
 

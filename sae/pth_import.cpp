@@ -1,6 +1,8 @@
 // Import of the reference project's SAE checkpoint (torch.save zip: data.pkl + data/<key>
 // storages) without Python: a minimal zip reader for stored entries and a restricted pickle
 // machine that knows dicts, OrderedDict, tuples, lists, scalars and tensor rebuilds only.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -41,7 +43,9 @@ class ZipArchive {
       const uint16_t method = rd16(c + 10);
       const uint32_t csize = rd32(c + 20), usize = rd32(c + 24);
       const uint16_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
-      const uint32_t local = rd32(c + 42);
+      // 64-bit arithmetic throughout: a local offset near 2^32 must not wrap past the bounds check.
+      const uint64_t local = rd32(c + 42);
+      if (cd + 46 + nlen > b_.size()) throw_input("{}: broken zip central directory", path_);
       std::string name(reinterpret_cast<const char*>(c + 46), nlen);
       if (local + 30 > b_.size()) throw_input("{}: broken zip entry {}", path_, name);
       const unsigned char* l = &b_[local];
@@ -96,6 +100,7 @@ struct Obj {
   std::vector<std::pair<ObjP, ObjP>> dict;    // Dict (insertion order)
   TensorRef tensor;
   std::string storage_key;
+  int depth = 0;  // nesting below this object; bounded so no traversal or destructor recurses deeply
 };
 
 ObjP mk(Obj::Kind k) {
@@ -174,6 +179,7 @@ class Unpickler {
         case 't': {                                               // TUPLE
           auto o = mk(Obj::Tuple);
           o->items = pop_mark();
+          for (auto& v : o->items) nest(o, v);
           push(o);
           break;
         }
@@ -182,29 +188,32 @@ class Unpickler {
           auto o = mk(Obj::Tuple);
           o->items.resize(n);
           for (int k = n - 1; k >= 0; --k) o->items[k] = pop();
+          for (auto& v : o->items) nest(o, v);
           push(o);
           break;
         }
         case 'l': {                                               // LIST
           auto o = mk(Obj::List);
           o->items = pop_mark();
+          for (auto& v : o->items) nest(o, v);
           push(o);
           break;
         }
         case 'a': {                                               // APPEND
           auto v = pop();
+          nest(top(), v);
           top()->items.push_back(v);
           break;
         }
         case 'e': {                                               // APPENDS
           auto vs = pop_mark();
-          for (auto& v : vs) top()->items.push_back(v);
+          for (auto& v : vs) nest(top(), v), top()->items.push_back(v);
           break;
         }
         case 'd': {                                               // DICT
           auto vs = pop_mark();
           auto o = mk(Obj::Dict);
-          for (size_t k = 0; k + 1 < vs.size(); k += 2) o->dict.emplace_back(vs[k], vs[k + 1]);
+          for (size_t k = 0; k + 1 < vs.size(); k += 2) nest(o, vs[k]), nest(o, vs[k + 1]), o->dict.emplace_back(vs[k], vs[k + 1]);
           push(o);
           break;
         }
@@ -221,7 +230,8 @@ class Unpickler {
         case 'Q': {                                               // BINPERSID
           auto pid = pop();
           // ('storage', <class StorageType>, key, location, numel)
-          if (pid->kind != Obj::Tuple || pid->items.size() < 3 || pid->items[0]->s != "storage")
+          if (pid->kind != Obj::Tuple || pid->items.size() < 3 || pid->items[0]->s != "storage" ||
+              pid->items[1]->kind != Obj::Global || pid->items[2]->kind != Obj::Str)
             fail("unexpected persistent id");
           auto o = mk(Obj::Storage);
           o->s = pid->items[1]->s;
@@ -302,15 +312,29 @@ class Unpickler {
   }
   void set_item(const ObjP& d, const ObjP& k, const ObjP& v) {
     if (d->kind != Obj::Dict) fail("SETITEM on a non-dict");
+    nest(d, k);
+    nest(d, v);
     d->dict.emplace_back(k, v);
+  }
+  // A state dict nests a few levels; a crafted pickle nesting millions deep would overflow the
+  // stack in the recursive destruction of the objects (and a list appended to itself, through
+  // the memo, would nest without end).
+  static constexpr int kMaxDepth = 64;
+  void nest(const ObjP& parent, const ObjP& child) {
+    if (!child) return;
+    parent->depth = std::max(parent->depth, child->depth + 1);
+    if (parent->depth > kMaxDepth) fail(fmt::format("objects nested deeper than {}", kMaxDepth));
   }
   ObjP reduce(const ObjP& fn, const ObjP& args) {
     if (fn->kind != Obj::Global) fail("REDUCE of a non-global");
+    if (args->kind != Obj::Tuple) fail("REDUCE arguments are not a tuple");
     const std::string& g = fn->s;
     if (g == "collections OrderedDict" || g == "builtins dict") return mk(Obj::Dict);
     if (g == "torch._utils _rebuild_tensor_v2" || g == "torch._utils _rebuild_tensor") {
       // (storage, storage_offset, size, stride, ...)
-      if (args->items.size() < 4 || args->items[0]->kind != Obj::Storage) fail("bad tensor rebuild arguments");
+      if (args->items.size() < 4 || args->items[0]->kind != Obj::Storage || args->items[1]->kind != Obj::Int ||
+          args->items[2]->kind != Obj::Tuple || args->items[3]->kind != Obj::Tuple)
+        fail("bad tensor rebuild arguments");
       auto o = mk(Obj::Tensor);
       o->tensor.key = args->items[0]->storage_key;
       o->tensor.dtype = args->items[0]->s;
@@ -352,16 +376,31 @@ std::vector<float> tensor_data(const ZipArchive& zip, const TensorRef& t, const 
     esize = 8;
   else
     throw_input("{}: tensor {} has storage {}, expected torch FloatStorage or DoubleStorage", path, name, t.dtype);
-  int64_t numel = 1;
-  for (auto s : t.size) numel *= s;
+  // Every bound in 128-bit arithmetic: crafted offsets near 2^62 used to wrap (off + 1) * esize
+  // and read before the buffer.
+  using i128 = __int128;
+  const i128 n_storage = static_cast<i128>(raw.size() / esize);
+  i128 numel = 1, lo = t.offset, hi = t.offset;
+  for (size_t k = 0; k < t.size.size(); ++k) {
+    if (t.size[k] < 0) throw_input("{}: tensor {} has size {} in dim {}, expected >= 0", path, name, t.size[k], k);
+    numel *= t.size[k];
+    if (numel > n_storage) break;
+    if (t.size[k] == 0) continue;
+    const i128 span = static_cast<i128>(t.size[k] - 1) * t.stride[k];
+    (span < 0 ? lo : hi) += span;
+  }
+  if (numel > n_storage)
+    throw_input("{}: tensor {} has more elements than its storage holds ({})", path, name,
+                static_cast<int64_t>(n_storage));
+  if (numel > 0 && (lo < 0 || hi >= n_storage))
+    throw_input("{}: tensor {} indexes past its storage ({} bytes)", path, name, raw.size());
   std::vector<float> out(static_cast<size_t>(numel));
   const int64_t nd = static_cast<int64_t>(t.size.size());
   std::vector<int64_t> idx(static_cast<size_t>(nd), 0);
-  for (int64_t e = 0; e < numel; ++e) {
+  for (int64_t e = 0; e < static_cast<int64_t>(numel); ++e) {
     int64_t off = t.offset;
     for (int64_t k = 0; k < nd; ++k) off += idx[static_cast<size_t>(k)] * t.stride[static_cast<size_t>(k)];
-    if (off < 0 || static_cast<size_t>(off + 1) * esize > raw.size())
-      throw_input("{}: tensor {} indexes past its storage ({} bytes)", path, name, raw.size());
+    CL_ASSERT(off >= 0 && off < static_cast<int64_t>(n_storage), "tensor offset checked above");
     if (esize == 4) {
       float v;
       std::memcpy(&v, raw.data() + off * 4, 4);
@@ -405,6 +444,7 @@ SaeWeights import_reference_pth(const std::string& pth_path) {
   const TensorRef& be = get("encoder._bias", 2);
   const TensorRef& wd = get("decoder._weight", 3);
   const int64_t D = tb.size[1], n = we.size[1];
+  if (D < 1 || n < 1) throw_input("{}: D {} and {} latents, expected at least 1 of each", pth_path, D, n);
   if (tb.size[0] != 1 || we.size[0] != 1 || be.size[0] != 1 || wd.size[0] != 1)
     throw_input("{}: n_components {}, only 1 is supported", pth_path, we.size[0]);
   if (we.size[2] != D || be.size[1] != n || wd.size[1] != D || wd.size[2] != n)
@@ -426,6 +466,9 @@ SaeWeights import_reference_pth(const std::string& pth_path) {
     }
   w.b_enc = tensor_data(zip, be, pth_path, "encoder._bias");
   w.b_dec = tensor_data(zip, tb, pth_path, "tied_bias");
+  for (const auto* v : {&w.W_enc, &w.W_dec, &w.b_enc, &w.b_dec})
+    for (float x : *v)
+      if (!std::isfinite(x)) throw_input("{}: weights contain {}, expected finite values", pth_path, x);
   nlohmann::json mc = nlohmann::json::object();
   if (ObjP cfg = dict_get(root, "model_config"); cfg && cfg->kind == Obj::Dict) {
     for (auto& [k, v] : cfg->dict) {

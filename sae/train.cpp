@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "core/output_claim.h"
 #include "core/progress.h"
 #include "sae/batch_source.h"
 #include "sae/checkpoint.h"
@@ -36,13 +37,27 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
   RunState rs;
   if (!opt.resume_path.empty()) {
     load_checkpoint(opt.resume_path, tr, rs, rng, p, D, N, device);
+    // Same row count and dim is not the same data: the checkpoint's data mean must match too.
+    const Tensor mean_now = (src.mean_f64() * rs.scale).to(torch::kFloat32).to(tr.data_mean.device());
+    const double diff = (mean_now - tr.data_mean).abs().max().item<double>();
+    const double tol = 1e-4 * (1.0 + tr.data_mean.abs().max().item<double>());
+    if (!(diff <= tol))
+      throw_input("{}: checkpoint of a run on other data (the embeddings' mean differs by up to {:.3g}); resume with "
+                  "the embeddings the run started on, or start a new run without --resume",
+                  opt.resume_path, diff);
     spdlog::info("sae: resumed from {} at epoch {} (step {})", opt.resume_path, rs.epoch, tr.step_count);
   } else {
     auto sample = src.sample(p.pre_bias_sample, rng);
     if (p.normalize_input) {
-      const double msn = sample.pow(2).sum(1).mean().item<double>();
+      const double msn = sample.to(torch::kFloat64).pow(2).sum(1).mean().item<double>();
       rs.scale = msn > 0 ? 1.0 / std::sqrt(msn) : 1.0;
     }
+    const double max_abs = sample.abs().max().item<double>();
+    // Squared norms of larger values overflow float32 in the loss and in sae eval.
+    if (!std::isfinite(max_abs) || max_abs > 1e15)
+      throw_input("training data: values up to {:.3g}, expected |x| <= 1e15 (squared norms overflow float32): "
+                  "rescale the embeddings",
+                  max_abs);
     tr.init(sample * rs.scale);
     tr.data_mean = (src.mean_f64() * rs.scale).to(torch::kFloat32);
   }
@@ -53,12 +68,24 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
   std::ofstream log;
   const std::string log_path = opt.out_path.empty() ? "" : opt.out_path + ".log.jsonl";
   const std::string ckpt_path = opt.out_path.empty() ? "" : opt.out_path + ".ckpt";
-  if (!log_path.empty()) log.open(log_path, opt.resume_path.empty() ? std::ios::trunc : std::ios::app);
+  if (!log_path.empty()) {
+    log.open(log_path, opt.resume_path.empty() ? std::ios::trunc : std::ios::app);
+    if (!log.is_open()) throw_input("{}: cannot open the training log for writing", log_path);
+  }
 
   Progress prog(progress, "sae train", p.epochs, "epochs");
   prog.add(rs.epoch);
   EpochMetrics last;
   int64_t run_epochs = 0;
+  // A diverged run must not be saved as an SAE (every later step would read NaN): the loss is
+  // checked every few steps (a sync on CUDA, so not every step) and the weights every epoch.
+  auto check_diverged = [&](bool weights) {
+    if (tr.epoch_loss_finite() && (!weights || tr.weights_finite())) return;
+    throw_input("sae train: training diverged at epoch {}, step {} ({} is no longer finite); lower --lr ({:g} now){}, "
+                "or check the embeddings for extreme values; no SAE was written",
+                rs.epoch + 1, tr.step_count, tr.epoch_loss_finite() ? "a weight" : "the loss", p.lr,
+                p.arch == "relu-l1" ? fmt::format(" or --l1 ({:g} now)", p.l1) : "");
+  };
   while (rs.epoch < p.epochs) {
     src.start_epoch(rng);
     tr.reset_epoch_metrics();
@@ -68,14 +95,17 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
       prog.check_cancel();
       if (rs.scale != 1.0) x = x * scale_f;
       tr.step(x, total_steps);
+      if (tr.step_count % 32 == 0) check_diverged(false);
       if (opt.on_step) opt.on_step(tr.step_count, tr.max_norm_dev());
     }
+    check_diverged(true);
     ++rs.epoch;
     ++run_epochs;
     last = tr.epoch_metrics();
     last.epoch = rs.epoch;
     last.time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (log.is_open()) log << to_json(last).dump() << '\n' << std::flush;
+    if (log.is_open() && !(log << to_json(last).dump() << '\n' << std::flush))
+      throw_input("{}: cannot write the training log (disk full?)", log_path);
     prog.set_note(fmt::format("loss {:.4g} fvu {:.4f} l0 {:.1f} dead {:.3f}", last.loss, last.fvu, last.l0,
                               last.dead_fraction));
     const bool stop = opt.stop_after_epochs > 0 && run_epochs >= opt.stop_after_epochs;
@@ -127,10 +157,22 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
   return w;
 }
 
+// Every output (the SAE and its side files) is checked before any work: an unwritable folder or a
+// side file named like an input used to surface only at the first write, after minutes.
+void check_outputs(const TrainOptions& opt) {
+  if (opt.out_path.empty()) return;
+  std::vector<std::string> inputs = opt.inputs;
+  check_output_path(opt.out_path + ".ckpt", inputs);  // resuming from OUT.ckpt rewrites it: allowed
+  inputs.push_back(opt.resume_path);
+  check_output_path(opt.out_path, inputs);
+  check_output_path(opt.out_path + ".log.jsonl", inputs);
+}
+
 }  // namespace
 
 SaeWeights train(const float* x_nd, int64_t n, int64_t d, const TrainParams& p, Device device,
                  const TrainOptions& opt, ProgressSink& progress) {
+  check_outputs(opt);
   auto src = memory_source(x_nd, n, d, p.batch, device);
   return run_training(*src, p, device, opt, progress, [&](const Model& m) {
     return m.evaluate(x_nd, n, ApplyParams{kDefaultApplyBatch, p.dead_window});
@@ -139,6 +181,7 @@ SaeWeights train(const float* x_nd, int64_t n, int64_t d, const TrainParams& p, 
 
 SaeWeights train(const EmbeddingsReader& reader, const TrainParams& p, Device device, const TrainOptions& opt,
                  ProgressSink& progress) {
+  check_outputs(opt);
   const double bytes = static_cast<double>(reader.rows()) * static_cast<double>(reader.dim()) * 4.0;
   if (bytes <= p.memory_gb * 1073741824.0 * 0.75) {
     std::vector<float> data(static_cast<size_t>(reader.rows() * reader.dim()));

@@ -100,6 +100,14 @@ void Trainer::reset_epoch_metrics() {
   acc_rows_ = 0;
 }
 
+bool Trainer::epoch_loss_finite() const { return std::isfinite(acc_loss_.item<double>()); }
+
+bool Trainer::weights_finite() const {
+  for (const Tensor* w : {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec})
+    if (!w->isfinite().all().item<bool>()) return false;
+  return t.arch != Arch::batchtopk || std::isfinite(threshold.item<double>());
+}
+
 double Trainer::max_norm_dev() const { return (t.W_dec.norm(2, {1}) - 1.0).abs().max().item<double>(); }
 
 EpochMetrics Trainer::epoch_metrics() {

@@ -33,6 +33,9 @@ class Trainer {
   void reset_epoch_metrics();
   EpochMetrics epoch_metrics();
   double max_norm_dev() const;
+  // False once a loss of this epoch or any weight is NaN or infinite (a diverged run).
+  bool epoch_loss_finite() const;
+  bool weights_finite() const;
   // batchtopk: the smallest activation kept by batch top-k on x (device scalar, inf if none).
   torch::Tensor min_kept(const torch::Tensor& x_bd) const;
   void mark_epoch_start() { dead_fresh_ = false; }

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "core/h5.h"
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("conceptlab");
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("[%H:%M:%S] %v");
+  cl::h5::install_fault_guard();  // a libhdf5 fault on a corrupt file becomes exit 1 naming it
 
   CLI::App app{"conceptlab: concept discovery and interpretability on image embeddings"};
   app.require_subcommand(1);

@@ -5,6 +5,7 @@
 #include "cbm/protocol.h"
 #include "core/csv.h"
 #include "core/error.h"
+#include "core/output_claim.h"
 #include "core/linear_model.h"
 #include "tools/command.h"
 #include "tools/params_cli.h"
@@ -90,11 +91,15 @@ Runner setup_fit(CLI::App* s) {
     if (!a->train_ids.empty() && !a->load.split_col.empty()) throw_usage("use --split-col or --train-ids, not both");
     cbm::validate(proto.model);
     spdlog::info("cbm fit config: {}", nlohmann::json(proto).dump());
+    if (!a->out_path.empty()) check_output_path(a->out_path, {a->load.features_path, a->load.labels_path});
     auto d = cbm::load_dataset(a->load);
     spdlog::info("{} rows x {} features ({}), {} classes", d.X.n_rows, d.X.n_cols, d.features_kind, d.n_classes());
     std::vector<int64_t> train, valid, test;
     if (!a->load.split_col.empty()) cbm::rows_from_split_col(d, train, valid, test);
-    if (!a->train_ids.empty()) train = cbm::rows_for_id_file(d, a->train_ids), test = cbm::rows_for_id_file(d, a->test_ids);
+    if (!a->train_ids.empty()) {
+      train = cbm::rows_for_id_file(d, a->train_ids), test = cbm::rows_for_id_file(d, a->test_ids);
+      cbm::check_disjoint(train, test, d, a->train_ids, a->test_ids);
+    }
     const bool fixed = !train.empty();
     if (!fixed && !proto.tune.empty()) throw_usage("--tune needs a fixed split (--split-col with valid rows)");
     auto r = fixed ? cbm::run_fixed_split(d, train, valid, test, proto) : cbm::run_repeated_splits(d, proto, ctx.progress);

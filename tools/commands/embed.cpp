@@ -34,6 +34,8 @@ Command command_embed() {
             c.option("--workers", &EmbedParams::workers, "decoding threads (0 = auto: CUDA one per core, CPU half the cores)");
             c.flag("--skip-bad", &EmbedParams::skip_bad, "embed the good images and list the others in OUT.skipped.csv");
             c.flag("--resume", &EmbedParams::resume, "continue an interrupted run from OUT.partial");
+            c.flag("--allow-outside-root", &EmbedParams::allow_outside_root,
+                   "read CSV ids that are absolute paths or climb out of --image-root with '..' (refused otherwise)");
             auto& o = *pre;
             const std::string g = "Preprocessing";
             o.option("--image-size", &PreprocessParams::image_size, "override: model input side")->group(g);

@@ -4,6 +4,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/output_claim.h"
 #include "core/sae_weights.h"
 #include "sae/sae.h"
 #include "tools/command.h"
@@ -58,6 +59,8 @@ Runner setup_train(CLI::App* tr) {
     const Device device = pick_device(a->device);
     init_torch_threads();
     spdlog::info("sae train on {}: {}", device.str(), nlohmann::json(p).dump());
+    check_output_path(a->out, {a->embeddings, a->resume});
+    OutputLock lock(a->out);  // a second run on this --out would interleave the log and checkpoint
     EmbeddingsReader reader(a->embeddings);
     sae::TrainOptions opt;
     opt.out_path = a->out;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <cmath>
 #include <filesystem>
 
@@ -383,15 +384,42 @@ nlohmann::json to_json(const DemoWorldReport& r) {
           {"seconds", r.seconds}};
 }
 
+namespace {
+
+// Written first into a world's folder: a later run recognises the folder as a world it may
+// replace whole, even one whose generation was interrupted before meta.csv.
+constexpr const char* kWorldMarker = ".conceptlab-demo-world";
+
+// A world is written whole: old images must not survive beside new metadata. A folder holding a
+// previous world loses that world's files (other files, such as the demo's workspace, stay);
+// any other non-empty folder is refused rather than mixed into.
+void prepare_world_dir(const std::string& dir) {
+  std::error_code ec;
+  const fs::path d(dir);
+  if (fs::exists(d, ec) && !fs::is_directory(d, ec)) throw_input("{}: is a file, expected a folder", dir);
+  if (!fs::is_directory(d, ec) || fs::is_empty(d, ec)) return;
+  if (!fs::exists(d / kWorldMarker, ec))
+    throw_input("{}: folder is not empty and holds no demo world (no {}); choose a new or empty folder", dir,
+                kWorldMarker);
+  for (const char* name : {"images", "meta.csv", "encoder.pt", "encoder.json"}) {
+    fs::remove_all(d / name, ec);
+    if (ec) throw_input("{}: cannot remove the previous world's {} ({})", dir, name, ec.message());
+  }
+}
+
+}  // namespace
+
 DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string& dir, ProgressSink& progress) {
   if (p.jpeg_quality < 1 || p.jpeg_quality > 100) throw_usage("demo-data: jpeg quality {}: expected 1..100", p.jpeg_quality);
   for (double q : {p.train_fraction, p.p_structure, p.p_artifact, p.label_noise, p.hair_p_malignant_train,
                    p.hair_p_benign_train, p.hair_p_test})
     if (!(q >= 0 && q <= 1)) throw_usage("demo-data: probability {}: expected 0..1", q);
   const auto t0 = std::chrono::steady_clock::now();
+  prepare_world_dir(dir);
   std::error_code ec;
   fs::create_directories(fs::path(dir) / "images", ec);
   if (ec) throw_input("{}: cannot create folder ({})", dir, ec.message());
+  std::ofstream(fs::path(dir) / kWorldMarker) << "conceptlab demo world\n";
   std::vector<DemoImage> world = draw_world(p);
 
   const std::vector<int> jpeg = {cv::IMWRITE_JPEG_QUALITY, p.jpeg_quality};

@@ -64,7 +64,8 @@ void DecodePool::work() {
     Slot& s = slots_[b % depth_];
     std::string err;
     try {
-      err = preprocess_file(items_[i].path, pre_, s.data.data() + j * chw_);
+      // A refused path is never opened (the precheck already gave it its reason).
+      err = items_[i].outside_root ? "outside the image root" : preprocess_file(items_[i].path, pre_, s.data.data() + j * chw_);
     } catch (const std::exception& e) {
       err = std::string("preprocessing failed: ") + e.what();
     }

@@ -17,6 +17,7 @@ namespace cl::embed {
 struct EmbedItem {
   std::string id;
   std::string path;
+  bool outside_root = false;  // CSV id absolute or climbing out with ".." (refused unless allowed)
 };
 
 class DecodePool {

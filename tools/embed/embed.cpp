@@ -15,6 +15,7 @@
 #include "core/csv.h"
 #include "core/embeddings.h"
 #include "core/error.h"
+#include "core/output_claim.h"
 #include "core/progress.h"
 #include "tools/embed/decode_pool.h"
 #include "tools/embed/encoder.h"
@@ -56,7 +57,14 @@ std::vector<EmbedItem> list_items(const EmbedParams& p) {
     t.col(p.image_col);          // throws naming the columns available
     index_by(t, p.image_col);    // throws on duplicate or empty ids
     const fs::path root = image_root(p);
-    for (auto& id : t.column(p.image_col)) items.push_back({id, (root / id).string()});
+    for (auto& id : t.column(p.image_col)) {
+      // A CSV is data, often from elsewhere: its ids must not read files outside the image root
+      // (an absolute path or "../../x") unless the user says so.
+      const fs::path rel(id);
+      const std::string norm = rel.lexically_normal().generic_string();
+      const bool outside = rel.is_absolute() || rel.has_root_name() || norm == ".." || norm.rfind("../", 0) == 0;
+      items.push_back({id, (root / id).string(), outside && !p.allow_outside_root});
+    }
     if (items.empty()) throw_input("{}: no rows, expected at least one image", p.csv);
     return items;
   }
@@ -116,7 +124,9 @@ std::vector<std::string> precheck_items(const std::vector<EmbedItem>& items, boo
   std::vector<std::string> why(items.size());
   std::vector<std::pair<std::string, std::string>> bad;
   for (size_t i = 0; i < items.size(); ++i) {
-    why[i] = precheck_image(items[i].path);
+    why[i] = items[i].outside_root
+                 ? "outside the image root (absolute or '..' path; --allow-outside-root reads it)"
+                 : precheck_image(items[i].path);
     if (!why[i].empty()) bad.emplace_back(items[i].id, why[i] + " (" + items[i].path + ")");
   }
   if (!bad.empty() && !skip_bad)
@@ -222,8 +232,12 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
   const int64_t N = static_cast<int64_t>(items.size()), B = p.batch, n_batches = (N + B - 1) / B;
   std::vector<std::string> inputs = {p.model};
   if (!p.csv.empty()) inputs.push_back(p.csv);
-  check_not_input(p.out, inputs);
-  if (!fs::exists(fs::absolute(p.out).parent_path())) throw_input("{}: output folder does not exist", p.out);
+  // Every output, side files included, is checked before any image is read (an input named like
+  // OUT.partial or OUT.skipped.csv would otherwise be destroyed).
+  check_output_path(p.out, inputs);
+  check_output_path(partial_path(p.out), inputs);
+  if (p.skip_bad) check_output_path(skipped_path(p.out), inputs);
+  OutputLock lock(p.out);
   const std::vector<std::string> pre_err = precheck_items(items, p.skip_bad);
 
   const nlohmann::json config = {{"command", "embed"},
@@ -283,7 +297,19 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
     CsvTable t = read_csv(p.csv);
     for (auto& c : columns_for_ids(t, p.image_col, out.good_ids, p.csv)) out.writer->add_column(c);
   }
+  // The skip list is staged and renamed only after the embeddings are in place, so a failure of
+  // either leaves both previous outputs as they were.
+  StagedOutputs staged;
+  if (p.skip_bad) {
+    CsvTable t;
+    t.path = skipped_path(p.out);
+    t.header = {"id", "reason"};
+    for (auto& [id, why] : out.skipped) t.rows.push_back({id, why});
+    write_csv(staged.stage(t.path, inputs), t, inputs);
+    rep.skipped_csv = t.path;
+  }
   out.writer->commit();
+  staged.commit_all();
   ckpt.close();
 
   rep.skipped = std::move(out.skipped);
@@ -293,14 +319,6 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
   rep.seconds = secs;
   const int64_t n_run = N - rep.n_resumed;
   rep.images_per_s = secs > 0 ? static_cast<double>(n_run) / secs : 0;
-  if (p.skip_bad) {
-    CsvTable t;
-    t.path = skipped_path(p.out);
-    t.header = {"id", "reason"};
-    for (auto& [id, why] : rep.skipped) t.rows.push_back({id, why});
-    write_csv(t.path, t, inputs);
-    rep.skipped_csv = t.path;
-  }
   std::error_code ec;
   fs::remove(part, ec);
   return rep;

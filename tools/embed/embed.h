@@ -32,9 +32,11 @@ struct EmbedParams {
   int workers = 0;              // decoding threads; 0 = auto (CUDA: one per core, at most 8; CPU: half the cores)
   bool skip_bad = false;        // write good rows + OUT.skipped.csv instead of failing
   bool resume = false;          // continue from OUT.partial
+  bool allow_outside_root = false;  // CSV ids that are absolute or climb out of image_root with ".."
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmbedParams, model, preprocess_json, csv, image_col, image_root,
-                                                images_dir, out, device, batch, fp16, workers, skip_bad, resume)
+                                                images_dir, out, device, batch, fp16, workers, skip_bad, resume,
+                                                allow_outside_root)
 
 struct EmbedReport {
   std::string out, skipped_csv;  // skipped_csv "" unless --skip-bad

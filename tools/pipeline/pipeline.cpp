@@ -18,6 +18,7 @@
 #include "core/csv.h"
 #include "core/embeddings.h"
 #include "core/error.h"
+#include "core/output_claim.h"
 #include "core/latent_index.h"
 #include "core/latent_names.h"
 #include "core/linear_model.h"
@@ -91,6 +92,10 @@ Workspace open_workspace(const std::string& dir, const PipelineParams& p) {
     } catch (const InputError&) {
       spdlog::warn("{}: unreadable; every step runs again", path);
     }
+    // A folder holding some other JSON named workspace.json is not ours to overwrite.
+    if (w.state.is_object() && w.state.contains("format") && w.state["format"] != "conceptlab.workspace")
+      throw_input("{}: format {}, expected \"conceptlab.workspace\"; choose another workspace folder", path,
+                  w.state["format"].dump());
     if (!w.state.is_object() || w.state.value("format", std::string()) != "conceptlab.workspace") w.state = {};
   }
   if (w.state.is_null() || !w.state.contains("steps")) {
@@ -596,6 +601,7 @@ RunResult run_pipeline(const PipelineParams& p, const RunOptions& o, ProgressSin
   if (from > to) throw_usage("run: --from {} comes after --to {}", o.from, o.to);
   check_csv_columns(p);
   Workspace w = open_workspace(o.workspace, p);
+  OutputLock lock(w.file("workspace.json"));  // two runs on one workspace would race on every step
   Runner r{p, w, pick_device(o.device), progress, {}, false};
   const std::vector<Step> steps = {
       {"embed", [&] { return r.embed_key(); }, [&] { r.run_embed(); }},
