@@ -27,7 +27,7 @@ import torch
 
 def load_init(path):
     with h5py.File(path, "r") as f:
-        assert f.attrs["format"] == "conceptlab.sae", f"{path}: not a conceptlab.sae file"
+        assert f.attrs["format"] in (b"conceptlab.sae", "conceptlab.sae"), f"{path}: not a conceptlab.sae file"
         return [torch.from_numpy(f[k][:].astype(np.float32)) for k in ("W_enc", "b_enc", "W_dec", "b_dec")]
 
 

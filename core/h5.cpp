@@ -240,13 +240,20 @@ static void replace_attr(hid_t obj, const std::string& name) {
 }
 
 void write_attr(hid_t obj, const std::string& name, const std::string& value) {
+  // Fixed-length, like the string datasets: a variable-length string lives in the global heap,
+  // which carries no checksum and on which libhdf5 1.10 faults or loops when it is corrupted; a
+  // fixed-length value lives in the (checksummed) object header or dense attribute storage.
   replace_attr(obj, name);
-  Id t = utf8_vlen_type();
+  if (value.find('\0') != std::string::npos) throw_input("{}: attribute '{}' contains a NUL byte", file_of(obj), name);
+  Id t(H5Tcopy(H5T_C_S1));
+  H5Tset_size(t, std::max<size_t>(value.size(), 1));
+  H5Tset_strpad(t, H5T_STR_NULLPAD);
+  H5Tset_cset(t, H5T_CSET_UTF8);
   Id space(H5Screate(H5S_SCALAR));
   Id a(H5Acreate2(obj, name.c_str(), t, space, H5P_DEFAULT, H5P_DEFAULT));
   if (!a.valid()) throw_input("{}: cannot write attribute '{}'", file_of(obj), name);
-  const char* p = value.c_str();
-  if (H5Awrite(a, t, &p) < 0) throw_input("{}: cannot write attribute '{}'", file_of(obj), name);
+  std::string buf = value.empty() ? std::string(1, '\0') : value;
+  if (H5Awrite(a, t, buf.data()) < 0) throw_input("{}: cannot write attribute '{}'", file_of(obj), name);
 }
 
 void write_attr(hid_t obj, const std::string& name, int64_t value) {
@@ -286,10 +293,9 @@ std::optional<std::string> read_attr_string(hid_t obj, const std::string& name) 
   size_t n = H5Tget_size(ft);
   if (n == 0 || n > (size_t{1} << 28)) return std::nullopt;  // a corrupted size must not allocate gigabytes
   std::string s(n, '\0');
-  Id t(H5Tcopy(H5T_C_S1));
-  H5Tset_size(t, n);
+  Id t(H5Tcopy(ft));  // the file's width, padding and character set (UTF-8 does not convert to ASCII)
   if (H5Aread(a, t, s.data()) < 0) return std::nullopt;
-  s.resize(std::strlen(s.c_str()));
+  s.resize(strnlen(s.data(), n));
   return s;
 }
 
@@ -487,8 +493,9 @@ std::vector<std::string> read_strings_rows(const File& f, hid_t loc, const std::
     H5Dvlen_reclaim(t, mem, H5P_DEFAULT, ptrs.data());
   } else {
     size_t w = H5Tget_size(ft);
-    Id t(H5Tcopy(H5T_C_S1));
-    H5Tset_size(t, w);
+    // The file's own type (its width, padding and character set): an ASCII memory type has no
+    // conversion path from UTF-8 strings.
+    Id t(H5Tcopy(ft));
     std::vector<char> buf(w * static_cast<size_t>(count));
     if (H5Dread(d, t, mem, space, H5P_DEFAULT, buf.data()) < 0)
       throw_input("{}: cannot read strings '{}' (truncated or corrupt file)", f.path, name);

@@ -41,8 +41,8 @@ struct File {
 };
 
 // libhdf5 1.10 trusts a few file structures that carry no checksum (the global heap behind
-// variable-length string attributes, kept because h5py reads them as str) and can fault on a
-// corrupted one. Once installed (by main, never by a library), a SIGSEGV/SIGBUS raised while a
+// variable-length strings, which our writers no longer use but files from h5py do) and can fault
+// on a corrupted one. Once installed (by main, never by a library), a SIGSEGV/SIGBUS raised while a
 // reader here is inside an HDF5 call prints "FILE: corrupt HDF5 file (...)" and exits 1 (or
 // $CONCEPTLAB_HDF5_FAULT_EXIT, which the fuzz program sets to count these apart); a fault
 // anywhere else keeps the default behaviour.

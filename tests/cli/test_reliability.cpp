@@ -114,7 +114,7 @@ std::string make_pth(int64_t offset = 0, int64_t d = 3) {
 
 }  // namespace
 
-TEST_CASE("reliability: files are written with checksummed HDF5 metadata; corrupted metadata is an error") {
+TEST_CASE("reliability: files are written with checksummed HDF5 metadata and corrupted metadata is an error") {
   test::TempDir t;
   write_data(t);
   const auto bytes = test::read_bytes(t.file("e.h5"));
@@ -167,7 +167,7 @@ TEST_CASE("reliability: crafted .pth files are refused cleanly") {
   CHECK(r.exit_code == 1);
 }
 
-TEST_CASE("reliability: NaN in a model's bias is refused; AUROC is total on NaN scores") {
+TEST_CASE("reliability: NaN in a model bias is refused and AUROC is total on NaN scores") {
   test::TempDir t;
   LinearModel m;
   m.classes = {"a", "b"};
@@ -338,15 +338,15 @@ TEST_CASE("reliability: demo-data replaces a world whole and refuses other non-e
   test::TempDir t;
   fs::create_directory(t.file("mine"));
   test::write_text(t.file("mine/notes.txt"), "keep me");
-  auto r = run_cli({"-q", "demo-data", "--out", t.file("mine"), "--n", "12", "--image-size", "32"});
+  auto r = run_cli({"-q", "demo-data", "--out", t.file("mine"), "--n", "12", "--image-size", "64"});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("not empty") != std::string::npos);
   CHECK(test::read_text(t.file("mine/notes.txt")) == "keep me");
 
-  r = run_cli({"-q", "demo-data", "--out", t.file("w"), "--n", "12", "--image-size", "32"});
+  r = run_cli({"-q", "demo-data", "--out", t.file("w"), "--n", "12", "--image-size", "64"});
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   test::write_text(t.file("w/images/stale.jpg"), "old image");
-  r = run_cli({"-q", "demo-data", "--out", t.file("w"), "--n", "10", "--image-size", "32"});
+  r = run_cli({"-q", "demo-data", "--out", t.file("w"), "--n", "10", "--image-size", "64"});
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   CHECK_FALSE(fs::exists(t.file("w/images/stale.jpg")));
   size_t n_images = 0;
@@ -356,7 +356,7 @@ TEST_CASE("reliability: demo-data replaces a world whole and refuses other non-e
 
 TEST_CASE("reliability: embed refuses ids outside the image root unless allowed") {
   test::TempDir t;
-  REQUIRE(run_cli({"-q", "demo-data", "--out", t.file("w"), "--n", "6", "--image-size", "32"}).exit_code == 0);
+  REQUIRE(run_cli({"-q", "demo-data", "--out", t.file("w"), "--n", "6", "--image-size", "64"}).exit_code == 0);
   const CsvTable meta = read_csv(t.file("w/meta.csv"));
   const std::string first = meta.rows[0][0];
   fs::create_directory(t.file("root"));

@@ -271,6 +271,7 @@ TEST_CASE("sae resume rejects a checkpoint of another shape") {
   CHECK_THROWS_WITH_AS(sae::train(g.x.data(), 500, g.d, p, kCpu, opt), doctest::Contains("500 rows"), InputError);
   // Not a checkpoint (an SAE file, a TorchScript archive): refused by format, nothing executed.
   opt.resume_path = tmp.file("a.h5");
+  opt.out_path = tmp.file("b.h5");  // resuming from OUT itself would be refused as overwriting an input
   CHECK_THROWS_WITH_AS(sae::train(g.x.data(), g.n, g.d, p, kCpu, opt), doctest::Contains("conceptlab.sae_checkpoint"),
                        InputError);
   torch::jit::Module m("not_a_checkpoint");
@@ -480,7 +481,7 @@ TEST_CASE("sae CUDA path matches the CPU path") {
     return;
   }
   auto g = test::make_ground_truth(2048, 32, 64, 61);
-  for (const std::string arch : {"relu-l1", "topk", "batchtopk"}) {
+  for (const std::string arch : {"relu-l1", "topk", "batchtopk", "matryoshka-topk", "matryoshka-batchtopk"}) {
     CAPTURE(arch);
     sae::TrainParams p = tiny_params(arch);
     p.checkpoint_every = 0;
