@@ -1,5 +1,6 @@
 // SAE speed figures: one training step (D = 768 and 1024, expansion 8, batch 4096) per
-// architecture vs the time of that step's matrix multiplications alone, an autograd (eager)
+// architecture (matryoshka-topk with its default nested sizes 16, 64, 256, ...) vs the time of
+// that step's matrix multiplications alone, an autograd (eager)
 // version of the relu-l1 step as the PyTorch-style baseline, and the top-k decode crossover
 // between the dense product and gathering only the k active decoder rows.
 // Usage: sae_bench [--device cpu|cuda] [--reps N] [--dims 768,1024] [--batch 4096]
@@ -107,13 +108,13 @@ int main(int argc, char** argv) {
   torch::NoGradGuard ng;
   std::printf("sae_bench on %s, %d threads, batch %lld, expansion 8, k 32, %d reps\n", dev.str().c_str(),
               torch::get_num_threads(), static_cast<long long>(B), reps);
-  std::printf("%-6s %-10s %12s %14s %18s %16s\n", "D", "arch", "step_ms", "matmul_only_ms", "matmul/step ratio",
+  std::printf("%-6s %-16s %12s %14s %18s %16s\n", "D", "arch", "step_ms", "matmul_only_ms", "matmul/step ratio",
               "GFLOP/s (5 mm)");
 
   for (int64_t D : dims) {
     const int64_t n = 8 * D;
     auto x = fake_embeddings(B, D, dev);
-    for (const std::string arch : {"relu-l1", "topk", "batchtopk"}) {
+    for (const std::string arch : {"relu-l1", "topk", "batchtopk", "matryoshka-topk"}) {
       sae::TrainParams p;
       p.arch = arch;
       p.batch = B;
@@ -134,7 +135,7 @@ int main(int argc, char** argv) {
         auto e = torch::mm(xc.t(), dpre);
       });
       const double gflop = 5.0 * 2.0 * double(B) * double(D) * double(n) / 1e9;
-      std::printf("%-6lld %-10s %12.1f %14.1f %18.3f %16.1f\n", static_cast<long long>(D), arch.c_str(), step * 1e3,
+      std::printf("%-6lld %-16s %12.1f %14.1f %18.3f %16.1f\n", static_cast<long long>(D), arch.c_str(), step * 1e3,
                   mm * 1e3, mm / step, gflop / step);
       std::fflush(stdout);
     }

@@ -16,15 +16,35 @@ void expect_dims(const h5::File& f, const std::string& name, const std::vector<i
   }
 }
 
+// Prefixes must be what training writes: ascending sizes in [1, n], the full size last.
+void check_prefixes(const std::string& path, const SaeWeights& w) {
+  const bool nested = is_matryoshka_arch(w.arch);
+  if (!nested && !w.prefixes.empty())
+    throw_input("{}: arch {} with nested sizes 'prefixes'; only matryoshka SAEs have them", path, w.arch);
+  if (!nested) return;
+  if (w.prefixes.empty() || w.prefixes.back() != w.n_latents)
+    throw_input("{}: arch {} needs 'prefixes' ending at n_latents {}, found [{}]", path, w.arch, w.n_latents,
+                fmt::join(w.prefixes, ", "));
+  for (size_t i = 0; i < w.prefixes.size(); ++i)
+    if (w.prefixes[i] < 1 || (i > 0 && w.prefixes[i] <= w.prefixes[i - 1]))
+      throw_input("{}: 'prefixes' [{}] must be strictly ascending sizes >= 1", path, fmt::join(w.prefixes, ", "));
+}
+
 }  // namespace
+
+bool is_known_sae_arch(const std::string& a) {
+  return a == "relu-l1" || a == "topk" || a == "batchtopk" || is_matryoshka_arch(a);
+}
+bool is_matryoshka_arch(const std::string& a) { return a == "matryoshka-topk" || a == "matryoshka-batchtopk"; }
 
 void write_sae(const std::string& path, const SaeWeights& w, const std::vector<std::string>& inputs) {
   const int64_t D = w.d_in, n = w.n_latents;
   CL_ASSERT(static_cast<int64_t>(w.W_enc.size()) == D * n && static_cast<int64_t>(w.W_dec.size()) == n * D &&
                 static_cast<int64_t>(w.b_enc.size()) == n && static_cast<int64_t>(w.b_dec.size()) == D,
             "SaeWeights shapes inconsistent");
-  if (w.arch != "relu-l1" && w.arch != "topk" && w.arch != "batchtopk")
-    throw_input("{}: arch '{}', expected relu-l1, topk or batchtopk", path, w.arch);
+  if (!is_known_sae_arch(w.arch))
+    throw_input("{}: arch '{}', expected relu-l1, topk, batchtopk or matryoshka-*", path, w.arch);
+  check_prefixes(path, w);
   AtomicOutput out(path, inputs);
   {
     h5::File f = h5::create(out.temp_path());
@@ -40,6 +60,8 @@ void write_sae(const std::string& path, const SaeWeights& w, const std::vector<s
     h5::write_dataset<float>(f.get(), "b_enc", w.b_enc.data(), {n});
     h5::write_dataset<float>(f.get(), "W_dec", w.W_dec.data(), {n, D});
     h5::write_dataset<float>(f.get(), "b_dec", w.b_dec.data(), {D});
+    if (!w.prefixes.empty())
+      h5::write_dataset<int64_t>(f.get(), "prefixes", w.prefixes.data(), {static_cast<int64_t>(w.prefixes.size())});
     h5::flush(f);
   }
   out.commit();
@@ -50,8 +72,8 @@ SaeWeights read_sae(const std::string& path) {
   h5::check_header(f, kSaeFormat);
   SaeWeights w;
   w.arch = h5::read_attr_string(f.get(), "arch").value_or("");
-  if (w.arch != "relu-l1" && w.arch != "topk" && w.arch != "batchtopk")
-    throw_input("{}: arch '{}', expected relu-l1, topk or batchtopk", path, w.arch);
+  if (!is_known_sae_arch(w.arch))
+    throw_input("{}: arch '{}', expected relu-l1, topk, batchtopk or matryoshka-*", path, w.arch);
   w.k = h5::read_attr_int(f.get(), "k").value_or(0);
   w.threshold = h5::read_attr_double(f.get(), "threshold").value_or(0.0);
   w.config = h5::read_attr_json(f, f.get(), "config");
@@ -67,8 +89,13 @@ SaeWeights read_sae(const std::string& path) {
   expect_dims(f, "W_dec", dims, {w.n_latents, w.d_in});
   w.b_dec = h5::read_dataset<float>(f, f.get(), "b_dec", &dims);
   expect_dims(f, "b_dec", dims, {w.d_in});
-  if ((w.arch == "topk" || w.arch == "batchtopk") && (w.k <= 0 || w.k > w.n_latents))
+  if (w.arch != "relu-l1" && (w.k <= 0 || w.k > w.n_latents))
     throw_input("{}: arch {} with k {}, expected 1..{}", path, w.arch, w.k, w.n_latents);
+  if (h5::exists(f.get(), "prefixes")) {
+    w.prefixes = h5::read_dataset<int64_t>(f, f.get(), "prefixes", &dims);
+    if (dims.size() != 1) throw_input("{}: 'prefixes' must be 1-D", path);
+  }
+  check_prefixes(path, w);
   return w;
 }
 

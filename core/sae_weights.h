@@ -1,6 +1,8 @@
 // The SAE weights format ("conceptlab.sae", schema 1): `W_enc` float32 [D, n_latents],
 // `b_enc` [n_latents], `W_dec` [n_latents, D], `b_dec` [D]; attributes `arch`
-// ("relu-l1" | "topk" | "batchtopk"), `k`, `threshold`, `config` and `metrics` (JSON).
+// ("relu-l1" | "topk" | "batchtopk" | "matryoshka-topk" | "matryoshka-batchtopk"), `k`,
+// `threshold`, `config` and `metrics` (JSON); matryoshka SAEs also have `prefixes` int64 [P]
+// (nested dictionary sizes, ascending, n_latents last: latents [0, m) alone reconstruct).
 // Meaning: z = act((x - b_dec) W_enc + b_enc), x_hat = z W_dec + b_dec.
 #pragma once
 
@@ -23,11 +25,16 @@ struct SaeWeights {
   std::vector<float> b_dec;  // [d_in]
   int64_t k = 0;             // topk / batchtopk
   double threshold = 0.0;    // batchtopk inference threshold
+  std::vector<int64_t> prefixes;  // matryoshka-*: nested sizes, ascending, n_latents last
   nlohmann::json config = nlohmann::json::object();
   nlohmann::json metrics = nlohmann::json::object();
 };
 
 void write_sae(const std::string& path, const SaeWeights& w, const std::vector<std::string>& inputs = {});
 SaeWeights read_sae(const std::string& path);
+
+// True for the architectures the file format knows; top-k family = every one but relu-l1.
+bool is_known_sae_arch(const std::string& arch);
+bool is_matryoshka_arch(const std::string& arch);
 
 }  // namespace cl

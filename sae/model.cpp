@@ -17,14 +17,26 @@ Arch parse_arch(const std::string& s) {
   if (s == "relu-l1") return Arch::relu_l1;
   if (s == "topk") return Arch::topk;
   if (s == "batchtopk") return Arch::batchtopk;
-  throw_usage("arch '{}': expected relu-l1, topk or batchtopk", s);
+  if (s == "matryoshka-topk") return Arch::matryoshka_topk;
+  if (s == "matryoshka-batchtopk") return Arch::matryoshka_batchtopk;
+  throw_usage("arch '{}': expected relu-l1, topk, batchtopk, matryoshka-topk or matryoshka-batchtopk", s);
 }
+
+Arch activation_of(Arch a) {
+  if (a == Arch::matryoshka_topk) return Arch::topk;
+  if (a == Arch::matryoshka_batchtopk) return Arch::batchtopk;
+  return a;
+}
+
+bool is_matryoshka(Arch a) { return a == Arch::matryoshka_topk || a == Arch::matryoshka_batchtopk; }
 
 const char* arch_name(Arch a) {
   switch (a) {
     case Arch::relu_l1: return "relu-l1";
     case Arch::topk: return "topk";
     case Arch::batchtopk: return "batchtopk";
+    case Arch::matryoshka_topk: return "matryoshka-topk";
+    case Arch::matryoshka_batchtopk: return "matryoshka-batchtopk";
   }
   return "?";
 }
@@ -50,6 +62,7 @@ Tensors to_tensors(const SaeWeights& w, torch::Device device) {
   t.arch = parse_arch(w.arch);
   t.k = w.k;
   t.threshold = w.threshold;
+  t.prefixes = w.prefixes;
   return t;
 }
 
@@ -68,6 +81,7 @@ void from_tensors(const Tensors& t, SaeWeights& w) {
   w.arch = arch_name(t.arch);
   w.k = t.k;
   w.threshold = t.threshold;
+  w.prefixes = t.prefixes;
 }
 
 torch::Tensor pre_activations(const Tensors& t, const torch::Tensor& x_bd) {
@@ -76,7 +90,7 @@ torch::Tensor pre_activations(const Tensors& t, const torch::Tensor& x_bd) {
 
 torch::Tensor encode_dense(const Tensors& t, const torch::Tensor& x_bd) {
   auto pre = pre_activations(t, x_bd);
-  switch (t.arch) {
+  switch (t.activation()) {
     case Arch::relu_l1:
       return pre.relu_();
     case Arch::topk: {
@@ -90,7 +104,10 @@ torch::Tensor encode_dense(const Tensors& t, const torch::Tensor& x_bd) {
       auto keep = pre > std::max(t.threshold, 0.0);
       return pre.mul_(keep);
     }
+    default:
+      break;
   }
+  CL_ASSERT(false, "encode_dense: unhandled activation");
   return pre;
 }
 
@@ -217,8 +234,11 @@ struct EvalAcc {
   torch::Tensor last_fired;                  // int64 [n]: 1 + index of last input firing
   // Chan's parallel merge of per-chunk mean / M2 keeps sum ||x - mean||^2 accurate in one pass.
   torch::Tensor mean, m2;
+  std::vector<int64_t> prefixes;  // nested sizes whose FVU is reported
+  torch::Tensor sse_prefix;       // float64 [P]
+  torch::Tensor Wd;               // W_dec in float64, once
 
-  void init(int64_t d, int64_t n, int64_t window, torch::Device dev) {
+  void init(int64_t d, int64_t n, int64_t window, torch::Device dev, std::vector<int64_t> sizes = {}) {
     D = d;
     n_lat = n;
     dead_window = window;
@@ -229,6 +249,24 @@ struct EvalAcc {
     mean = torch::zeros({d}, o);
     m2 = torch::zeros({}, o);
     last_fired = torch::zeros({n}, torch::TensorOptions().dtype(torch::kLong).device(dev));
+    prefixes = std::move(sizes);
+    sse_prefix = torch::zeros({static_cast<int64_t>(prefixes.size())}, o);
+  }
+
+  // Reconstructions from latents [0, m) alone, by cumulative partial decodes.
+  void add_prefixes(const torch::Tensor& x, const torch::Tensor& z, const Tensors& t) {
+    if (prefixes.empty()) return;
+    auto err = (t.b_dec.unsqueeze(0) - x).to(torch::kFloat64);
+    auto zd = z.to(torch::kFloat64);
+    if (!Wd.defined()) Wd = t.W_dec.to(torch::kFloat64);
+    std::vector<torch::Tensor> sse;
+    int64_t lo = 0;
+    for (int64_t m : prefixes) {
+      err = torch::addmm(err, zd.narrow(1, lo, m - lo), Wd.narrow(0, lo, m - lo));
+      sse.push_back(err.pow(2).sum());
+      lo = m;
+    }
+    sse_prefix += torch::stack(sse);
   }
 
   void add(const torch::Tensor& x, const torch::Tensor& z, const torch::Tensor& xhat) {
@@ -266,6 +304,10 @@ struct EvalAcc {
     m.dead_fraction = static_cast<double>(m.n_dead) / static_cast<double>(n_lat);
     m.dead_window = window;
     m.decoder_norm_max_dev = (W_dec.norm(2, {1}) - 1.0).abs().max().item<double>();
+    m.prefixes = prefixes;
+    auto sp = sse_prefix.to(torch::kCPU);
+    for (size_t i = 0; i < prefixes.size(); ++i)
+      m.fvu_prefix.push_back(var > 0 ? sp[static_cast<int64_t>(i)].item<double>() / var : 0.0);
     return m;
   }
 };
@@ -273,7 +315,7 @@ struct EvalAcc {
 }  // namespace
 
 nlohmann::json to_json(const Metrics& m) {
-  return {{"n", m.n},
+  nlohmann::json j = {{"n", m.n},
           {"mse", m.mse},
           {"fvu", m.fvu},
           {"l0", m.l0},
@@ -282,19 +324,38 @@ nlohmann::json to_json(const Metrics& m) {
           {"dead_fraction", m.dead_fraction},
           {"dead_window", m.dead_window},
           {"decoder_norm_max_dev", m.decoder_norm_max_dev}};
+  if (!m.prefixes.empty()) {
+    nlohmann::json fp = nlohmann::json::object();
+    for (size_t i = 0; i < m.prefixes.size(); ++i) fp[std::to_string(m.prefixes[i])] = m.fvu_prefix[i];
+    j["fvu_prefix"] = fp;
+  }
+  return j;
 }
+
+namespace {
+// The nested sizes an evaluation reports: those asked for, else the SAE's own.
+std::vector<int64_t> eval_prefixes(const ApplyParams& p, const Tensors& t, const std::string& sae_path) {
+  if (p.prefixes.empty()) return t.prefixes;
+  for (int64_t m : p.prefixes)
+    if (m > t.n_latents())
+      throw_usage("prefixes: size {} is above the {} latents of SAE {}", m, t.n_latents(),
+                  sae_path.empty() ? std::string("(in memory)") : sae_path);
+  return p.prefixes;
+}
+}  // namespace
 
 Metrics Model::evaluate(const float* x_nd, int64_t n, const ApplyParams& p) const {
   validate(p);
   torch::NoGradGuard ng;
   const auto& t = impl_->t;
   EvalAcc acc;
-  acc.init(d_in(), n_latents(), p.dead_window, impl_->device);
+  acc.init(d_in(), n_latents(), p.dead_window, impl_->device, eval_prefixes(p, t, impl_->path));
   for (int64_t s = 0; s < n; s += p.batch) {
     const int64_t B = std::min(p.batch, n - s);
     auto x = host_rows(x_nd + s * d_in(), B, d_in(), impl_->device);
     auto z = encode_dense(t, x);
     acc.add(x, z, decode_dense(t, z));
+    acc.add_prefixes(x, z, t);
   }
   return acc.result(t.W_dec);
 }
@@ -306,7 +367,7 @@ Metrics Model::evaluate(const EmbeddingsReader& reader, const ApplyParams& p, Pr
   const auto& t = impl_->t;
   const int64_t n = reader.rows(), d = reader.dim();
   EvalAcc acc;
-  acc.init(d, n_latents(), p.dead_window, impl_->device);
+  acc.init(d, n_latents(), p.dead_window, impl_->device, eval_prefixes(p, t, impl_->path));
   std::vector<float> buf;
   Progress prog(progress, "sae eval", n, "rows");
   for (int64_t s = 0; s < n; s += p.batch) {
@@ -316,6 +377,7 @@ Metrics Model::evaluate(const EmbeddingsReader& reader, const ApplyParams& p, Pr
     auto x = host_rows(buf.data(), B, d, impl_->device);
     auto z = encode_dense(t, x);
     acc.add(x, z, decode_dense(t, z));
+    acc.add_prefixes(x, z, t);
     prog.add(B);
   }
   return acc.result(t.W_dec);

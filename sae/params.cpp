@@ -9,8 +9,33 @@ namespace cl::sae {
 
 int64_t latent_count(const TrainParams& p, int64_t d_in) { return p.n_latents > 0 ? p.n_latents : p.expansion * d_in; }
 
+std::vector<int64_t> nested_sizes(const TrainParams& p, int64_t n) {
+  if (!is_matryoshka(parse_arch(p.arch))) return {};
+  std::vector<int64_t> sizes;
+  if (p.prefixes.empty()) {
+    for (int64_t m = 16; m < n; m *= 4) sizes.push_back(m);
+  } else {
+    for (size_t i = 0; i < p.prefixes.size(); ++i) {
+      const int64_t m = p.prefixes[i];
+      const bool last = i + 1 == p.prefixes.size();
+      if (m > n || (m == n && !last)) throw_usage("prefixes: size {} is not below n_latents {}", m, n);
+      if (m < n) sizes.push_back(m);  // the full size, implied last, may also be given
+    }
+  }
+  sizes.push_back(n);
+  return sizes;
+}
+
 void validate(const TrainParams& p) {
-  parse_arch(p.arch);
+  const Arch arch = parse_arch(p.arch);
+  if (!is_matryoshka(arch) && !p.prefixes.empty())
+    throw_usage("prefixes: nested sizes are for matryoshka-topk and matryoshka-batchtopk, not arch {}", p.arch);
+  for (size_t i = 0; i < p.prefixes.size(); ++i) {
+    if (p.prefixes[i] < 1) throw_usage("prefixes: size {}, expected >= 1", p.prefixes[i]);
+    if (i > 0 && p.prefixes[i] <= p.prefixes[i - 1])
+      throw_usage("prefixes: {} after {}, expected strictly ascending sizes", p.prefixes[i], p.prefixes[i - 1]);
+  }
+  if (p.n_latents > 0) nested_sizes(p, p.n_latents);  // sizes beyond n_latents
   if (p.expansion < 1 && p.n_latents < 1) throw_usage("expansion {}: expected >= 1", p.expansion);
   if (p.n_latents < 0) throw_usage("n_latents {}: expected >= 0 (0 = expansion * D)", p.n_latents);
   if (p.arch != "relu-l1" && p.k < 1) throw_usage("k {}: expected >= 1", p.k);
@@ -45,6 +70,9 @@ void validate(const TrainParams& p) {
 void validate(const ApplyParams& p) {
   if (p.batch < 1) throw_usage("batch {}: expected >= 1", p.batch);
   if (p.dead_window < 1) throw_usage("dead_window {}: expected >= 1", p.dead_window);
+  for (size_t i = 0; i < p.prefixes.size(); ++i)
+    if (p.prefixes[i] < 1 || (i > 0 && p.prefixes[i] <= p.prefixes[i - 1]))
+      throw_usage("prefixes: [{}], expected strictly ascending sizes >= 1", fmt::join(p.prefixes, ", "));
 }
 
 }  // namespace cl::sae

@@ -31,10 +31,14 @@ inline constexpr int64_t kDefaultApplyBatch = 8192;
 // embeddings it reaches L0 32 and FVU 0.004 where the reference's ReLU + L1 recipe
 // (configs/sae-reference.json) leaves ~890 latents active per image (docs/sae.md, "Defaults").
 struct TrainParams {
-  std::string arch = "topk";     // relu-l1 | topk | batchtopk
+  std::string arch = "topk";     // relu-l1 | topk | batchtopk | matryoshka-topk | matryoshka-batchtopk
   int64_t expansion = 8;         // n_latents = expansion * D (unless n_latents > 0)
   int64_t n_latents = 0;
   int64_t k = 32;                // topk / batchtopk: active latents per input (batch mean)
+  // matryoshka-*: nested dictionary sizes m, ascending (the full size is implied last); the loss
+  // is the mean over them of the reconstruction error of latents [0, m) alone. Empty: 16, 64,
+  // 256, ... (powers of 4 below n_latents).
+  std::vector<int64_t> prefixes = {};
   double l1 = 3e-5;              // relu-l1: loss = MSE + l1 * mean_b sum_j |z_bj|
   double lr = 5e-4;
   double adam_beta1 = 0.9;
@@ -64,7 +68,7 @@ struct TrainParams {
   bool operator==(const TrainParams&) const = default;
 };
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainParams, arch, expansion, n_latents, k, l1, lr, adam_beta1,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainParams, arch, expansion, n_latents, k, prefixes, l1, lr, adam_beta1,
                                                 adam_beta2, adam_eps, batch, epochs, seed, lr_warmup_steps,
                                                 lr_decay_frac, l1_warmup_steps, grad_clip, dead_window,
                                                 resample_every, aux_k, aux_alpha, pre_bias_init,
@@ -75,6 +79,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainParams, arch, expansion, n_
 void validate(const TrainParams& p);
 // n_latents of a run on d_in-dimensional inputs.
 int64_t latent_count(const TrainParams& p, int64_t d_in);
+// The nested sizes of a matryoshka run with n latents (ascending, n last; UsageError when a given
+// size is not below n); {} for the other architectures.
+std::vector<int64_t> nested_sizes(const TrainParams& p, int64_t n_latents);
 
 struct TrainOptions {
   std::string out_path;     // log goes to out_path + ".log.jsonl", checkpoints to out_path + ".ckpt"
@@ -101,14 +108,19 @@ struct Metrics {
   double mse = 0, fvu = 0, l0 = 0, l1 = 0;
   int64_t n_dead = 0, dead_window = 0;
   double dead_fraction = 0, decoder_norm_max_dev = 0;
+  // FVU of the reconstruction from latents [0, m) alone, for each nested size m (matryoshka SAEs,
+  // or the sizes asked for in ApplyParams::prefixes).
+  std::vector<int64_t> prefixes;
+  std::vector<double> fvu_prefix;
 };
 nlohmann::json to_json(const Metrics& m);
 
 struct ApplyParams {
   int64_t batch = kDefaultApplyBatch;        // rows per chunk
   int64_t dead_window = kDefaultDeadWindow;  // eval: see Metrics
+  std::vector<int64_t> prefixes = {};         // eval: FVU of latents [0, m) per size (empty: the SAE's own)
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ApplyParams, batch, dead_window)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ApplyParams, batch, dead_window, prefixes)
 void validate(const ApplyParams& p);
 
 struct Tensors;  // the weights as device tensors (sae/tensors.h)

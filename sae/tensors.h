@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -10,9 +11,12 @@
 
 namespace cl::sae {
 
-enum class Arch { relu_l1, topk, batchtopk };
+enum class Arch { relu_l1, topk, batchtopk, matryoshka_topk, matryoshka_batchtopk };
 Arch parse_arch(const std::string& s);  // throws UsageError
 const char* arch_name(Arch a);
+// The activation of an architecture: the matryoshka ones nest the loss, not the activation.
+Arch activation_of(Arch a);
+bool is_matryoshka(Arch a);
 
 // W_enc [D, n], b_enc [n], W_dec [n, D], b_dec [D], float32 on one device.
 struct Tensors {
@@ -20,6 +24,8 @@ struct Tensors {
   Arch arch = Arch::relu_l1;
   int64_t k = 0;
   double threshold = 0.0;
+  std::vector<int64_t> prefixes;  // matryoshka: nested dictionary sizes, ascending, n_latents last
+  Arch activation() const { return activation_of(arch); }
   int64_t d_in() const { return W_enc.size(0); }
   int64_t n_latents() const { return W_enc.size(1); }
 };

@@ -116,7 +116,7 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
   }
   prog.finish();
 
-  if (tr.t.arch == Arch::batchtopk && rs.epoch == p.epochs) {
+  if (tr.t.activation() == Arch::batchtopk && rs.epoch == p.epochs) {
     // The running estimate lags behind the weights early on; the saved threshold is the mean
     // over one more pass (up to 64 batches) of the batch minimum kept by the final weights.
     src.start_epoch(rng);

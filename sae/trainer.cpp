@@ -16,6 +16,11 @@ nlohmann::json to_json(const EpochMetrics& m) {
                       {"l0", m.l0},       {"l1", m.l1},     {"dead_fraction", m.dead_fraction},
                       {"decoder_norm_max_dev", m.decoder_norm_max_dev}, {"time_s", m.time_s}};
   if (m.has_threshold) j["threshold"] = m.threshold;
+  if (!m.prefixes.empty()) {
+    nlohmann::json fp = nlohmann::json::object();
+    for (size_t i = 0; i < m.prefixes.size(); ++i) fp[std::to_string(m.prefixes[i])] = m.fvu_prefix[i];
+    j["fvu_prefix"] = fp;
+  }
   return j;
 }
 
@@ -24,6 +29,7 @@ Trainer::Trainer(const TrainParams& p, int64_t d_in, int64_t n_rows, torch::Devi
       window_(std::max<int64_t>(1, std::min(p.dead_window, n_rows))), device_(device) {
   t.arch = parse_arch(p.arch);
   t.k = t.arch == Arch::relu_l1 ? 0 : std::min(p.k, n_);
+  t.prefixes = nested_sizes(p, n_);
   auto f = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   since_fired = torch::zeros({n_}, torch::TensorOptions().dtype(torch::kLong).device(device));
   threshold = torch::zeros({}, f);
@@ -97,6 +103,7 @@ void Trainer::reset_epoch_metrics() {
   acc_var_ = torch::zeros({}, o);
   acc_l0_ = torch::zeros({}, o);
   acc_l1_ = torch::zeros({}, o);
+  acc_sse_prefix_ = torch::zeros({static_cast<int64_t>(t.prefixes.size())}, o);
   acc_rows_ = 0;
 }
 
@@ -105,7 +112,7 @@ bool Trainer::epoch_loss_finite() const { return std::isfinite(acc_loss_.item<do
 bool Trainer::weights_finite() const {
   for (const Tensor* w : {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec})
     if (!w->isfinite().all().item<bool>()) return false;
-  return t.arch != Arch::batchtopk || std::isfinite(threshold.item<double>());
+  return t.activation() != Arch::batchtopk || std::isfinite(threshold.item<double>());
 }
 
 double Trainer::max_norm_dev() const { return (t.W_dec.norm(2, {1}) - 1.0).abs().max().item<double>(); }
@@ -123,8 +130,14 @@ EpochMetrics Trainer::epoch_metrics() {
   m.l1 = acc_l1_.item<double>() / N;
   m.dead_fraction = static_cast<double>(n_dead) / static_cast<double>(n_);
   m.decoder_norm_max_dev = max_norm_dev();
-  m.has_threshold = t.arch == Arch::batchtopk;
+  m.has_threshold = t.activation() == Arch::batchtopk;
   if (m.has_threshold) m.threshold = threshold.item<double>();
+  if (!t.prefixes.empty()) {
+    m.prefixes = t.prefixes;
+    auto sp = acc_sse_prefix_.to(torch::kCPU);
+    for (size_t i = 0; i < t.prefixes.size(); ++i)
+      m.fvu_prefix.push_back(var > 0 ? sp[static_cast<int64_t>(i)].item<double>() / var : 0.0);
+  }
   return m;
 }
 
@@ -165,7 +178,7 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
   Tensor z;
   if (t.arch == Arch::relu_l1) {
     z = pre.relu_();  // relu-l1 needs no pre-activations after this
-  } else if (t.arch == Arch::topk) {
+  } else if (t.activation() == Arch::topk) {
     auto [vals, idx] = pre.topk(t.k, 1, true, false);
     z = rows(buf_z_, B, n_).zero_().scatter_(1, idx, vals.relu_());
   } else {
@@ -198,8 +211,24 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
     else
       threshold.mul_(p_.threshold_momentum).add_(minpos * (1.0 - p_.threshold_momentum));
   }
-  Tensor xhat = torch::addmm(t.b_dec, z, t.W_dec);
-  Tensor e = xhat - x;  // [B, D]
+  // Reconstruction error(s) [B, D]. Matryoshka: errs[p] = z[:, :m_p] W_dec[:m_p] + b_dec - x for
+  // each nested size m_p, by cumulative partial decodes (one full decode's work in total).
+  const int64_t P = static_cast<int64_t>(t.prefixes.size());
+  std::vector<Tensor> errs;
+  Tensor e;
+  if (P == 0) {
+    e = torch::addmm(t.b_dec, z, t.W_dec) - x;
+  } else {
+    Tensor acc = t.b_dec.unsqueeze(0) - x;
+    int64_t lo = 0;
+    for (int64_t q = 0; q < P; ++q) {
+      const int64_t hi = t.prefixes[static_cast<size_t>(q)];
+      acc = torch::addmm(acc, z.narrow(1, lo, hi - lo), t.W_dec.narrow(0, lo, hi - lo));
+      errs.push_back(acc);
+      lo = hi;
+    }
+    e = errs.back();
+  }
 
   // Loss = sum e^2 / (B D) + l1 * sum z / B (+ AuxK); accumulated for the epoch log.
   double l1_eff = 0.0;
@@ -210,7 +239,17 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
   }
   auto sse = e.pow(2).sum(torch::kFloat64);
   auto zsum = z.sum(torch::kFloat64);  // z >= 0, so this is sum |z|
-  auto loss = sse * inv_bd + zsum * (l1_eff / static_cast<double>(B));
+  Tensor recon = sse * inv_bd;
+  if (P > 0) {
+    // Mean over the nested sizes (the full size is the last one).
+    std::vector<Tensor> sse_p;
+    for (int64_t q = 0; q + 1 < P; ++q) sse_p.push_back(errs[static_cast<size_t>(q)].pow(2).sum(torch::kFloat64));
+    sse_p.push_back(sse);
+    auto sse_all = torch::stack(sse_p);
+    acc_sse_prefix_ += sse_all;
+    recon = sse_all.sum() * (inv_bd / static_cast<double>(P));
+  }
+  auto loss = recon + zsum * (l1_eff / static_cast<double>(B));
   acc_sse_ += sse;
   acc_var_ += (x - data_mean).pow(2).sum(torch::kFloat64);
   acc_l0_ += torch::count_nonzero(z).to(torch::kFloat64);
@@ -219,12 +258,31 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
   auto fired = z.amax(0) > 0;  // [n]
 
   // Backward.
-  Tensor g = e * (2.0 * inv_bd);
   Tensor gW_dec = rows(buf_gW_dec_, n_, D_);
-  mm_into(gW_dec, z.t(), g);  // [n, D]
-  Tensor gb_dec = g.sum(0);
   Tensor dpre = rows(buf_dpre_, B, n_);
-  mm_into(dpre, g, t.W_dec.t());  // [B, n]
+  Tensor gb_dec;
+  if (P == 0) {
+    Tensor g = e * (2.0 * inv_bd);
+    mm_into(gW_dec, z.t(), g);  // [n, D]
+    gb_dec = g.sum(0);
+    mm_into(dpre, g, t.W_dec.t());  // [B, n]
+  } else {
+    // The latents of segment s = [m_{s-1}, m_s) enter every reconstruction of size m_p >= m_s,
+    // so their error signal is the suffix sum G_s = 2 / (B D P) sum_{p >= s} errs[p]; the
+    // segment products together cost the same as the plain step's two.
+    const double c = 2.0 * inv_bd / static_cast<double>(P);
+    Tensor G;
+    for (int64_t q = P - 1; q >= 0; --q) {
+      const Tensor& eq = errs[static_cast<size_t>(q)];
+      G = q == P - 1 ? eq * c : G.add_(eq, c);
+      const int64_t lo = q == 0 ? 0 : t.prefixes[static_cast<size_t>(q - 1)];
+      const int64_t len = t.prefixes[static_cast<size_t>(q)] - lo;
+      Tensor gW_seg = gW_dec.narrow(0, lo, len), dpre_seg = dpre.narrow(1, lo, len);
+      mm_into(gW_seg, z.narrow(1, lo, len).t(), G);          // [len, D]
+      mm_into(dpre_seg, G, t.W_dec.narrow(0, lo, len).t());  // [B, len]
+    }
+    gb_dec = G.sum(0);  // G_0: every reconstruction has the bias
+  }
   if (l1_eff > 0) dpre.add_(l1_eff / static_cast<double>(B));
   at::threshold_backward_out(dpre, dpre, z, 0);  // gradient only through active latents
 
@@ -262,6 +320,13 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
   gW_dec.sub_((gW_dec * t.W_dec).sum(1, true) * t.W_dec);
 
   Tensor* grads[4] = {&gW_enc, &gb_enc, &gW_dec, &gb_dec};
+  if (capture != nullptr) {
+    capture->loss = loss.item<double>();
+    capture->gW_enc = gW_enc.clone();
+    capture->gb_enc = gb_enc.clone();
+    capture->gW_dec = gW_dec.clone();
+    capture->gb_dec = gb_dec.clone();
+  }
   if (p_.grad_clip > 0) {
     auto total = torch::zeros({}, gW_enc.options());
     for (auto* gr : grads) total += gr->pow(2).sum();

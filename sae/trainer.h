@@ -19,9 +19,18 @@ struct EpochMetrics {
   double loss = 0, mse = 0, fvu = 0, l0 = 0, l1 = 0, dead_fraction = 0, decoder_norm_max_dev = 0;
   double threshold = 0;  // batchtopk only
   bool has_threshold = false;
+  std::vector<int64_t> prefixes;   // matryoshka: nested sizes
+  std::vector<double> fvu_prefix;  // FVU of latents [0, m) alone, per nested size
   double time_s = 0;
 };
 nlohmann::json to_json(const EpochMetrics& m);
+
+// One step's loss and gradients (the decoder's with the parallel component removed, before
+// clipping and Adam): what the cross-checks against autograd compare.
+struct StepGrads {
+  double loss = 0;
+  torch::Tensor gW_enc, gb_enc, gW_dec, gb_dec;
+};
 
 class Trainer {
  public:
@@ -47,6 +56,7 @@ class Trainer {
   torch::Tensor threshold;              // float32 scalar (batchtopk running estimate)
   torch::Tensor data_mean;              // float32 [D]: mean of the (scaled) data, for FVU
   Rng* rng = nullptr;                   // resampling draws (owned by the driver)
+  StepGrads* capture = nullptr;         // tests: filled by every step when set
 
  private:
   torch::Tensor mm(const torch::Tensor& a, const torch::Tensor& b) const;
@@ -62,6 +72,7 @@ class Trainer {
   bool dead_fresh_ = false;
   torch::Tensor buf_pre_, buf_z_, buf_dpre_, buf_gW_enc_, buf_gW_dec_;
   torch::Tensor acc_loss_, acc_sse_, acc_var_, acc_l0_, acc_l1_;
+  torch::Tensor acc_sse_prefix_;  // float64 [P]: matryoshka, per nested size
   int64_t acc_rows_ = 0;
 };
 

@@ -174,3 +174,41 @@ TEST_CASE("sae relu-l1 with configs/sae-reference.json follows the PyTorch refer
   // The reference's tied bias starts at zero: the shipped recipe must say so.
   CHECK(nlohmann::json::parse(test::read_text(ref))["pre_bias_init"] == "zero");
 }
+
+TEST_CASE("sae cli: matryoshka train with --prefixes, eval reports the FVU per nested size") {
+  test::TempDir t;
+  write_gt_embeddings(t.file("e.h5"), 600, 16, 3);
+  auto train = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = {"-q", "sae", "train", "--embeddings", t.file("e.h5"), "--out", t.file("s.h5"),
+                                  "--n-latents", "64", "--k", "4", "--epochs", "2", "--batch", "128", "--device", "cpu"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return test::run_cli(a);
+  };
+  auto r = train({"--arch", "matryoshka-topk", "--prefixes", "8,32"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto ev = test::run_cli({"-q", "sae", "eval", "--sae", t.file("s.h5"), "--embeddings", t.file("e.h5"), "--json"});
+  REQUIRE(ev.exit_code == 0);
+  const auto m = nlohmann::json::parse(ev.out);
+  REQUIRE(m.contains("fvu_prefix"));
+  CHECK(m["fvu_prefix"].size() == 3);
+  CHECK(m["fvu_prefix"]["64"].get<double>() == doctest::Approx(m["fvu"].get<double>()).epsilon(1e-6));
+  CHECK(m["fvu_prefix"]["8"].get<double>() > m["fvu_prefix"]["32"].get<double>());
+  // Any SAE, sizes asked for.
+  ev = test::run_cli({"-q", "sae", "eval", "--sae", t.file("s.h5"), "--embeddings", t.file("e.h5"), "--json",
+                      "--prefixes", "16"});
+  REQUIRE(ev.exit_code == 0);
+  CHECK(nlohmann::json::parse(ev.out)["fvu_prefix"].size() == 1);
+  // Bad sizes are usage errors naming the value.
+  for (const auto& bad : std::vector<std::vector<std::string>>{{"--arch", "matryoshka-topk", "--prefixes", "32,8"},
+                                                               {"--arch", "matryoshka-topk", "--prefixes", "8,64,128"},
+                                                               {"--arch", "topk", "--prefixes", "8"},
+                                                               {"--arch", "matryoshka-topk", "--prefixes", "x"}}) {
+    CAPTURE(bad[3]);
+    r = train(bad);
+    CHECK(r.exit_code == 2);
+  }
+  ev = test::run_cli({"-q", "sae", "eval", "--sae", t.file("s.h5"), "--embeddings", t.file("e.h5"), "--prefixes", "100"});
+  CHECK(ev.exit_code == 2);
+  CHECK(ev.err.find("above the 64 latents") != std::string::npos);
+}

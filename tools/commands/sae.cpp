@@ -29,10 +29,13 @@ Runner setup_train(CLI::App* tr) {
   tr->add_option("--resume", a->resume, "continue from a checkpoint (OUT.ckpt)");
   tr->add_flag("--json", a->json, "print the final metrics as one JSON object");
   auto& c = *pc;
-  c.option("--arch", &TrainParams::arch, "relu-l1 | topk | batchtopk");
+  c.option("--arch", &TrainParams::arch, "relu-l1 | topk | batchtopk | matryoshka-topk | matryoshka-batchtopk");
   c.option("--expansion", &TrainParams::expansion, "n_latents = expansion * D");
   c.option("--n-latents", &TrainParams::n_latents, "explicit number of latents (0: use --expansion)");
-  c.option("--k", &TrainParams::k, "active latents per input (topk, batchtopk)");
+  c.option("--k", &TrainParams::k, "active latents per input (topk, batchtopk, matryoshka-*)");
+  c.option("--prefixes", &TrainParams::prefixes,
+           "matryoshka-*: nested sizes, ascending, comma list (full size implied last; none: 16,64,256,... below n_latents)")
+      ->delimiter(',');
   c.option("--l1", &TrainParams::l1, "L1 coefficient (relu-l1)");
   c.option("--lr", &TrainParams::lr, "Adam learning rate");
   c.option("--batch", &TrainParams::batch, "batch size");
@@ -87,8 +90,12 @@ std::shared_ptr<ParamsCli<sae::ApplyParams>> apply_options(CLI::App* s, ApplyArg
   s->add_option("--embeddings", a.embeddings, "embeddings .h5")->required();
   s->add_option("--device", a.device, "auto | cpu | cuda | cuda:N");
   pc->option("--batch", &sae::ApplyParams::batch, "rows per chunk");
-  if (with_dead_window)
+  if (with_dead_window) {
     pc->option("--dead-window", &sae::ApplyParams::dead_window, "a latent silent over the last min(N, this) inputs is dead");
+    pc->option("--prefixes", &sae::ApplyParams::prefixes,
+               "also the FVU of latents [0, m) alone per size m, comma list (none: a matryoshka SAE's own sizes)")
+        ->delimiter(',');
+  }
   return pc;
 }
 
