@@ -42,7 +42,7 @@ void validate(const TrainParams& p) {
   if (p.arch != "relu-l1" && p.n_latents > 0 && p.k > p.n_latents)
     throw_usage("k {}: expected <= n_latents {}", p.k, p.n_latents);
   if (p.batch < 1) throw_usage("batch {}: expected >= 1", p.batch);
-  if (p.epochs < 0) throw_usage("epochs {}: expected >= 0", p.epochs);
+  if (p.epochs < 0 || p.epochs > 1000000000) throw_usage("epochs {}: expected 0..1000000000", p.epochs);
   if (!(p.lr > 0) || !std::isfinite(p.lr)) throw_usage("lr {}: expected a finite value > 0", p.lr);
   if (!(p.l1 >= 0) || !std::isfinite(p.l1)) throw_usage("l1 {}: expected a finite value >= 0", p.l1);
   if (!(p.adam_beta1 >= 0 && p.adam_beta1 < 1)) throw_usage("adam_beta1 {}: expected a value in [0, 1)", p.adam_beta1);

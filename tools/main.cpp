@@ -1,5 +1,7 @@
 // conceptlab: one binary, a subcommand table. main is the only place that maps errors to exit
 // codes: 0 success, 2 bad usage, 1 bad input or failure (one line naming file and value).
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 
@@ -10,6 +12,39 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "tools/command.h"
+
+namespace {
+
+// CLI11 2.1 converts 64-bit integers with strtoll and keeps the saturated value of an
+// out-of-range number (--epochs 99999999999999999999999 became INT64_MAX and ran): every integer
+// option of every command is checked here instead.
+void check_integer_ranges(CLI::App& app) {
+  for (CLI::Option* o : app.get_options()) {
+    const std::string type = o->get_type_name();
+    if (type != "INT" && type != "UINT") continue;
+    const bool is_unsigned = type == "UINT";
+    o->check(CLI::Validator(
+        [is_unsigned](std::string& s) -> std::string {
+          const char* b = s.data();
+          const char* e = s.data() + s.size();
+          if (b != e && *b == '+') ++b;
+          std::from_chars_result r{};
+          if (is_unsigned) {
+            uint64_t v = 0;
+            r = std::from_chars(b, e, v);
+          } else {
+            int64_t v = 0;
+            r = std::from_chars(b, e, v);
+          }
+          if (r.ec == std::errc::result_out_of_range) return "value " + s + " is out of range";
+          return "";
+        },
+        "", "integer range"));
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) check_integer_ranges(*sub);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Logs go to stderr so --json output on stdout stays one clean object.
@@ -33,6 +68,7 @@ int main(int argc, char** argv) {
     runners.emplace_back(sub, cmd.setup(*sub));
   }
 
+  check_integer_ranges(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -42,7 +78,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
+    // One line, like every other error (CLI11's own exit() adds a second line).
+    std::fprintf(stderr, "conceptlab: usage error: %s (--help lists the options)\n", e.what());
     return 2;
   }
 

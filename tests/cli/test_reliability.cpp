@@ -6,6 +6,7 @@
 // worlds written whole, embed ids outside the image root; and the short fuzz run over every reader.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -216,6 +217,32 @@ TEST_CASE("reliability: a diverged SAE training stops with exit 1 and writes no 
                "--k", "4", "--epochs", "1"});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("values up to") != std::string::npos);
+}
+
+TEST_CASE("reliability: out-of-range numbers and unknown options are one-line usage errors") {
+  test::TempDir t;
+  write_data(t);
+  const std::vector<std::string> base = {"-q", "sae", "train", "--embeddings", t.file("e.h5"), "--out", t.file("s.h5")};
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_cli(a);
+  };
+  for (const auto& bad : std::vector<std::vector<std::string>>{{"--epochs", "99999999999999999999999"},
+                                                               {"--epochs", "2000000000"},
+                                                               {"--seed", "-99999999999999999999"},
+                                                               {"--batch", "0"},
+                                                               {"--no-such-flag", "1"}}) {
+    CAPTURE(bad[0]);
+    auto r = with(bad);
+    CHECK(r.exit_code == 2);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK_FALSE(fs::exists(t.file("s.h5")));
+  }
+  auto r = run_cli({"-q", "explain", "stats", "--activations", t.file("a.h5"), "--out", t.file("i.h5"), "--bins",
+                    "99999999999999999999"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("out of range") != std::string::npos);
 }
 
 TEST_CASE("reliability: side files named like an input are refused before any work") {
