@@ -487,3 +487,32 @@ def forward(self, x):
   REQUIRE(a.data.size() == b.data.size());
   CHECK(std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(float)) == 0);
 }
+
+TEST_CASE("reliability: embed refuses ids outside the image root unless allowed") {
+  TempDir t;
+  write_test_model(t.path.string());
+  const auto ids = write_images(t.file("root"), 5);
+  REQUIRE(cv::imwrite(t.file("outside.png"), random_image(30, 30, CV_8UC3, 99)));
+  std::string csv = "ImageID\n";
+  for (const auto& id : ids) csv += id + "\n";
+  csv += "../outside.png\n" + t.file("outside.png") + "\n";  // one relative escape, one absolute path
+  cl::test::write_text(t.file("list.csv"), csv);
+  const std::vector<std::string> base = {"-q", "embed", "--model", t.file("enc.pt"), "--csv", t.file("list.csv"),
+                                         "--image-root", t.file("root"), "--device", "cpu"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_cli(a);
+  };
+  auto r = with({"--out", t.file("e1.h5")});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("outside the image root") != std::string::npos);
+  CHECK_FALSE(fs::exists(t.file("e1.h5")));
+  r = with({"--out", t.file("e2.h5"), "--skip-bad"});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(cl::EmbeddingsReader(t.file("e2.h5")).rows() == 5);
+  CHECK(cl::read_csv(t.file("e2.h5.skipped.csv")).rows.size() == 2);
+  r = with({"--out", t.file("e3.h5"), "--allow-outside-root"});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(cl::EmbeddingsReader(t.file("e3.h5")).rows() == 7);
+}

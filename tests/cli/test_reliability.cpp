@@ -22,6 +22,7 @@
 #include "core/output_claim.h"
 #include "core/random.h"
 #include "tests/test_util.h"
+#include "tools/demo/world.h"
 
 namespace fs = std::filesystem;
 using namespace cl;
@@ -365,52 +366,25 @@ TEST_CASE("reliability: demo-data replaces a world whole and refuses other non-e
   test::TempDir t;
   fs::create_directory(t.file("mine"));
   test::write_text(t.file("mine/notes.txt"), "keep me");
+  // Refused before any work (the demo encoder takes a minute to build).
   auto r = run_cli({"-q", "demo-data", "--out", t.file("mine"), "--n", "12", "--image-size", "64"});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("not empty") != std::string::npos);
   CHECK(test::read_text(t.file("mine/notes.txt")) == "keep me");
+  CHECK_THROWS_AS(demo::prepare_world_dir(t.file("mine")), InputError);
+  CHECK(fs::exists(t.file("mine/notes.txt")));
 
-  r = run_cli({"-q", "demo-data", "--out", t.file("w"), "--n", "12", "--image-size", "64"});
-  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
-  test::write_text(t.file("w/images/stale.jpg"), "old image");
-  r = run_cli({"-q", "demo-data", "--out", t.file("w"), "--n", "10", "--image-size", "64"});
-  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
-  CHECK_FALSE(fs::exists(t.file("w/images/stale.jpg")));
-  size_t n_images = 0;
-  for (const auto& e : fs::directory_iterator(t.file("w/images"))) n_images += e.is_regular_file();
-  CHECK(n_images == 10);
-}
-
-TEST_CASE("reliability: embed refuses ids outside the image root unless allowed") {
-  test::TempDir t;
-  REQUIRE(run_cli({"-q", "demo-data", "--out", t.file("w"), "--n", "6", "--image-size", "64"}).exit_code == 0);
-  const CsvTable meta = read_csv(t.file("w/meta.csv"));
-  const std::string first = meta.rows[0][0];
-  fs::create_directory(t.file("root"));
-  std::string csv = "ImageID\n";
-  for (size_t i = 1; i < meta.rows.size(); ++i) {
-    fs::copy_file(t.file("w/images/" + meta.rows[i][0]), t.file("root/" + meta.rows[i][0]));
-    csv += meta.rows[i][0] + "\n";
-  }
-  csv += "../w/images/" + first + "\n" + t.file("w/images/" + first) + "\n";
-  test::write_text(t.file("list.csv"), csv);
-  const std::vector<std::string> base = {"-q", "embed", "--model", t.file("w/encoder.pt"), "--csv", t.file("list.csv"),
-                                         "--image-root", t.file("root"), "--device", "cpu"};
-  auto with = [&](std::vector<std::string> extra) {
-    auto a = base;
-    a.insert(a.end(), extra.begin(), extra.end());
-    return run_cli(a);
-  };
-  auto r = with({"--out", t.file("e1.h5")});
-  CHECK(r.exit_code == 1);
-  CHECK(r.err.find("outside the image root") != std::string::npos);
-  r = with({"--out", t.file("e2.h5"), "--skip-bad"});
-  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
-  CHECK(EmbeddingsReader(t.file("e2.h5")).rows() == static_cast<int64_t>(meta.rows.size()) - 1);
-  CHECK(read_csv(t.file("e2.h5.skipped.csv")).rows.size() == 2);
-  r = with({"--out", t.file("e3.h5"), "--allow-outside-root"});
-  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
-  CHECK(EmbeddingsReader(t.file("e3.h5")).rows() == static_cast<int64_t>(meta.rows.size()) + 1);
+  // A previous world (marked) loses its images, metadata and encoder, nothing else.
+  fs::create_directories(t.file("w/images"));
+  for (const char* f : {"w/images/stale.jpg", "w/meta.csv", "w/encoder.pt", "w/encoder.json", "w/workspace.json"})
+    test::write_text(t.file(f), "old");
+  test::write_text(t.file(std::string("w/") + demo::kWorldMarker), "conceptlab demo world\n");
+  demo::prepare_world_dir(t.file("w"));
+  for (const char* f : {"w/images", "w/meta.csv", "w/encoder.pt", "w/encoder.json"}) CHECK_FALSE(fs::exists(t.file(f)));
+  CHECK(fs::exists(t.file("w/workspace.json")));
+  CHECK_NOTHROW(demo::prepare_world_dir(t.file("new")));  // missing: fine
+  test::write_text(t.file("afile"), "x");
+  CHECK_THROWS_AS(demo::prepare_world_dir(t.file("afile")), InputError);
 }
 
 #ifdef CONCEPTLAB_FUZZ_BIN

@@ -89,7 +89,11 @@ TEST_CASE("sae matryoshka step: loss and gradients equal an autograd re-implemen
     sae::Trainer tr(p, g.d, g.n, kCpu);
     tr.init(rows_of(g, 0, 1024));
     for (int64_t s = 0; s < 6; ++s) tr.step(rows_of(g, s * 256, 256), 100);  // away from the init
-    const sae::Tensors before{tr.t.W_enc.clone(), tr.t.b_enc.clone(), tr.t.W_dec.clone(), tr.t.b_dec.clone()};
+    sae::Tensors before = tr.t;  // the weights this step's gradients are taken at
+    before.W_enc = tr.t.W_enc.clone();
+    before.b_enc = tr.t.b_enc.clone();
+    before.W_dec = tr.t.W_dec.clone();
+    before.b_dec = tr.t.b_dec.clone();
     auto x = rows_of(g, 1536, 256);
     sae::StepGrads got;
     tr.capture = &got;

@@ -384,15 +384,6 @@ nlohmann::json to_json(const DemoWorldReport& r) {
           {"seconds", r.seconds}};
 }
 
-namespace {
-
-// Written first into a world's folder: a later run recognises the folder as a world it may
-// replace whole, even one whose generation was interrupted before meta.csv.
-constexpr const char* kWorldMarker = ".conceptlab-demo-world";
-
-// A world is written whole: old images must not survive beside new metadata. A folder holding a
-// previous world loses that world's files (other files, such as the demo's workspace, stay);
-// any other non-empty folder is refused rather than mixed into.
 void prepare_world_dir(const std::string& dir) {
   std::error_code ec;
   const fs::path d(dir);
@@ -406,8 +397,6 @@ void prepare_world_dir(const std::string& dir) {
     if (ec) throw_input("{}: cannot remove the previous world's {} ({})", dir, name, ec.message());
   }
 }
-
-}  // namespace
 
 DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string& dir, ProgressSink& progress) {
   if (p.jpeg_quality < 1 || p.jpeg_quality > 100) throw_usage("demo-data: jpeg quality {}: expected 1..100", p.jpeg_quality);

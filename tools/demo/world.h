@@ -67,6 +67,13 @@ nlohmann::json to_json(const DemoWorldReport& r);
 // Writes DIR/images/*.jpg, DIR/meta.csv (ImageID, label, malignant, split, one 0/1 column per
 // concept flag) and the
 // demo encoder DIR/encoder.pt + DIR/encoder.json. Creates DIR when missing.
+// Marks a folder as holding a demo world (written first, so a half-written world is one too).
+inline constexpr const char* kWorldMarker = ".conceptlab-demo-world";
+// Readies dir for a new world: a missing or empty folder is fine; a previous world's images,
+// metadata and encoder are removed (no stale image survives); any other non-empty folder is
+// refused (InputError), so demo-data never mixes a world into a user's files.
+void prepare_world_dir(const std::string& dir);
+
 DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string& dir,
                                     ProgressSink& progress = silent_progress());
 

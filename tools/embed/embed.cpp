@@ -268,7 +268,7 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
   rep.out = p.out;
   rep.n_items = N;
   rep.device = device.str();
-  OutputRows out{p, items, config, inputs};
+  OutputRows out{p, items, config, inputs, nullptr, {}, {}, 0};
   for (auto& b : done) out.consume(b);
   const int64_t first_batch = static_cast<int64_t>(done.size());
   rep.n_resumed = std::min<int64_t>(N, first_batch * B);
