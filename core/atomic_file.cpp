@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "core/error.h"
@@ -15,6 +16,17 @@
 namespace fs = std::filesystem;
 
 namespace cl {
+
+void write_file_atomic(const std::string& path, const std::string& contents, const std::vector<std::string>& inputs) {
+  AtomicOutput out(path, inputs);
+  {
+    std::ofstream f(out.temp_path(), std::ios::binary | std::ios::trunc);
+    f.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+    f.flush();
+    if (!f) throw_input("{}: cannot write (disk full?)", path);
+  }
+  out.commit();
+}
 
 bool same_file(const std::string& a, const std::string& b) {
   struct stat sa {}, sb {};

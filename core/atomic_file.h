@@ -27,6 +27,10 @@ class AtomicOutput {
   bool committed_ = false;
 };
 
+// Writes contents to path through an AtomicOutput: a failed write (disk full) leaves any old file.
+void write_file_atomic(const std::string& path, const std::string& contents,
+                       const std::vector<std::string>& inputs = {});
+
 // True when a and b name the same existing file (follows links, compares inodes).
 bool same_file(const std::string& a, const std::string& b);
 

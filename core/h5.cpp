@@ -239,16 +239,23 @@ static void replace_attr(hid_t obj, const std::string& name) {
   if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
 }
 
+// The string type of every string we write (attributes and datasets): fixed-length, NUL-padded,
+// UTF-8. Never variable-length: those live in the global heap (see write_attr).
+static Id fixed_utf8_type(size_t width) {
+  Id t(H5Tcopy(H5T_C_S1));
+  H5Tset_size(t, width);
+  H5Tset_strpad(t, H5T_STR_NULLPAD);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  return t;
+}
+
 void write_attr(hid_t obj, const std::string& name, const std::string& value) {
   // Fixed-length, like the string datasets: a variable-length string lives in the global heap,
   // which carries no checksum and on which libhdf5 1.10 faults or loops when it is corrupted; a
   // fixed-length value lives in the (checksummed) object header or dense attribute storage.
   replace_attr(obj, name);
   if (value.find('\0') != std::string::npos) throw_input("{}: attribute '{}' contains a NUL byte", file_of(obj), name);
-  Id t(H5Tcopy(H5T_C_S1));
-  H5Tset_size(t, std::max<size_t>(value.size(), 1));
-  H5Tset_strpad(t, H5T_STR_NULLPAD);
-  H5Tset_cset(t, H5T_CSET_UTF8);
+  Id t = fixed_utf8_type(std::max<size_t>(value.size(), 1));
   Id space(H5Screate(H5S_SCALAR));
   Id a(H5Acreate2(obj, name.c_str(), t, space, H5P_DEFAULT, H5P_DEFAULT));
   if (!a.valid()) throw_input("{}: cannot write attribute '{}'", file_of(obj), name);
@@ -442,10 +449,7 @@ void write_strings(hid_t loc, const std::string& name, const std::vector<std::st
     if (v.find('\0') != std::string::npos) throw_input("{}: string in '{}' contains a NUL byte", file_of(loc), name);
     width = std::max(width, v.size());
   }
-  Id t(H5Tcopy(H5T_C_S1));
-  H5Tset_size(t, width);
-  H5Tset_strpad(t, H5T_STR_NULLPAD);
-  H5Tset_cset(t, H5T_CSET_UTF8);
+  Id t = fixed_utf8_type(width);
   const hsize_t n = values.size();
   Id space(H5Screate_simple(1, &n, nullptr));
   Id dcpl(H5Pcreate(H5P_DATASET_CREATE));

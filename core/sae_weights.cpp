@@ -25,9 +25,8 @@ void check_prefixes(const std::string& path, const SaeWeights& w) {
   if (w.prefixes.empty() || w.prefixes.back() != w.n_latents)
     throw_input("{}: arch {} needs 'prefixes' ending at n_latents {}, found [{}]", path, w.arch, w.n_latents,
                 fmt::join(w.prefixes, ", "));
-  for (size_t i = 0; i < w.prefixes.size(); ++i)
-    if (w.prefixes[i] < 1 || (i > 0 && w.prefixes[i] <= w.prefixes[i - 1]))
-      throw_input("{}: 'prefixes' [{}] must be strictly ascending sizes >= 1", path, fmt::join(w.prefixes, ", "));
+  if (auto why = nested_sizes_problem(w.prefixes); !why.empty())
+    throw_input("{}: 'prefixes' [{}]: {}", path, fmt::join(w.prefixes, ", "), why);
 }
 
 }  // namespace
@@ -35,6 +34,16 @@ void check_prefixes(const std::string& path, const SaeWeights& w) {
 bool is_known_sae_arch(const std::string& a) {
   return a == "relu-l1" || a == "topk" || a == "batchtopk" || is_matryoshka_arch(a);
 }
+
+std::string nested_sizes_problem(const std::vector<int64_t>& sizes) {
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] < 1) return fmt::format("size {}, expected >= 1", sizes[i]);
+    if (i > 0 && sizes[i] <= sizes[i - 1])
+      return fmt::format("{} after {}, expected strictly ascending sizes", sizes[i], sizes[i - 1]);
+  }
+  return {};
+}
+
 bool is_matryoshka_arch(const std::string& a) { return a == "matryoshka-topk" || a == "matryoshka-batchtopk"; }
 
 void write_sae(const std::string& path, const SaeWeights& w, const std::vector<std::string>& inputs) {

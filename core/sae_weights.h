@@ -36,5 +36,8 @@ SaeWeights read_sae(const std::string& path);
 // True for the architectures the file format knows; top-k family = every one but relu-l1.
 bool is_known_sae_arch(const std::string& arch);
 bool is_matryoshka_arch(const std::string& arch);
+// Nested sizes must be strictly ascending and >= 1 (in the config, on the command line and in a
+// file): empty when they are, else what is wrong ("3 after 4"), for the caller's message.
+std::string nested_sizes_problem(const std::vector<int64_t>& sizes);
 
 }  // namespace cl

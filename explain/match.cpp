@@ -128,22 +128,10 @@ void held_out(const CsrMatrix& acts, const CsrMatrix* emb, const ConceptLabels& 
     std::vector<int64_t> train, test;
     for (auto i : sp.train) train.push_back(rows[static_cast<size_t>(i)]);
     for (auto i : sp.test) test.push_back(rows[static_cast<size_t>(i)]);
-    const auto f = l1_path_fit(acts, y, train, p);
-    if (f) {
-      set_a.push_back(test_auroc(acts, *f, y, test));
-      set_n.push_back(static_cast<double>(f->nnz()));
-    } else {
-      set_a.push_back(0.5);  // no latent enters the path before it exceeds K: chance
-      set_n.push_back(0);
-    }
-    if (emb) {
-      cbm::LogRegParams lp;
-      lp.penalty = "l2";
-      lp.solver = "lbfgs";
-      lp.tol = 1e-6;
-      lp.alpha = cbm::panderm_alpha(emb->n_cols, 2, static_cast<int64_t>(train.size()));
-      probe_a.push_back(test_auroc(*emb, cbm::fit_logreg(*emb, y, 2, lp, train), y, test));
-    }
+    std::vector<int64_t> set;
+    set_a.push_back(heldout_set_auroc(acts, y, train, test, p, &set));
+    set_n.push_back(static_cast<double>(set.size()));
+    if (emb) probe_a.push_back(heldout_probe_auroc(*emb, y, train, test));
   }
   const auto sa = cbm::summarize(set_a);
   out.set_auroc = sa.mean, out.set_auroc_std = sa.std, out.set_size_mean = cbm::summarize(set_n).mean;
@@ -156,6 +144,27 @@ void held_out(const CsrMatrix& acts, const CsrMatrix* emb, const ConceptLabels& 
 nlohmann::json num(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
 
 }  // namespace
+
+double heldout_set_auroc(const CsrMatrix& acts, const std::vector<int>& y, const std::vector<int64_t>& train,
+                         const std::vector<int64_t>& test, const MatchParams& p, std::vector<int64_t>* latents_out) {
+  if (latents_out) latents_out->clear();
+  const auto f = l1_path_fit(acts, y, train, p);
+  if (!f) return 0.5;  // no latent enters the path before it exceeds K: chance
+  if (latents_out)
+    for (int64_t j = 0; j < f->n_features; ++j)
+      if (f->weights[static_cast<size_t>(j)] != 0) latents_out->push_back(j);
+  return test_auroc(acts, *f, y, test);
+}
+
+double heldout_probe_auroc(const CsrMatrix& emb, const std::vector<int>& y, const std::vector<int64_t>& train,
+                           const std::vector<int64_t>& test) {
+  cbm::LogRegParams lp;
+  lp.penalty = "l2";
+  lp.solver = "lbfgs";
+  lp.tol = 1e-6;
+  lp.alpha = cbm::panderm_alpha(emb.n_cols, 2, static_cast<int64_t>(train.size()));
+  return test_auroc(emb, cbm::fit_logreg(emb, y, 2, lp, train), y, test);
+}
 
 MatchReport match_concepts(const CsrMatrix& acts, const std::vector<std::string>& names,
                            const std::vector<ConceptLabels>& labels, const CsrMatrix* emb, const MatchParams& p,

@@ -119,6 +119,11 @@ void write_line_chart(const std::string& path, const std::string& title, const s
   if (yhi - ylo <= 0) yhi = ylo + 0.1, ylo -= 0.1;
   const double ypad = 0.05 * (yhi - ylo);
   ylo -= ypad, yhi += ypad;
+  // Scatter points at the extremes would sit on the frame with their labels cut off.
+  if (std::any_of(series.begin(), series.end(), [](const Series& s) { return !s.connect; })) {
+    const double xpad = 0.04 * (xhi - xlo);
+    xlo -= xpad, xhi += xpad;
+  }
   const int x0 = left, x1 = W - right, y0 = H - bottom, y1 = top;
   auto P = [&](double x, double y) {
     return cv::Point(x0 + static_cast<int>(std::lround((x - xlo) / (xhi - xlo) * (x1 - x0))),
@@ -149,12 +154,20 @@ void write_line_chart(const std::string& path, const std::string& title, const s
       cv::fillPoly(band, std::vector<std::vector<cv::Point>>{poly}, c);
       cv::addWeighted(band, 0.18, img, 0.82, 0, img);
     }
-    for (size_t i = 0; i + 1 < sr.x.size(); ++i)
-      if (std::isfinite(sr.y[i]) && std::isfinite(sr.y[i + 1])) cv::line(img, P(sr.x[i], sr.y[i]), P(sr.x[i + 1], sr.y[i + 1]), c, 2, cv::LINE_AA);
-    for (size_t i = 0; i < sr.x.size(); ++i)
-      if (std::isfinite(sr.y[i])) cv::circle(img, P(sr.x[i], sr.y[i]), 3, c, cv::FILLED, cv::LINE_AA);
+    auto finite = [&](size_t i) { return std::isfinite(sr.x[i]) && std::isfinite(sr.y[i]); };
+    for (size_t i = 0; sr.connect && i + 1 < sr.x.size(); ++i)
+      if (finite(i) && finite(i + 1)) cv::line(img, P(sr.x[i], sr.y[i]), P(sr.x[i + 1], sr.y[i + 1]), c, 2, cv::LINE_AA);
+    for (size_t i = 0; i < sr.x.size(); ++i) {
+      if (!finite(i)) continue;
+      cv::circle(img, P(sr.x[i], sr.y[i]), sr.marker_px, c, cv::FILLED, cv::LINE_AA);
+      if (i < sr.labels.size())
+        text(img, sr.labels[i], P(sr.x[i], sr.y[i]) + cv::Point(sr.marker_px + 3, -sr.marker_px - 2), 0.38, c);
+    }
     const int ly = top + 10 + static_cast<int>(s) * 22;
-    cv::line(img, {x1 + 12, ly}, {x1 + 36, ly}, c, 2, cv::LINE_AA);
+    if (sr.connect)
+      cv::line(img, {x1 + 12, ly}, {x1 + 36, ly}, c, 2, cv::LINE_AA);
+    else
+      cv::circle(img, {x1 + 24, ly}, sr.marker_px, c, cv::FILLED, cv::LINE_AA);
     text(img, fit_text(sr.name, right - 50), {x1 + 42, ly + 5}, 0.42);
   }
   write_png(path, img, inputs);

@@ -28,6 +28,9 @@ struct Series {
   std::string name;
   std::vector<double> x, y;
   std::vector<double> lo, hi;  // optional band (same length as x), e.g. a control's interval
+  bool connect = true;         // false: a scatter (points only)
+  int marker_px = 3;
+  std::vector<std::string> labels;  // optional, one per point, drawn beside it
 };
 
 void write_line_chart(const std::string& path, const std::string& title, const std::string& x_label,

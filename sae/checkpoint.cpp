@@ -104,9 +104,9 @@ void load_checkpoint(const std::string& path, Trainer& tr, RunState& rs, Rng& rn
   if (saved.arch != p.arch || n_saved != n || saved.k != p.k)
     throw_input("{}: checkpoint is arch {} with {} latents and k {}; the run asks arch {} with {} latents and k {}",
                 path, saved.arch, n_saved, saved.k, p.arch, n, p.k);
-  if (nested_sizes(saved, n) != nested_sizes(p, n))
-    throw_input("{}: checkpoint has nested sizes [{}]; the run asks [{}]", path, fmt::join(nested_sizes(saved, n), ", "),
-                fmt::join(nested_sizes(p, n), ", "));
+  if (auto sizes_saved = nested_sizes(saved, n), sizes_run = nested_sizes(p, n); sizes_saved != sizes_run)
+    throw_input("{}: checkpoint has nested sizes [{}]; the run asks [{}]", path, fmt::join(sizes_saved, ", "),
+                fmt::join(sizes_run, ", "));
   Tensor* w[4] = {&tr.t.W_enc, &tr.t.b_enc, &tr.t.W_dec, &tr.t.b_dec};
   const std::vector<int64_t> shapes[4] = {{d, n}, {n}, {n, d}, {d}};
   for (int i = 0; i < 4; ++i) {

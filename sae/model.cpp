@@ -113,6 +113,20 @@ torch::Tensor encode_dense(const Tensors& t, const torch::Tensor& x_bd) {
 
 torch::Tensor decode_dense(const Tensors& t, const torch::Tensor& z_bn) { return torch::addmm(t.b_dec, z_bn, t.W_dec); }
 
+std::vector<torch::Tensor> nested_errors(const torch::Tensor& x_bd, const torch::Tensor& z_bn,
+                                         const torch::Tensor& W_dec, const torch::Tensor& b_dec,
+                                         const std::vector<int64_t>& prefixes) {
+  std::vector<torch::Tensor> errs;
+  torch::Tensor acc = b_dec.unsqueeze(0) - x_bd;
+  int64_t lo = 0;
+  for (int64_t hi : prefixes) {
+    acc = torch::addmm(acc, z_bn.narrow(1, lo, hi - lo), W_dec.narrow(0, lo, hi - lo));
+    errs.push_back(acc);
+    lo = hi;
+  }
+  return errs;
+}
+
 torch::Tensor decode_sparse(const Tensors& t, const torch::Tensor& vals_bk, const torch::Tensor& idx_bk) {
   const int64_t B = idx_bk.size(0), k = idx_bk.size(1);
   auto offsets = torch::arange(0, B * k, k, torch::TensorOptions().dtype(torch::kLong).device(idx_bk.device()));
@@ -236,7 +250,7 @@ struct EvalAcc {
   torch::Tensor mean, m2;
   std::vector<int64_t> prefixes;  // nested sizes whose FVU is reported
   torch::Tensor sse_prefix;       // float64 [P]
-  torch::Tensor Wd;               // W_dec in float64, once
+  torch::Tensor Wd, bd;           // W_dec, b_dec in float64, once
 
   void init(int64_t d, int64_t n, int64_t window, torch::Device dev, std::vector<int64_t> sizes = {}) {
     D = d;
@@ -256,16 +270,13 @@ struct EvalAcc {
   // Reconstructions from latents [0, m) alone, by cumulative partial decodes.
   void add_prefixes(const torch::Tensor& x, const torch::Tensor& z, const Tensors& t) {
     if (prefixes.empty()) return;
-    auto err = (t.b_dec.unsqueeze(0) - x).to(torch::kFloat64);
-    auto zd = z.to(torch::kFloat64);
-    if (!Wd.defined()) Wd = t.W_dec.to(torch::kFloat64);
-    std::vector<torch::Tensor> sse;
-    int64_t lo = 0;
-    for (int64_t m : prefixes) {
-      err = torch::addmm(err, zd.narrow(1, lo, m - lo), Wd.narrow(0, lo, m - lo));
-      sse.push_back(err.pow(2).sum());
-      lo = m;
+    if (!Wd.defined()) {
+      Wd = t.W_dec.to(torch::kFloat64);
+      bd = t.b_dec.to(torch::kFloat64);
     }
+    std::vector<torch::Tensor> sse;
+    for (const auto& err : nested_errors(x.to(torch::kFloat64), z.to(torch::kFloat64), Wd, bd, prefixes))
+      sse.push_back(err.pow(2).sum());
     sse_prefix += torch::stack(sse);
   }
 

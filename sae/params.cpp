@@ -30,11 +30,7 @@ void validate(const TrainParams& p) {
   const Arch arch = parse_arch(p.arch);
   if (!is_matryoshka(arch) && !p.prefixes.empty())
     throw_usage("prefixes: nested sizes are for matryoshka-topk and matryoshka-batchtopk, not arch {}", p.arch);
-  for (size_t i = 0; i < p.prefixes.size(); ++i) {
-    if (p.prefixes[i] < 1) throw_usage("prefixes: size {}, expected >= 1", p.prefixes[i]);
-    if (i > 0 && p.prefixes[i] <= p.prefixes[i - 1])
-      throw_usage("prefixes: {} after {}, expected strictly ascending sizes", p.prefixes[i], p.prefixes[i - 1]);
-  }
+  if (auto why = nested_sizes_problem(p.prefixes); !why.empty()) throw_usage("prefixes: {}", why);
   if (p.n_latents > 0) nested_sizes(p, p.n_latents);  // sizes beyond n_latents
   if (p.expansion < 1 && p.n_latents < 1) throw_usage("expansion {}: expected >= 1", p.expansion);
   if (p.n_latents < 0) throw_usage("n_latents {}: expected >= 0 (0 = expansion * D)", p.n_latents);
@@ -70,9 +66,7 @@ void validate(const TrainParams& p) {
 void validate(const ApplyParams& p) {
   if (p.batch < 1) throw_usage("batch {}: expected >= 1", p.batch);
   if (p.dead_window < 1) throw_usage("dead_window {}: expected >= 1", p.dead_window);
-  for (size_t i = 0; i < p.prefixes.size(); ++i)
-    if (p.prefixes[i] < 1 || (i > 0 && p.prefixes[i] <= p.prefixes[i - 1]))
-      throw_usage("prefixes: [{}], expected strictly ascending sizes >= 1", fmt::join(p.prefixes, ", "));
+  if (auto why = nested_sizes_problem(p.prefixes); !why.empty()) throw_usage("prefixes: {}", why);
 }
 
 }  // namespace cl::sae

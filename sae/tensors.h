@@ -40,6 +40,13 @@ torch::Tensor pre_activations(const Tensors& t, const torch::Tensor& x_bd);
 torch::Tensor encode_dense(const Tensors& t, const torch::Tensor& x_bd);
 // x_hat = z W_dec + b_dec.
 torch::Tensor decode_dense(const Tensors& t, const torch::Tensor& z_bn);
+// Nested reconstruction errors of a matryoshka SAE: errs[q] = z[:, :m_q] W_dec[:m_q] + b_dec - x
+// [B, D] for each nested size m_q in `prefixes` (ascending), by cumulative partial decodes (one
+// full decode's work in total). Computed in the dtype of the arguments; training passes float32,
+// evaluation float64.
+std::vector<torch::Tensor> nested_errors(const torch::Tensor& x_bd, const torch::Tensor& z_bn,
+                                         const torch::Tensor& W_dec, const torch::Tensor& b_dec,
+                                         const std::vector<int64_t>& prefixes);
 // Top-k decode gathering only the k active decoder rows: vals/idx [B, k].
 torch::Tensor decode_sparse(const Tensors& t, const torch::Tensor& vals_bk, const torch::Tensor& idx_bk);
 

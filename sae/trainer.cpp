@@ -211,22 +211,14 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
     else
       threshold.mul_(p_.threshold_momentum).add_(minpos * (1.0 - p_.threshold_momentum));
   }
-  // Reconstruction error(s) [B, D]. Matryoshka: errs[p] = z[:, :m_p] W_dec[:m_p] + b_dec - x for
-  // each nested size m_p, by cumulative partial decodes (one full decode's work in total).
+  // Reconstruction error(s) [B, D]; matryoshka: one per nested size, the full one last.
   const int64_t P = static_cast<int64_t>(t.prefixes.size());
   std::vector<Tensor> errs;
   Tensor e;
   if (P == 0) {
     e = torch::addmm(t.b_dec, z, t.W_dec) - x;
   } else {
-    Tensor acc = t.b_dec.unsqueeze(0) - x;
-    int64_t lo = 0;
-    for (int64_t q = 0; q < P; ++q) {
-      const int64_t hi = t.prefixes[static_cast<size_t>(q)];
-      acc = torch::addmm(acc, z.narrow(1, lo, hi - lo), t.W_dec.narrow(0, lo, hi - lo));
-      errs.push_back(acc);
-      lo = hi;
-    }
+    errs = nested_errors(x, z, t.W_dec, t.b_dec, t.prefixes);
     e = errs.back();
   }
 

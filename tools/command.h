@@ -48,6 +48,8 @@ Command command_export_npy();
 Command command_explain();
 Command command_intervene();
 Command command_run();
+// Subcommands that live in a file of their own (sae_sweep.cpp).
+Runner setup_sae_sweep(CLI::App* sub);
 #ifdef CONCEPTLAB_HAVE_VIEWER
 Command command_view();
 #endif

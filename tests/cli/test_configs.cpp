@@ -14,6 +14,7 @@
 #include "explain/match.h"
 #include "explain/naming.h"
 #include "explain/stats.h"
+#include "explain/sweep.h"
 #include "sae/sae.h"
 #include "tools/demo/demo.h"
 #include "tools/pipeline/pipeline.h"
@@ -72,6 +73,13 @@ TEST_CASE("every configs/*.json mirrors its params struct field for field") {
   check_config<explain::MatchParams>("explain-match.json", true, [](const auto& p) { explain::validate(p); });
   check_config<explain::NameParams>("explain-name.json", true, [](const auto& p) { explain::validate(p); });
   check_config<explain::InterveneParams>("intervene.json", true, [](const auto& p) { explain::validate(p); });
+  check_config<explain::SweepParams>("sae-sweep.json", true, [](const auto& p) { explain::validate(p); });
+  {
+    // Not a params struct: a grid (lists of TrainParams values), read the way `sae sweep --grid` reads it.
+    const std::string grid = std::string(CONCEPTLAB_SOURCE_DIR) + "/configs/sae-sweep-grid.json";
+    g_checked.insert("sae-sweep-grid.json");
+    CHECK(explain::expand_grid(load_json_file(grid), sae::TrainParams{}, grid).size() == 8);
+  }
 
   std::set<std::string> all;
   for (auto& e : fs::directory_iterator(fs::path(CONCEPTLAB_SOURCE_DIR) / "configs"))

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/activations.h"
@@ -211,4 +212,69 @@ TEST_CASE("sae cli: matryoshka train with --prefixes, eval reports the FVU per n
   ev = test::run_cli({"-q", "sae", "eval", "--sae", t.file("s.h5"), "--embeddings", t.file("e.h5"), "--prefixes", "100"});
   CHECK(ev.exit_code == 2);
   CHECK(ev.err.find("above the 64 latents") != std::string::npos);
+}
+
+TEST_CASE("sae cli: sweep trains a grid, scores it on held-out rows, writes the table and names a pick") {
+  test::TempDir tmp;
+  const auto emb = tmp.file("e.h5"), labels = tmp.file("meta.csv"), grid = tmp.file("grid.json"), out = tmp.file("sw");
+  const int64_t n = 400, d = 16;
+  write_gt_embeddings(emb, n, d, 3);
+  const Embeddings e = read_embeddings(emb);
+  std::string csv = "ImageID,c0,c1\n";
+  for (int64_t i = 0; i < n; ++i)
+    csv += fmt::format("img_{},{},{}\n", i, e.data[static_cast<size_t>(i * d)] > 0 ? 1 : 0,
+                       e.data[static_cast<size_t>(i * d + 1)] > 0 ? 1 : 0);
+  test::write_text(labels, csv);
+  test::write_text(grid, R"({"arch": ["topk", "matryoshka-topk"], "n_latents": [32], "k": [4]})");
+  const std::vector<std::string> base = {"-q", "sae", "sweep", "--embeddings", emb, "--labels", labels,
+                                         "--columns", "c0,c1", "--grid", grid, "--device", "cpu",
+                                         "--epochs", "3", "--batch", "64"};
+  auto args = base;
+  args.insert(args.end(), {"--out", out, "--json"});
+  auto r = test::run_cli(args);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j["entries"].size() == 2);
+  CHECK(j["entries"][1]["label"] == "matryoshka-topk n32 k4 p16");
+  CHECK(j["n_heldout"] == 80);
+  CHECK(j["entries"][0]["columns"][0]["n_heldout"].get<int64_t>() == 80);
+  CHECK(j.contains("pick"));
+  for (const char* f : {"sweep.csv", "sweep.json", "sweep.png", "heldout.csv", "sae_00.h5", "sae_01.h5"})
+    CHECK(std::filesystem::exists(std::filesystem::path(out) / f));
+  CHECK(read_sae((std::filesystem::path(out) / "sae_01.h5").string()).prefixes == std::vector<int64_t>{16, 32});
+
+  // The table for people: one row per SAE and the pick with its reason (same folder again: replaced).
+  args = base;
+  args.insert(args.end(), {"--out", out});
+  r = test::run_cli(args);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("matryoshka-topk n32 k4 p16") != std::string::npos);
+  CHECK(r.out.find("pick: ") != std::string::npos);
+
+  // Bad input.
+  test::write_text(tmp.file("bad_grid.json"), R"({"kk": [1]})");
+  args = base;
+  args[10] = tmp.file("bad_grid.json");  // --grid
+  args.insert(args.end(), {"--out", tmp.file("o1")});
+  r = test::run_cli(args);
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("'kk' is not an SAE training field") != std::string::npos);
+  args = base;
+  args.insert(args.end(), {"--out", tmp.file("o2"), "--holdout", "1.5"});
+  r = test::run_cli(args);
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("holdout 1.5") != std::string::npos);
+  args = base;
+  args.insert(args.end(), {"--out", labels});
+  r = test::run_cli(args);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("must be a folder") != std::string::npos);
+  args = base;
+  args[8] = "c0,nope";  // --columns
+  args.insert(args.end(), {"--out", tmp.file("o3")});
+  r = test::run_cli(args);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("nope") != std::string::npos);
 }

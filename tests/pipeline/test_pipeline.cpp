@@ -22,6 +22,8 @@
 #include "core/error.h"
 #include "core/sae_weights.h"
 #include "core/random.h"
+#include "explain/data.h"
+#include "explain/sweep.h"
 #include "tests/test_util.h"
 #include "tests/viewer_model/fixture.h"
 #include "tools/pipeline/pipeline.h"
@@ -281,6 +283,49 @@ TEST_CASE("conceptlab run: a SIGKILL in the middle of SAE training resumes to th
   CHECK(force.exit_code == 2);
   CHECK(force.err.find("nope") != std::string::npos);
   CHECK_FALSE(fs::exists(t.file("x")));
+}
+
+TEST_CASE("pipeline: sae_sweep makes the sae step take the SAE a sweep picked") {
+  TempDir t;
+  cl::test::write_viewer_dataset(t.file("data"), 300, 24, 5);
+  // A real sweep over the dataset's embeddings (two small SAEs), as `conceptlab sae sweep` runs it.
+  const cl::Embeddings e = cl::read_embeddings(t.file("data/emb.h5"));
+  cl::explain::SweepData data{e.data.data(), e.n, e.dim, e.ids, {}, t.file("data/emb.h5")};
+  data.annotations = cl::explain::read_annotations(t.file("data/meta.csv"), "ImageID", {"c0", "c1", "c2", "c3"}, e.ids);
+  cl::explain::SweepParams sp;
+  sp.train = test_params().sae;
+  sp.train.epochs = 10;
+  sp.train.checkpoint_every = 0;
+  const auto grid = cl::explain::expand_grid(nlohmann::json::parse(R"({"k": [2, 4]})"), sp.train, "grid");
+  const auto sw = cl::explain::sweep_saes(data, grid, sp, cl::Device(torch::kCPU), t.file("sweep"));
+  cl::explain::write_sweep_outputs(sw, sp, t.file("sweep"), {});
+  const std::string picked = sw.entries[static_cast<size_t>(sw.pick)].sae_path;
+
+  PipelineParams p = test_params();
+  p.sae_sweep = "../sweep";  // relative to the config's folder, like every path in a config
+  resolve_paths(p, t.file("data"));
+  CHECK(p.sae_sweep == t.file("sweep"));
+  RunOptions o;
+  o.workspace = t.file("ws");
+  o.device = "cpu";
+  o.to = "encode";
+  auto r1 = run_pipeline(p, o);
+  CHECK(ran(r1)["sae"]);
+  CHECK(cl::test::read_bytes(t.file("ws/sae.h5")) == cl::test::read_bytes(picked));
+  CHECK(ran(run_pipeline(p, o)) == std::map<std::string, bool>{{"embed", false}, {"sae", false}, {"encode", false}});
+  // Another pick: the sae step and the later ones run again, with that SAE.
+  auto j = nlohmann::json::parse(cl::test::read_text(t.file("sweep/sweep.json")));
+  const std::string other = sw.pick == 0 ? "sae_01.h5" : "sae_00.h5";
+  j["pick"]["sae"] = other;
+  cl::test::write_text(t.file("sweep/sweep.json"), j.dump());
+  CHECK(ran(run_pipeline(p, o)) == std::map<std::string, bool>{{"embed", false}, {"sae", true}, {"encode", true}});
+  CHECK(cl::test::read_bytes(t.file("ws/sae.h5")) == cl::test::read_bytes(t.file("sweep/" + other)));
+  // Not a sweep, or a sweep whose pick is gone: named.
+  p.sae_sweep = t.file("data");
+  CHECK_THROWS_WITH_AS(run_pipeline(p, o), doctest::Contains("sweep.json"), cl::InputError);
+  p.sae_sweep = t.file("sweep");
+  fs::remove(t.file("sweep/" + other));
+  CHECK_THROWS_WITH_AS(run_pipeline(p, o), doctest::Contains("is missing"), cl::InputError);
 }
 
 TEST_CASE("conceptlab run configs/derm7pt.json (optional: needs ../shared)") {

@@ -1,4 +1,4 @@
-// `conceptlab sae train|encode|eval|import`: options -> sae::TrainParams / ApplyParams -> one
+// `conceptlab sae train|encode|eval|import|sweep`: options -> sae::TrainParams / ApplyParams -> one
 // cl::sae library call.
 #include <spdlog/spdlog.h>
 
@@ -169,13 +169,16 @@ Command command_sae() {
             auto* en = sae.add_subcommand("encode", "write sparse (CSR) activations of embeddings");
             auto* ev = sae.add_subcommand("eval", "MSE, FVU, L0, L1, dead fraction of an SAE on embeddings");
             auto* im = sae.add_subcommand("import", "convert the reference project's autoencoder.pth to an SAE file");
-            for (auto* c : {tr, en, ev, im}) c->option_defaults()->always_capture_default();
-            const std::vector<std::pair<CLI::App*, Runner>> runners = {
-                {tr, setup_train(tr)}, {en, setup_encode(en)}, {ev, setup_eval(ev)}, {im, setup_import(im)}};
+            auto* sw = sae.add_subcommand("sweep", "train a grid of SAEs, score reconstruction and concept alignment "
+                                                   "on held-out rows, pick one");
+            for (auto* c : {tr, en, ev, im, sw}) c->option_defaults()->always_capture_default();
+            const std::vector<std::pair<CLI::App*, Runner>> runners = {{tr, setup_train(tr)}, {en, setup_encode(en)},
+                                                                       {ev, setup_eval(ev)},  {im, setup_import(im)},
+                                                                       {sw, setup_sae_sweep(sw)}};
             return [runners](const Context& ctx) -> int {
               for (const auto& [sub, run] : runners)
                 if (sub->parsed()) return run(ctx);
-              throw_usage("sae: expected one of train, encode, eval, import");
+              throw_usage("sae: expected one of train, encode, eval, import, sweep");
             };
           }};
 }

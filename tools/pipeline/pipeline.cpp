@@ -56,15 +56,21 @@ std::string file_key(const std::string& path) {
   return hex_key({fs::absolute(path).string(), static_cast<int64_t>(size), static_cast<int64_t>(mtime)});
 }
 
-void write_json(const std::string& path, const nlohmann::json& j) {
-  AtomicOutput out(path);
-  {
-    std::ofstream f(out.temp_path());
-    f << j.dump(2) << "\n";
-    f.flush();
-    if (!f) throw_input("{}: cannot write (disk full?)", path);
-  }
-  out.commit();
+void write_json(const std::string& path, const nlohmann::json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
+
+// The SAE a `sae sweep` picked: sweep_dir is the sweep's folder or its sweep.json.
+std::string swept_sae_path(const std::string& sweep) {
+  const fs::path json_path = fs::is_directory(sweep) ? fs::path(sweep) / "sweep.json" : fs::path(sweep);
+  const nlohmann::json j = load_json_file(json_path.string());
+  if (!j.is_object() || j.value("format", "") != "conceptlab.sae_sweep")
+    throw_input("{}: not a sweep (format '{}', expected conceptlab.sae_sweep); sae_sweep names a `conceptlab sae "
+                "sweep` folder",
+                json_path.string(), j.is_object() ? j.value("format", "") : j.type_name());
+  if (!j.contains("pick") || !j["pick"].contains("sae") || !j["pick"]["sae"].is_string())
+    throw_input("{}: the sweep picked no SAE", json_path.string());
+  const fs::path picked = json_path.parent_path() / j["pick"]["sae"].get<std::string>();
+  if (!fs::is_regular_file(picked)) throw_input("{}: the sweep's pick {} is missing", json_path.string(), picked.string());
+  return picked.string();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,7 +202,7 @@ void validate(const PipelineParams& p) {
 
 void resolve_paths(PipelineParams& p, const std::string& base_dir) {
   for (std::string* s : {&p.data.csv, &p.data.image_root, &p.data.embeddings, &p.data.vocab, &p.embed.model,
-                         &p.embed.preprocess_json})
+                         &p.embed.preprocess_json, &p.sae_sweep})
     if (!s->empty() && fs::path(*s).is_relative()) *s = (fs::path(base_dir) / *s).lexically_normal().string();
 }
 
@@ -264,8 +270,23 @@ struct Runner {
   }
 
   // ---- sae
-  std::string sae_key() const { return hex_key({"sae", p.sae, keys.at("embed")}); }
+  std::string sae_key() const {
+    if (!p.sae_sweep.empty()) return hex_key({"sae-from-sweep", file_key(swept_sae_path(p.sae_sweep)), keys.at("embed")});
+    return hex_key({"sae", p.sae, keys.at("embed")});
+  }
   void run_sae() {
+    if (!p.sae_sweep.empty()) {
+      const std::string picked = swept_sae_path(p.sae_sweep);
+      const int64_t d_sae = read_sae(picked).d_in, d_emb = EmbeddingsReader(emb()).dim();
+      if (d_sae != d_emb)
+        throw_input("{}: the sweep's pick has input dim {}, the workspace's embeddings {} have {} (sweep these "
+                    "embeddings)",
+                    picked, d_sae, emb(), d_emb);
+      AtomicOutput out(f("sae.h5"), {picked});
+      fs::copy_file(picked, out.temp_path(), fs::copy_options::overwrite_existing);
+      out.commit();
+      return;
+    }
     EmbeddingsReader reader(emb());
     sae::TrainOptions opt;
     opt.out_path = f("sae.h5");
@@ -515,6 +536,7 @@ void Runner::run_report() {
   r["sae"] = sw.metrics;
   r["sae"]["n_latents"] = sw.n_latents;
   r["sae"]["arch"] = sw.arch;
+  if (!p.sae_sweep.empty()) r["sae"]["from_sweep"] = p.sae_sweep;
   r["embeddings"] = {{"path", emb()}, {"rows", EmbeddingsReader(emb()).rows()}, {"dim", EmbeddingsReader(emb()).dim()}};
   r["classify"] = load_json_file(f("classify.json"));
   r["match"] = load_json_file(f("match.json"));

@@ -65,6 +65,9 @@ struct PipelineParams {
   DataParams data;
   embed::EmbedParams embed;  // model, preprocessing, batch, device, workers (csv/out come from data)
   sae::TrainParams sae;
+  // A `conceptlab sae sweep` folder (or its sweep.json): the sae step takes the SAE the sweep
+  // picked instead of training one with `sae` ("" = train). Sweep the workspace's own embeddings.
+  std::string sae_sweep;
   cbm::ProtocolParams cbm;     // the concept bottleneck on the activations
   cbm::LogRegParams probe;     // the same kind of model on the embeddings, same rows and splits
   explain::StatsParams stats;
@@ -76,11 +79,11 @@ struct PipelineParams {
   std::vector<InterventionSpec> interventions;
   CurveParams curve;
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PipelineParams, data, embed, sae, cbm, probe, stats, match, name,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PipelineParams, data, embed, sae, sae_sweep, cbm, probe, stats, match, name,
                                                 global_top, montage_top, intervene, interventions, curve)
 void validate(const PipelineParams& p);
 // Relative paths of a config file (data.csv, data.image_root, data.embeddings, data.vocab,
-// embed.model, embed.preprocess_json) made relative to base_dir, the config's folder.
+// embed.model, embed.preprocess_json, sae_sweep) made relative to base_dir, the config's folder.
 void resolve_paths(PipelineParams& p, const std::string& base_dir);
 
 // The steps in order, and the workspace files each writes.
