@@ -147,6 +147,8 @@ void EmbeddingsWriter::add_column(const Column& c) {
   impl_->columns.push_back(c);
 }
 
+void EmbeddingsWriter::set_config(const nlohmann::json& config) { h5::write_attr(impl_->file.get(), "config", config.dump()); }
+
 int64_t EmbeddingsWriter::rows() const { return impl_->emb->rows(); }
 
 void EmbeddingsWriter::commit() {

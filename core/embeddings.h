@@ -39,6 +39,7 @@ class EmbeddingsWriter {
   ~EmbeddingsWriter();
   void append(const float* rows_nd, int64_t n, const std::vector<std::string>& ids);
   void add_column(const Column& c);  // must have exactly rows() entries at commit
+  void set_config(const nlohmann::json& config);  // replaces the constructor's (e.g. with what only the end knows)
   int64_t rows() const;
   void commit();  // closes and renames into place
 

@@ -14,7 +14,7 @@ using namespace cl;
 TEST_CASE("cli: --help lists the subcommands, no subcommand is a usage error") {
   auto r = test::run_cli({"--help"});
   CHECK(r.exit_code == 0);
-  for (auto name : {"inspect", "import-npy", "export-npy", "embed", "sae", "cbm", "probe", "demo", "demo-data"})
+  for (auto name : {"inspect", "import-npy", "export-npy", "embed", "merge-embeddings", "sae", "cbm", "probe", "demo", "demo-data"})
     CHECK_MESSAGE(r.out.find(name) != std::string::npos, name);
   CHECK(test::run_cli({}).exit_code == 2);
   CHECK(test::run_cli({"no-such-command"}).exit_code == 2);

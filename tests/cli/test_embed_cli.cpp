@@ -516,3 +516,81 @@ TEST_CASE("reliability: embed refuses ids outside the image root unless allowed"
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   CHECK(cl::EmbeddingsReader(t.file("e3.h5")).rows() == 7);
 }
+
+TEST_CASE("embed --shard I/N three ways, merge-embeddings: the unsharded file, and mismatched parts are refused") {
+  TempDir t;
+  write_test_model(t.path.string());
+  auto ids = write_images(t.file("img"), 23);
+  write_meta(t.file("meta.csv"), ids);
+  // One unreadable image: with --skip-bad each part skips it, and the order must survive.
+  {
+    std::ofstream(t.file("img/" + ids[9]), std::ios::trunc) << "not an image";
+  }
+  const auto base = plus(embed_args(t, t.file("whole.h5")), {"--batch", "2", "--skip-bad"});
+  auto r = run_cli(base);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  std::vector<std::string> parts;
+  for (int i : {2, 0, 1}) {  // any order
+    const std::string part = t.file(fmt::format("part{}.h5", i));
+    r = run_cli(plus(embed_args(t, part), {"--batch", "2", "--skip-bad", "--shard", fmt::format("{}/3", i),
+                                           "--shard-block", "4"}));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    parts.push_back(part);
+  }
+  const auto p0 = cl::read_embeddings(t.file("part0.h5"));
+  CHECK(p0.n == 8);  // blocks 0 and 3: inputs 0-3 and 12-15
+  CHECK(p0.config["shard"]["block_rows"] == nlohmann::json({4, 4}));
+  CHECK(cl::read_embeddings(t.file("part2.h5")).config["shard"]["block_rows"] == nlohmann::json({3, 3}));  // 8-11 less #9, 20-22
+
+  std::vector<std::string> merge = {"-q", "merge-embeddings"};
+  merge.insert(merge.end(), parts.begin(), parts.end());
+  r = run_cli(plus(merge, {"--out", t.file("merged.h5"), "--json"}));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(r.out)["rows"] == 22);
+  const auto whole = cl::read_embeddings(t.file("whole.h5")), merged = cl::read_embeddings(t.file("merged.h5"));
+  CHECK(merged.ids == whole.ids);
+  CHECK(merged.n == 22);
+  CHECK(merged.data == whole.data);  // bitwise
+  CHECK(merged.config == whole.config);
+  REQUIRE(merged.columns.size() == whole.columns.size());
+  for (size_t c = 0; c < whole.columns.size(); ++c) {
+    CHECK(merged.columns[c].name == whole.columns[c].name);
+    CHECK(merged.columns[c].numeric == whole.columns[c].numeric);
+    CHECK(merged.columns[c].strings == whole.columns[c].strings);
+    CHECK(merged.columns[c].numbers == whole.columns[c].numbers);
+  }
+
+  // Mismatched parts: a missing shard, a repeated one, another export, an unsharded file.
+  auto refused = [&](const std::vector<std::string>& files, const std::string& why) {
+    std::vector<std::string> args = {"merge-embeddings"};
+    args.insert(args.end(), files.begin(), files.end());
+    args.insert(args.end(), {"--out", t.file("bad.h5")});
+    const auto res = run_cli(args);
+    CAPTURE(why);
+    CHECK(res.exit_code == 1);
+    CHECK(res.err.find(why) != std::string::npos);
+    CHECK(!fs::exists(t.file("bad.h5")));
+  };
+  refused({t.file("part0.h5"), t.file("part2.h5")}, "shard 1 of 3 missing");
+  refused({t.file("part0.h5"), t.file("part0.h5"), t.file("part2.h5")}, "are both shard 0/3");
+  refused({t.file("part0.h5"), t.file("part1.h5"), t.file("whole.h5")}, "not a part of a sharded export");
+  r = run_cli(plus(embed_args(t, t.file("other1.h5")), {"--batch", "2", "--skip-bad", "--shard", "1/3", "--shard-block",
+                                                        "4", "--image-size", "20"}));
+  REQUIRE(r.exit_code == 0);
+  refused({t.file("part0.h5"), t.file("other1.h5"), t.file("part2.h5")}, "config 'preprocess'");
+  r = run_cli(plus(embed_args(t, t.file("blk1.h5")), {"--batch", "2", "--skip-bad", "--shard", "1/3", "--shard-block", "2"}));
+  REQUIRE(r.exit_code == 0);
+  refused({t.file("part0.h5"), t.file("blk1.h5"), t.file("part2.h5")}, "blocks of 2");
+
+  // Bad --shard values are usage errors; a shard without inputs says so.
+  for (const char* bad : {"3/3", "-1/3", "1/0", "x", "1/", "1/3/4"}) {
+    CAPTURE(bad);
+    CHECK(run_cli(plus(embed_args(t, t.file("x.h5")), {"--shard", bad})).exit_code == 2);
+  }
+  r = run_cli(plus(embed_args(t, t.file("x.h5")), {"--shard", "2/3", "--shard-block", "100"}));
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("lower --shard-block") != std::string::npos);
+}

@@ -34,6 +34,9 @@ Command command_embed() {
             c.option("--workers", &EmbedParams::workers, "decoding threads (0 = auto: CUDA one per core, CPU half the cores)");
             c.flag("--skip-bad", &EmbedParams::skip_bad, "embed the good images and list the others in OUT.skipped.csv");
             c.flag("--resume", &EmbedParams::resume, "continue an interrupted run from OUT.partial");
+            c.option("--shard", &EmbedParams::shard,
+                     "I/N: embed only blocks I, I+N, ... of the input list (0 <= I < N); join with merge-embeddings");
+            c.option("--shard-block", &EmbedParams::shard_block, "inputs per block when sharded");
             c.flag("--allow-outside-root", &EmbedParams::allow_outside_root,
                    "read CSV ids that are absolute paths or climb out of --image-root with '..' (refused otherwise)");
             auto& o = *pre;

@@ -20,6 +20,7 @@
 #include "tools/embed/decode_pool.h"
 #include "tools/embed/encoder.h"
 #include "tools/embed/run_checkpoint.h"
+#include "tools/embed/shard.h"
 
 namespace fs = std::filesystem;
 
@@ -116,6 +117,8 @@ void check_params(const EmbedParams& p, Device device) {
   if (p.batch < 1) throw_usage("embed: --batch {}: expected >= 1", p.batch);
   if (p.workers < 0) throw_usage("embed: --workers {}: expected >= 0 (0 = auto)", p.workers);
   if (p.fp16 && !device.is_cuda()) throw_usage("embed: --fp16 needs a CUDA device (got {})", device.str());
+  if (p.shard_block < 1) throw_usage("embed: --shard-block {}: expected >= 1", p.shard_block);
+  parse_shard(p.shard);
 }
 
 // Cheap checks of every file (exists, non-empty, a known format) before any model work; a bad
@@ -159,12 +162,15 @@ struct OutputRows {
   std::unique_ptr<EmbeddingsWriter> writer;
   std::vector<std::string> good_ids;
   std::vector<std::pair<std::string, std::string>> skipped;
+  std::vector<char> good;  // per item: embedded (a shard's layout counts rows per block)
   int64_t dim = 0;
 
   void consume(const BatchResult& b) {
     std::vector<std::string> ids;
+    good.resize(items.size(), 0);
     for (size_t j = 0; j < b.ok.size(); ++j) {
       const auto& it = items[static_cast<size_t>(b.first) + j];
+      good[static_cast<size_t>(b.first) + j] = b.ok[j] != 0;
       if (b.ok[j]) ids.push_back(it.id);
       else skipped.emplace_back(it.id, b.reasons[j]);
     }
@@ -228,7 +234,17 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
   check_params(p, device);
   validate(pre, "preprocessing");
   if (!fs::exists(p.model)) throw_input("{}: model file not found", p.model);
-  const std::vector<EmbedItem> items = list_items(p);
+  std::vector<EmbedItem> items = list_items(p);
+  const Shard shard = parse_shard(p.shard);
+  const int64_t n_inputs = static_cast<int64_t>(items.size());
+  if (shard.count > 1) {
+    std::vector<EmbedItem> mine;
+    for (int64_t i : shard_positions(n_inputs, shard, p.shard_block)) mine.push_back(items[static_cast<size_t>(i)]);
+    if (mine.empty())
+      throw_input("shard {}: no inputs ({} inputs in blocks of {} give fewer than {} blocks; lower --shard-block)",
+                  p.shard, n_inputs, p.shard_block, shard.count);
+    items = std::move(mine);
+  }
   const int64_t N = static_cast<int64_t>(items.size()), B = p.batch, n_batches = (N + B - 1) / B;
   std::vector<std::string> inputs = {p.model};
   if (!p.csv.empty()) inputs.push_back(p.csv);
@@ -240,15 +256,17 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
   OutputLock lock(p.out);
   const std::vector<std::string> pre_err = precheck_items(items, p.skip_bad);
 
-  const nlohmann::json config = {{"command", "embed"},
-                                 {"model", p.model},
-                                 {"preprocess", pre},
-                                 {"batch", p.batch},
-                                 {"fp16", p.fp16},
-                                 {"device", device.str()},
-                                 {"source", p.csv.empty() ? p.images_dir : p.csv},
-                                 {"image_col", p.csv.empty() ? "" : p.image_col},
-                                 {"image_root", image_root(p)}};
+  nlohmann::json config = {{"command", "embed"},
+                           {"model", p.model},
+                           {"preprocess", pre},
+                           {"batch", p.batch},
+                           {"fp16", p.fp16},
+                           {"device", device.str()},
+                           {"source", p.csv.empty() ? p.images_dir : p.csv},
+                           {"image_col", p.csv.empty() ? "" : p.image_col},
+                           {"image_root", image_root(p)}};
+  if (shard.count > 1)
+    config["shard"] = {{"index", shard.index}, {"count", shard.count}, {"block", p.shard_block}, {"n_inputs", n_inputs}};
   spdlog::info("embed: {} images, config {}", N, config.dump());
   Encoder enc(p.model, pre, device, p.fp16);
 
@@ -268,7 +286,7 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
   rep.out = p.out;
   rep.n_items = N;
   rep.device = device.str();
-  OutputRows out{p, items, config, inputs, nullptr, {}, {}, 0};
+  OutputRows out{p, items, config, inputs, nullptr, {}, {}, {}, 0};
   for (auto& b : done) out.consume(b);
   const int64_t first_batch = static_cast<int64_t>(done.size());
   rep.n_resumed = std::min<int64_t>(N, first_batch * B);
@@ -307,6 +325,16 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
     for (auto& [id, why] : out.skipped) t.rows.push_back({id, why});
     write_csv(staged.stage(t.path, inputs), t, inputs);
     rep.skipped_csv = t.path;
+  }
+  if (shard.count > 1) {
+    // Rows written per block of this shard: merge-embeddings interleaves the parts by them.
+    std::vector<int64_t> block_rows;
+    for (int64_t i = 0; i < N; ++i) {
+      if (i % p.shard_block == 0) block_rows.push_back(0);
+      block_rows.back() += out.good[static_cast<size_t>(i)];
+    }
+    config["shard"]["block_rows"] = block_rows;
+    out.writer->set_config(config);
   }
   out.writer->commit();
   staged.commit_all();

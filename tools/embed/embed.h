@@ -33,10 +33,12 @@ struct EmbedParams {
   bool skip_bad = false;        // write good rows + OUT.skipped.csv instead of failing
   bool resume = false;          // continue from OUT.partial
   bool allow_outside_root = false;  // CSV ids that are absolute or climb out of image_root with ".."
+  std::string shard;                // "I/N": only blocks I, I+N, ... of the input list (shard.h); "" = all
+  int64_t shard_block = 1024;       // inputs per block when sharded
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmbedParams, model, preprocess_json, csv, image_col, image_root,
                                                 images_dir, out, device, batch, fp16, workers, skip_bad, resume,
-                                                allow_outside_root)
+                                                allow_outside_root, shard, shard_block)
 
 struct EmbedReport {
   std::string out, skipped_csv;  // skipped_csv "" unless --skip-bad

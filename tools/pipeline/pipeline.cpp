@@ -180,6 +180,9 @@ void validate(const PipelineParams& p) {
     throw_usage("pipeline: embed.model is required (or data.embeddings for precomputed embeddings)");
   if (!p.embed.csv.empty() || !p.embed.out.empty() || !p.embed.images_dir.empty() || !p.embed.image_root.empty())
     throw_usage("pipeline: set the images in data (csv, image_root); embed.csv/out/images_dir/image_root stay empty");
+  if (!p.embed.shard.empty())
+    throw_usage("pipeline: embed.shard is for `conceptlab embed` runs on several machines; merge their parts with "
+                "merge-embeddings and set data.embeddings");
   sae::validate(p.sae);
   cbm::validate(p.cbm);
   cbm::validate(p.probe);
