@@ -277,4 +277,5 @@ TEST_CASE("sae cli: sweep trains a grid, scores it on held-out rows, writes the 
   r = test::run_cli(args);
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("nope") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(tmp.file("o3")));  // nothing made for a run that could not start
 }

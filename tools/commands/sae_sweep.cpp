@@ -53,10 +53,6 @@ Runner setup_sae_sweep(CLI::App* s) {
     const Device device = pick_device(a->device);
     init_torch_threads();
     if (fs::exists(a->out) && !fs::is_directory(a->out)) throw_input("{}: --out must be a folder, found a file", a->out);
-    fs::create_directories(a->out);
-    const std::string json_path = (fs::path(a->out) / "sweep.json").string();
-    check_output_path(json_path, {a->embeddings, a->labels, a->grid});
-    OutputLock lock(json_path);  // two sweeps into one folder would overwrite each other's SAEs
     EmbeddingsReader reader(a->embeddings);
     const double gb = static_cast<double>(reader.rows()) * static_cast<double>(reader.dim()) * 4 / 1e9;
     if (gb > p.train.memory_gb)
@@ -67,6 +63,11 @@ Runner setup_sae_sweep(CLI::App* s) {
     reader.read_rows(0, reader.rows(), x.data());
     explain::SweepData data{x.data(), reader.rows(), reader.dim(), reader.ids(), {}, a->embeddings};
     data.annotations = explain::read_annotations(a->labels, a->id_col, a->columns, reader.ids());
+    // The folder is made only once the inputs are known to be good (a typo leaves nothing behind).
+    fs::create_directories(a->out);
+    const std::string json_path = (fs::path(a->out) / "sweep.json").string();
+    check_output_path(json_path, {a->embeddings, a->labels, a->grid});
+    OutputLock lock(json_path);  // two sweeps into one folder would overwrite each other's SAEs
     spdlog::info("sae sweep on {}: {} SAEs, {} rows x {}, {} columns ({} of the rows annotated); {}", device.str(),
                  grid.size(), reader.rows(), reader.dim(), a->columns.size(), data.annotations.n_joined,
                  nlohmann::json(p).dump());
