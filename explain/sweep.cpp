@@ -202,6 +202,9 @@ SweepResult sweep_saes(const SweepData& data, const std::vector<sae::TrainParams
   for (size_t c = 0; c < cols.size(); ++c)
     if (cols[c].note.empty()) probe[c] = heldout_probe_auroc(emb, cols[c].y, cols[c].train, cols[c].test);
   r.mean_probe_auroc = mean_of(probe);
+  // Labels with the other side masked, the same for every SAE.
+  std::vector<ConceptLabels> on_train, on_test;
+  for (const auto& c : cols) on_train.push_back(c.train_only), on_test.push_back(c.test_only);
   MatchParams mp;
   mp.max_latents = p.max_latents;
   mp.path_alphas = p.path_alphas;
@@ -231,8 +234,6 @@ SweepResult sweep_saes(const SweepData& data, const std::vector<sae::TrainParams
     e.heldout = model.evaluate(x_test.data(), r.n_test);
     const CsrMatrix acts = model.encode(data.x_nd, n);  // every row, in file order
     const CscMatrix csc = to_csc(acts);
-    std::vector<ConceptLabels> on_train, on_test;
-    for (const auto& c : cols) on_train.push_back(c.train_only), on_test.push_back(c.test_only);
     const auto au_train = latent_aurocs(csc, on_train, p.threads), au_test = latent_aurocs(csc, on_test, p.threads);
     std::vector<double> best, sets;
     for (size_t c = 0; c < cols.size(); ++c) {

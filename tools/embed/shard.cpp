@@ -139,12 +139,10 @@ MergeReport merge_embeddings(const std::vector<std::string>& part_paths, const s
   const int64_t dim = parts[0].reader->dim();
   EmbeddingsWriter w(out_path, dim, parts[0].config, part_paths);
   std::vector<Column> cols;
-  for (const auto& c : parts[0].columns) {
+  for (size_t c = 0; c < parts[0].columns.size(); ++c) {  // same names in the same order (check_same_export)
     Column m;
-    m.name = c.name;
-    m.numeric = std::all_of(parts.begin(), parts.end(), [&](const Part& p) {
-      return std::find_if(p.columns.begin(), p.columns.end(), [&](const Column& x) { return x.name == c.name; })->numeric;
-    });
+    m.name = parts[0].columns[c].name;
+    m.numeric = std::all_of(parts.begin(), parts.end(), [&](const Part& p) { return p.columns[c].numeric; });
     cols.push_back(std::move(m));
   }
   Progress prog(progress, "merge-embeddings", static_cast<int64_t>(owner.size()), "rows");
