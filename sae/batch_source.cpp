@@ -1,4 +1,5 @@
-// Batch sources for SAE training: in-memory rows, or a file streamed in shuffled blocks.
+// Batch sources for SAE training: in-memory rows, or a file streamed in shuffled blocks; either
+// may hold one shard of the rows of a data-parallel run.
 #include "sae/batch_source.h"
 
 #include <algorithm>
@@ -7,13 +8,25 @@ namespace cl::sae {
 
 using torch::Tensor;
 
+Shard shard_of(int64_t n_rows, int rank, int world_size) {
+  const int64_t w = std::max(1, world_size);
+  return Shard{n_rows * rank / w, n_rows * (rank + 1) / w, n_rows};
+}
+
 namespace {
+
+// Sums a [m, d] tensor that each rank filled with the rows it holds (zeros elsewhere): every rank
+// then has all m rows, exactly (x + 0 = x).
+Tensor sum_over_ranks(Tensor t, Comm* comm) {
+  if (comm != nullptr && comm->size() > 1) comm->all_reduce(t, ReduceOp::sum);
+  return t;
+}
 
 class MemorySource : public BatchSource {
  public:
-  MemorySource(const float* x_nd, int64_t n, int64_t d, int64_t batch, torch::Device dev)
-      : n_(n), d_(d), batch_(batch), dev_(dev) {
-    X_ = torch::from_blob(const_cast<float*>(x_nd), {n, d}, torch::kFloat32);
+  MemorySource(const float* x_nd, Shard sh, int64_t d, int64_t batch, torch::Device dev, Comm* comm)
+      : sh_(sh), n_(sh.n_rows), d_(d), batch_(batch), dev_(dev), comm_(comm) {
+    X_ = torch::from_blob(const_cast<float*>(x_nd), {sh.hi - sh.lo, d}, torch::kFloat32);
     if (dev.type() != torch::kCPU) X_ = X_.to(dev);
   }
   int64_t rows() const override { return n_; }
@@ -21,32 +34,59 @@ class MemorySource : public BatchSource {
   void start_epoch(Rng& rng) override {
     perm_ = iota_indices(n_);
     rng.shuffle(perm_);
-    perm_t_ = torch::tensor(perm_, torch::kLong).to(dev_);
+    if (sh_.all()) perm_t_ = torch::tensor(perm_, torch::kLong).to(dev_);
     pos_ = 0;
   }
-  bool next(Tensor& x) override {
-    if (pos_ >= n_) return false;
+  int64_t next(Tensor& x, std::vector<int64_t>* pos) override {
+    if (pos_ >= n_) return 0;
     const int64_t B = std::min(batch_, n_ - pos_);
-    x = X_.index_select(0, perm_t_.slice(0, pos_, pos_ + B));
+    if (pos != nullptr) pos->clear();
+    if (sh_.all()) {
+      x = X_.index_select(0, perm_t_.slice(0, pos_, pos_ + B));
+      if (pos != nullptr) *pos = iota_indices(B);
+    } else {
+      std::vector<int64_t> local;
+      for (int64_t i = 0; i < B; ++i) {
+        const int64_t id = perm_[static_cast<size_t>(pos_ + i)];
+        if (id < sh_.lo || id >= sh_.hi) continue;
+        local.push_back(id - sh_.lo);
+        if (pos != nullptr) pos->push_back(i);
+      }
+      x = X_.index_select(0, torch::tensor(local, torch::kLong).to(dev_));
+    }
     pos_ += B;
-    return true;
+    return B;
   }
   Tensor sample(int64_t m, Rng& rng) override {
     std::vector<int64_t> idx = iota_indices(n_);
     rng.shuffle(idx);
     idx.resize(static_cast<size_t>(std::min(m, n_)));
-    return X_.index_select(0, torch::tensor(idx, torch::kLong).to(dev_));
+    if (sh_.all()) return X_.index_select(0, torch::tensor(idx, torch::kLong).to(dev_));
+    std::vector<int64_t> at, local;
+    for (size_t i = 0; i < idx.size(); ++i)
+      if (idx[i] >= sh_.lo && idx[i] < sh_.hi) {
+        at.push_back(static_cast<int64_t>(i));
+        local.push_back(idx[i] - sh_.lo);
+      }
+    auto out = torch::zeros({static_cast<int64_t>(idx.size()), d_}, X_.options());
+    out.index_copy_(0, torch::tensor(at, torch::kLong).to(dev_),
+                    X_.index_select(0, torch::tensor(local, torch::kLong).to(dev_)));
+    return sum_over_ranks(out, comm_);
   }
   Tensor mean_f64() override {
+    const int64_t nl = X_.size(0);
     auto s = torch::zeros({d_}, torch::TensorOptions().dtype(torch::kFloat64).device(dev_));
-    for (int64_t i = 0; i < n_; i += 65536) s += X_.slice(0, i, std::min(n_, i + 65536)).sum(0, false, torch::kFloat64);
+    for (int64_t i = 0; i < nl; i += 65536) s += X_.slice(0, i, std::min(nl, i + 65536)).sum(0, false, torch::kFloat64);
+    s = sum_over_ranks(s, comm_);
     return s / static_cast<double>(std::max<int64_t>(n_, 1));
   }
   std::vector<int64_t> order() const override { return perm_; }
 
  private:
+  Shard sh_;
   int64_t n_, d_, batch_;
   torch::Device dev_;
+  Comm* comm_;
   Tensor X_, perm_t_;
   std::vector<int64_t> perm_;
   int64_t pos_ = 0;
@@ -54,61 +94,78 @@ class MemorySource : public BatchSource {
 
 // Streams an embeddings file: per epoch a shuffled order of blocks is read into a bounded
 // buffer whose rows are shuffled again; leftover rows (< batch) carry into the next buffer.
+// Sharded, the buffer is virtual: every rank shuffles the same block ids and positions, and
+// reads and keeps only the rows of its shard (in buffer order).
 class StreamSource : public BatchSource {
  public:
-  StreamSource(const EmbeddingsReader& r, int64_t batch, double memory_gb, torch::Device dev)
-      : r_(r), n_(r.rows()), d_(r.dim()), batch_(batch), dev_(dev) {
+  StreamSource(const EmbeddingsReader& r, Shard sh, int64_t batch, double memory_gb, torch::Device dev, Comm* comm)
+      : r_(r), sh_(sh), n_(r.rows()), d_(r.dim()), batch_(batch), dev_(dev), comm_(comm) {
     buffer_rows_ = stream_buffer_rows(r, batch, memory_gb);
     block_rows_ = std::max<int64_t>(1, std::min<int64_t>(batch, buffer_rows_ / 8));
     n_blocks_ = (n_ + block_rows_ - 1) / block_rows_;
   }
   int64_t rows() const override { return n_; }
   int64_t dim() const override { return d_; }
-  int64_t buffer_rows() const { return buffer_rows_; }
   void start_epoch(Rng& rng) override {
     blocks_ = iota_indices(n_blocks_);
     rng.shuffle(blocks_);
     next_block_ = 0;
     cur_ = Tensor();
-    pos_ = 0;
+    local_.clear();
+    pos_ = lpos_ = 0;
     rng_ = &rng;
   }
-  bool next(Tensor& x) override {
-    const int64_t have = cur_.defined() ? cur_.size(0) - pos_ : 0;
+  int64_t next(Tensor& x, std::vector<int64_t>* pos) override {
+    const int64_t have = static_cast<int64_t>(local_.size()) - pos_;
     if (have < batch_ && next_block_ < n_blocks_) {
       refill();
-      return next(x);
+      return next(x, pos);
     }
-    if (have == 0) return false;
+    if (have == 0) return 0;
     const int64_t B = std::min(batch_, have);
-    x = cur_.slice(0, pos_, pos_ + B);
+    if (pos != nullptr) pos->clear();
+    int64_t c = 0;
+    for (int64_t i = 0; i < B; ++i)
+      if (local_[static_cast<size_t>(pos_ + i)]) {
+        ++c;
+        if (pos != nullptr) pos->push_back(i);
+      }
+    x = cur_.slice(0, lpos_, lpos_ + c);
     pos_ += B;
-    return true;
+    lpos_ += c;
+    return B;
   }
   Tensor sample(int64_t m, Rng& rng) override {
     // Rows from a few random blocks: cheap and spread over the file.
     std::vector<int64_t> b = iota_indices(n_blocks_);
     rng.shuffle(b);
-    std::vector<float> buf;
+    std::vector<std::pair<int64_t, int64_t>> runs;  // (first row, count) in sample order
     int64_t got = 0;
     for (int64_t bi : b) {
       if (got >= m) break;
       const int64_t s = bi * block_rows_, c = std::min({block_rows_, n_ - s, m - got});
-      buf.resize(static_cast<size_t>((got + c) * d_));
-      r_.read_rows(s, c, buf.data() + got * d_);
+      runs.emplace_back(s, c);
       got += c;
     }
-    return torch::from_blob(buf.data(), {got, d_}, torch::kFloat32).clone().to(dev_);
+    auto out = torch::zeros({got, d_}, torch::kFloat32);
+    int64_t at = 0;
+    for (auto [s, c] : runs) {
+      const int64_t a = std::max(s, sh_.lo), e = std::min(s + c, sh_.hi);
+      if (e > a) r_.read_rows(a, e - a, out.data_ptr<float>() + (at + a - s) * d_);
+      at += c;
+    }
+    return sum_over_ranks(out, comm_).to(dev_);
   }
   Tensor mean_f64() override {
     auto s = torch::zeros({d_}, torch::kFloat64);
     std::vector<float> buf;
-    for (int64_t i = 0; i < n_; i += block_rows_) {
-      const int64_t c = std::min(block_rows_, n_ - i);
+    for (int64_t i = sh_.lo; i < sh_.hi; i += block_rows_) {
+      const int64_t c = std::min(block_rows_, sh_.hi - i);
       buf.resize(static_cast<size_t>(c * d_));
       r_.read_rows(i, c, buf.data());
       s += torch::from_blob(buf.data(), {c, d_}, torch::kFloat32).sum(0, false, torch::kFloat64);
     }
+    s = sum_over_ranks(s, comm_);
     return (s / static_cast<double>(std::max<int64_t>(n_, 1))).to(dev_);
   }
   std::vector<int64_t> order() const override { return blocks_; }
@@ -116,35 +173,54 @@ class StreamSource : public BatchSource {
  private:
   void refill() {
     std::vector<float> buf;
-    int64_t got = 0;
+    std::vector<int64_t> buf_index;  // per row appended: its row in buf, or -1 (another rank's)
+    int64_t got = 0, held = 0;
     while (next_block_ < n_blocks_ && got < buffer_rows_) {
       const int64_t s = blocks_[static_cast<size_t>(next_block_++)] * block_rows_;
       const int64_t c = std::min(block_rows_, n_ - s);
-      buf.resize(static_cast<size_t>((got + c) * d_));
-      r_.read_rows(s, c, buf.data() + got * d_);
+      const int64_t a = std::max(s, sh_.lo), e = std::min(s + c, sh_.hi);
+      for (int64_t j = s; j < s + c; ++j) buf_index.push_back(j >= a && j < e ? held + (j - a) : -1);
+      if (e > a) {
+        buf.resize(static_cast<size_t>((held + e - a) * d_));
+        r_.read_rows(a, e - a, buf.data() + held * d_);
+        held += e - a;
+      }
       got += c;
     }
     std::vector<int64_t> perm = iota_indices(got);
     rng_->shuffle(perm);
-    auto fresh = torch::from_blob(buf.data(), {got, d_}, torch::kFloat32)
-                     .index_select(0, torch::tensor(perm, torch::kLong))
+    std::vector<int64_t> sel;
+    std::vector<char> fresh_local(static_cast<size_t>(got));
+    for (int64_t i = 0; i < got; ++i) {
+      const int64_t bi = buf_index[static_cast<size_t>(perm[static_cast<size_t>(i)])];
+      fresh_local[static_cast<size_t>(i)] = bi >= 0;
+      if (bi >= 0) sel.push_back(bi);
+    }
+    auto fresh = torch::from_blob(buf.data(), {held, d_}, torch::kFloat32)
+                     .index_select(0, torch::tensor(sel, torch::kLong))
                      .to(dev_);
-    if (cur_.defined() && pos_ < cur_.size(0))
-      cur_ = torch::cat({cur_.slice(0, pos_), fresh}, 0);
-    else
+    if (cur_.defined() && pos_ < static_cast<int64_t>(local_.size())) {
+      cur_ = torch::cat({cur_.slice(0, lpos_), fresh}, 0);
+      local_.erase(local_.begin(), local_.begin() + pos_);
+      local_.insert(local_.end(), fresh_local.begin(), fresh_local.end());
+    } else {
       cur_ = fresh;
-    pos_ = 0;
+      local_ = std::move(fresh_local);
+    }
+    pos_ = lpos_ = 0;
   }
   const EmbeddingsReader& r_;
+  Shard sh_;
   int64_t n_, d_, batch_, buffer_rows_, block_rows_, n_blocks_;
   torch::Device dev_;
+  Comm* comm_;
   std::vector<int64_t> blocks_;
   int64_t next_block_ = 0;
-  Tensor cur_;
-  int64_t pos_ = 0;
+  Tensor cur_;               // the rows of the buffer this rank holds, in buffer order
+  std::vector<char> local_;  // per buffer position: held here
+  int64_t pos_ = 0, lpos_ = 0;  // next buffer position; next row of cur_
   Rng* rng_ = nullptr;
 };
-
 
 }  // namespace
 
@@ -153,14 +229,14 @@ int64_t stream_buffer_rows(const EmbeddingsReader& reader, int64_t batch, double
   return std::max<int64_t>(batch, static_cast<int64_t>(budget_rows));
 }
 
-std::unique_ptr<BatchSource> memory_source(const float* x_nd, int64_t n, int64_t d, int64_t batch,
-                                           torch::Device device) {
-  return std::make_unique<MemorySource>(x_nd, n, d, batch, device);
+std::unique_ptr<BatchSource> memory_source(const float* x_nd, Shard shard, int64_t d, int64_t batch,
+                                           torch::Device device, Comm* comm) {
+  return std::make_unique<MemorySource>(x_nd, shard, d, batch, device, comm);
 }
 
-std::unique_ptr<BatchSource> stream_source(const EmbeddingsReader& reader, int64_t batch, double memory_gb,
-                                           torch::Device device) {
-  return std::make_unique<StreamSource>(reader, batch, memory_gb, device);
+std::unique_ptr<BatchSource> stream_source(const EmbeddingsReader& reader, Shard shard, int64_t batch,
+                                           double memory_gb, torch::Device device, Comm* comm) {
+  return std::make_unique<StreamSource>(reader, shard, batch, memory_gb, device, comm);
 }
 
 }  // namespace cl::sae

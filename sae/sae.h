@@ -83,6 +83,8 @@ int64_t latent_count(const TrainParams& p, int64_t d_in);
 // size is not below n); {} for the other architectures.
 std::vector<int64_t> nested_sizes(const TrainParams& p, int64_t n_latents);
 
+class Comm;  // a data-parallel process group (sae/dist.h)
+
 struct TrainOptions {
   std::string out_path;     // log goes to out_path + ".log.jsonl", checkpoints to out_path + ".ckpt"
   std::string resume_path;  // checkpoint to continue from ("" = fresh run)
@@ -90,6 +92,11 @@ struct TrainOptions {
   int64_t stop_after_epochs = 0;    // stop (with a checkpoint) after this many epochs of this run; tests
   // Called after every optimizer step with the max |row norm - 1| of the decoder (costs a sync).
   std::function<void(int64_t step, double max_norm_dev)> on_step;
+  // Data-parallel training: every rank calls train with the same data, params and options; each
+  // holds its shard of the rows, gradients are summed over ranks (the global batch is p.batch),
+  // and only rank 0 writes the log and checkpoints and evaluates the result (the other ranks'
+  // SaeWeights carry the same weights and no metrics). nullptr: one process.
+  Comm* comm = nullptr;
 };
 
 // Trains on rows x_nd [n, d] held in memory.

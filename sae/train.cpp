@@ -13,6 +13,7 @@
 #include "core/progress.h"
 #include "sae/batch_source.h"
 #include "sae/checkpoint.h"
+#include "sae/dist.h"
 #include "sae/sae.h"
 #include "sae/trainer.h"
 
@@ -26,14 +27,18 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
                         ProgressSink& progress, const std::function<Metrics(const Model&)>& final_eval) {
   validate(p);
   const int64_t N = src.rows(), D = src.dim();
+  Comm* comm = opt.comm;
+  const bool dist = comm != nullptr && comm->size() > 1;
+  const bool rank0 = comm == nullptr || comm->rank() == 0;  // writes the log, checkpoints and SAE
   if (N < 1) throw_input("training data: 0 rows, expected at least 1");
 #ifdef CONCEPTLAB_WITH_CUDA
   if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(p.tf32);
 #endif
   const auto t0 = std::chrono::steady_clock::now();
   Trainer tr(p, D, N, device);
-  Rng rng(static_cast<uint64_t>(p.seed));
+  Rng rng(static_cast<uint64_t>(p.seed));  // the same draws on every rank: one batch order
   tr.rng = &rng;
+  tr.comm = comm;
   RunState rs;
   if (!opt.resume_path.empty()) {
     load_checkpoint(opt.resume_path, tr, rs, rng, p, D, N, device);
@@ -66,8 +71,8 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
   const int64_t total_steps = steps_per_epoch * p.epochs;
 
   std::ofstream log;
-  const std::string log_path = opt.out_path.empty() ? "" : opt.out_path + ".log.jsonl";
-  const std::string ckpt_path = opt.out_path.empty() ? "" : opt.out_path + ".ckpt";
+  const std::string log_path = opt.out_path.empty() || !rank0 ? "" : opt.out_path + ".log.jsonl";
+  const std::string ckpt_path = opt.out_path.empty() || !rank0 ? "" : opt.out_path + ".ckpt";
   if (!log_path.empty()) {
     log.open(log_path, opt.resume_path.empty() ? std::ios::trunc : std::ios::app);
     if (!log.is_open()) throw_input("{}: cannot open the training log for writing", log_path);
@@ -91,10 +96,12 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
     tr.reset_epoch_metrics();
     tr.mark_epoch_start();
     Tensor x;
-    while (src.next(x)) {
+    std::vector<int64_t> pos;
+    int64_t batch_rows = 0;
+    while ((batch_rows = src.next(x, dist ? &pos : nullptr)) > 0) {
       prog.check_cancel();
       if (rs.scale != 1.0) x = x * scale_f;
-      tr.step(x, total_steps);
+      tr.step(x, total_steps, batch_rows, dist ? &pos : nullptr);
       if (tr.step_count % 32 == 0) check_diverged(false);
       if (opt.on_step) opt.on_step(tr.step_count, tr.max_norm_dev());
     }
@@ -122,14 +129,17 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
     src.start_epoch(rng);
     Tensor x, sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
     int64_t used = 0;
-    while (used < 64 && src.next(x)) {
+    int64_t batch_rows = 0;
+    while (used < 64 && (batch_rows = src.next(x)) > 0) {
       if (rs.scale != 1.0) x = x * scale_f;
-      auto mk = tr.min_kept(x);
+      auto mk = tr.min_kept(x, batch_rows);
       sum += torch::where(torch::isinf(mk), tr.threshold, mk).to(torch::kFloat64);
       ++used;
     }
     if (used > 0) tr.threshold = (sum / static_cast<double>(used)).to(torch::kFloat32);
   }
+
+  tr.check_ranks_agree();
 
   // Fold the input scale back: activations in input units, decoder rows still unit norm.
   SaeWeights w;
@@ -147,7 +157,9 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
   cfg["input_scale"] = rs.scale;
   cfg["device"] = device.str();
   cfg["inputs"] = opt.inputs;
+  if (dist) cfg["world_size"] = comm->size();
   w.config = cfg;
+  if (!rank0) return w;  // rank 0 evaluates and writes
   nlohmann::json metrics = to_json(final_eval(Model(w, device)));
   metrics["epochs_trained"] = rs.epoch;
   metrics["steps"] = tr.step_count;
@@ -172,8 +184,10 @@ void check_outputs(const TrainOptions& opt) {
 
 SaeWeights train(const float* x_nd, int64_t n, int64_t d, const TrainParams& p, Device device,
                  const TrainOptions& opt, ProgressSink& progress) {
-  check_outputs(opt);
-  auto src = memory_source(x_nd, n, d, p.batch, device);
+  const bool rank0 = opt.comm == nullptr || opt.comm->rank() == 0;
+  if (rank0) check_outputs(opt);
+  const Shard sh = opt.comm ? shard_of(n, opt.comm->rank(), opt.comm->size()) : Shard{0, n, n};
+  auto src = memory_source(x_nd + sh.lo * d, sh, d, p.batch, device, opt.comm);
   return run_training(*src, p, device, opt, progress, [&](const Model& m) {
     return m.evaluate(x_nd, n, ApplyParams{kDefaultApplyBatch, p.dead_window});
   });
@@ -181,21 +195,50 @@ SaeWeights train(const float* x_nd, int64_t n, int64_t d, const TrainParams& p, 
 
 SaeWeights train(const EmbeddingsReader& reader, const TrainParams& p, Device device, const TrainOptions& opt,
                  ProgressSink& progress) {
-  check_outputs(opt);
-  const double bytes = static_cast<double>(reader.rows()) * static_cast<double>(reader.dim()) * 4.0;
-  if (bytes <= p.memory_gb * 1073741824.0 * 0.75) {
-    std::vector<float> data(static_cast<size_t>(reader.rows() * reader.dim()));
-    reader.read_rows(0, reader.rows(), data.data());
-    spdlog::info("sae: {} x {} embeddings loaded in memory ({:.2f} GiB)", reader.rows(), reader.dim(),
-                 bytes / 1073741824.0);
-    return train(data.data(), reader.rows(), reader.dim(), p, device, opt, progress);
+  Comm* comm = opt.comm;
+  const bool dist = comm != nullptr && comm->size() > 1;
+  if (!dist) {
+    check_outputs(opt);
+    const double bytes = static_cast<double>(reader.rows()) * static_cast<double>(reader.dim()) * 4.0;
+    if (bytes <= p.memory_gb * 1073741824.0 * 0.75) {
+      std::vector<float> data(static_cast<size_t>(reader.rows() * reader.dim()));
+      reader.read_rows(0, reader.rows(), data.data());
+      spdlog::info("sae: {} x {} embeddings loaded in memory ({:.2f} GiB)", reader.rows(), reader.dim(),
+                   bytes / 1073741824.0);
+      TrainOptions one = opt;
+      one.comm = nullptr;
+      return train(data.data(), reader.rows(), reader.dim(), p, device, one, progress);
+    }
+    auto src = stream_source(reader, Shard{0, reader.rows(), reader.rows()}, p.batch, p.memory_gb, device);
+    spdlog::info("sae: streaming {} x {} embeddings ({:.2f} GiB > budget), buffer {} rows", reader.rows(),
+                 reader.dim(), bytes / 1073741824.0, stream_buffer_rows(reader, p.batch, p.memory_gb));
+    return run_training(*src, p, device, opt, progress, [&](const Model& m) {
+      return m.evaluate(reader, ApplyParams{kDefaultApplyBatch, p.dead_window}, progress);
+    });
   }
-  auto src = stream_source(reader, p.batch, p.memory_gb, device);
-  spdlog::info("sae: streaming {} x {} embeddings ({:.2f} GiB > budget), buffer {} rows", reader.rows(),
-               reader.dim(), bytes / 1073741824.0, stream_buffer_rows(reader, p.batch, p.memory_gb));
-  return run_training(*src, p, device, opt, progress, [&](const Model& m) {
+  // Data-parallel: each rank reads only its shard. Every rank makes the same memory-or-stream
+  // choice (from the largest shard), since the two draw different batch orders.
+  const bool rank0 = comm->rank() == 0;
+  if (rank0) check_outputs(opt);
+  const int64_t N = reader.rows(), D = reader.dim();
+  const Shard sh = shard_of(N, comm->rank(), comm->size());
+  const double shard_bytes = static_cast<double>((N + comm->size() - 1) / comm->size()) * static_cast<double>(D) * 4.0;
+  auto final_eval = [&](const Model& m) {
+    // Rank 0 streams the whole file once: the shards it does not hold are read, not kept.
     return m.evaluate(reader, ApplyParams{kDefaultApplyBatch, p.dead_window}, progress);
-  });
+  };
+  if (shard_bytes <= p.memory_gb * 1073741824.0 * 0.75) {
+    std::vector<float> data(static_cast<size_t>((sh.hi - sh.lo) * D));
+    reader.read_rows(sh.lo, sh.hi - sh.lo, data.data());
+    spdlog::info("sae: rank {} of {}: rows [{}, {}) of {} x {} in memory ({:.2f} GiB)", comm->rank(), comm->size(),
+                 sh.lo, sh.hi, N, D, static_cast<double>(data.size()) * 4.0 / 1073741824.0);
+    auto src = memory_source(data.data(), sh, D, p.batch, device, comm);
+    return run_training(*src, p, device, opt, progress, final_eval);
+  }
+  auto src = stream_source(reader, sh, p.batch, p.memory_gb, device, comm);
+  spdlog::info("sae: rank {} of {}: streaming rows [{}, {}) of {} x {}, buffer {} rows over all ranks", comm->rank(),
+               comm->size(), sh.lo, sh.hi, N, D, stream_buffer_rows(reader, p.batch, p.memory_gb));
+  return run_training(*src, p, device, opt, progress, final_eval);
 }
 
 }  // namespace cl::sae

@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
+
+#include "core/error.h"
 
 namespace cl::sae {
 
@@ -39,10 +42,11 @@ Trainer::Trainer(const TrainParams& p, int64_t d_in, int64_t n_rows, torch::Devi
 
 void Trainer::init(const Tensor& sample_md) {
   auto f = torch::TensorOptions().dtype(torch::kFloat32);
-  // Weights are drawn on the CPU from the seeded global generator, then moved, so CPU and
-  // CUDA runs start from the same point.
-  torch::manual_seed(static_cast<uint64_t>(p_.seed));
-  auto W_dec = torch::randn({n_, D_}, f);
+  // Weights are drawn on the CPU from a generator seeded like torch.manual_seed, then moved, so
+  // CPU and CUDA runs start from the same point; a generator of its own leaves LibTorch's global
+  // one alone (data-parallel ranks that are threads of one process would race on it).
+  at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(p_.seed));
+  auto W_dec = torch::randn({n_, D_}, gen, f);
   W_dec = W_dec / W_dec.norm(2, {1}, true).clamp_min(1e-12);
   const bool transpose = p_.encoder_init == "transpose" || (p_.encoder_init == "auto" && t.arch != Arch::relu_l1);
   Tensor W_enc, b_enc;
@@ -52,8 +56,8 @@ void Trainer::init(const Tensor& sample_md) {
     b_enc = torch::zeros({n_}, f);
   } else {
     // The reference's nn.Linear-style kaiming-uniform init (bound 1/sqrt(fan_in)).
-    W_enc = torch::rand({D_, n_}, f) * (2 * bound) - bound;
-    b_enc = torch::rand({n_}, f) * (2 * bound) - bound;
+    W_enc = torch::rand({D_, n_}, gen, f) * (2 * bound) - bound;
+    b_enc = torch::rand({n_}, gen, f) * (2 * bound) - bound;
   }
   auto xs = sample_md.to(torch::kCPU, torch::kFloat64);
   Tensor b_dec;
@@ -107,7 +111,28 @@ void Trainer::reset_epoch_metrics() {
   acc_rows_ = 0;
 }
 
-bool Trainer::epoch_loss_finite() const { return std::isfinite(acc_loss_.item<double>()); }
+bool Trainer::epoch_loss_finite() const {
+  if (!distributed()) return std::isfinite(acc_loss_.item<double>());
+  auto total = acc_loss_.clone();  // NaN or inf on any rank makes the sum so
+  comm->all_reduce(total, ReduceOp::sum);
+  return std::isfinite(total.item<double>());
+}
+
+void Trainer::check_ranks_agree() const {
+  if (!distributed()) return;
+  // Identical gradients and identical updates keep the ranks' weights bitwise equal; this makes
+  // sure (a backend that reduced differently per rank would be caught here, not in the results).
+  auto sum = torch::zeros({}, torch::kFloat64);
+  for (const Tensor* w : {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec})
+    sum += (w->to(torch::kCPU, torch::kFloat64) * torch::arange(w->numel(), torch::kFloat64).view(w->sizes()).remainder(7).add(1)).sum();
+  auto lo = sum.reshape({1}).clone(), hi = lo.clone();
+  comm->all_reduce(lo, ReduceOp::min);
+  comm->all_reduce(hi, ReduceOp::max);
+  if (lo.item<double>() != hi.item<double>())
+    throw_input("distributed: the ranks' SAE weights differ after step {} (checksums {:.17g} to {:.17g}); the "
+                "process group reduced differently per rank",
+                step_count, lo.item<double>(), hi.item<double>());
+}
 
 bool Trainer::weights_finite() const {
   for (const Tensor* w : {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec})
@@ -118,34 +143,62 @@ bool Trainer::weights_finite() const {
 double Trainer::max_norm_dev() const { return (t.W_dec.norm(2, {1}) - 1.0).abs().max().item<double>(); }
 
 EpochMetrics Trainer::epoch_metrics() {
+  Tensor loss = acc_loss_, sse = acc_sse_, var_t = acc_var_, l0 = acc_l0_, l1 = acc_l1_, sse_prefix = acc_sse_prefix_;
+  if (distributed()) {
+    // Each rank summed its rows; the epoch's figures are the sums over ranks. Rank 0 keeps the
+    // totals and the others zeros, so a second call (or epoch_loss_finite) sums to the same.
+    auto all = torch::cat({torch::stack({acc_loss_, acc_sse_, acc_var_, acc_l0_, acc_l1_}), acc_sse_prefix_});
+    comm->all_reduce(all, ReduceOp::sum);
+    loss = all[0], sse = all[1], var_t = all[2], l0 = all[3], l1 = all[4], sse_prefix = all.slice(0, 5);
+    auto kept = comm->rank() == 0 ? all.clone() : torch::zeros_like(all);
+    acc_loss_ = kept[0], acc_sse_ = kept[1], acc_var_ = kept[2], acc_l0_ = kept[3], acc_l1_ = kept[4];
+    acc_sse_prefix_ = kept.slice(0, 5);
+  }
   const double N = static_cast<double>(std::max<int64_t>(acc_rows_, 1));
   const int64_t n_dead = (since_fired >= window_).sum().item<int64_t>();
-  const double var = acc_var_.item<double>();
+  const double var = var_t.item<double>();
   EpochMetrics m;
   m.step = step_count;
-  m.loss = acc_loss_.item<double>() / N;
-  m.mse = acc_sse_.item<double>() / (N * static_cast<double>(D_));
-  m.fvu = var > 0 ? acc_sse_.item<double>() / var : 0.0;
-  m.l0 = acc_l0_.item<double>() / N;
-  m.l1 = acc_l1_.item<double>() / N;
+  m.loss = loss.item<double>() / N;
+  m.mse = sse.item<double>() / (N * static_cast<double>(D_));
+  m.fvu = var > 0 ? sse.item<double>() / var : 0.0;
+  m.l0 = l0.item<double>() / N;
+  m.l1 = l1.item<double>() / N;
   m.dead_fraction = static_cast<double>(n_dead) / static_cast<double>(n_);
   m.decoder_norm_max_dev = max_norm_dev();
   m.has_threshold = t.activation() == Arch::batchtopk;
   if (m.has_threshold) m.threshold = threshold.item<double>();
   if (!t.prefixes.empty()) {
     m.prefixes = t.prefixes;
-    auto sp = acc_sse_prefix_.to(torch::kCPU);
+    auto sp = sse_prefix.to(torch::kCPU);
     for (size_t i = 0; i < t.prefixes.size(); ++i)
       m.fvu_prefix.push_back(var > 0 ? sp[static_cast<int64_t>(i)].item<double>() / var : 0.0);
   }
   return m;
 }
 
-Tensor Trainer::min_kept(const Tensor& x) const {
+Tensor Trainer::global_top_k(Tensor& vals, Tensor& idx, int64_t K) const {
+  // Every rank offers its best K (padded with -inf); the K-th largest offer is the global cut.
+  auto offer = torch::full({K}, -INFINITY, vals.options());
+  offer.narrow(0, 0, vals.numel()).copy_(vals);
+  auto all = comm->all_gather(offer).reshape({-1});
+  auto top = std::get<0>(all.topk(K, 0, true, false));
+  auto keep = vals >= top.min();
+  vals = vals.masked_select(keep);
+  idx = idx.masked_select(keep);
+  return torch::where(top > 0, top, torch::full_like(top, INFINITY)).min();
+}
+
+Tensor Trainer::min_kept(const Tensor& x, int64_t batch_rows) const {
   torch::NoGradGuard ng;
   auto flat = torch::addmm(t.b_enc, x - t.b_dec, t.W_enc).relu_().reshape({-1});
-  const int64_t K = std::min<int64_t>(t.k * x.size(0), flat.numel());
-  auto vals = std::get<0>(flat.topk(K, 0, true, false));
+  const int64_t B = batch_rows > 0 ? batch_rows : x.size(0);
+  const int64_t K = std::min<int64_t>(t.k * B, B * n_);
+  auto vals = std::get<0>(flat.topk(std::min<int64_t>(K, flat.numel()), 0, true, false));
+  if (distributed()) {
+    Tensor idx = torch::zeros({vals.numel()}, torch::TensorOptions().dtype(torch::kLong).device(vals.device()));
+    return global_top_k(vals, idx, K);
+  }
   return torch::where(vals > 0, vals, torch::full_like(vals, INFINITY)).min();
 }
 
@@ -162,15 +215,24 @@ Tensor Trainer::rows(Tensor& buf, int64_t b, int64_t cols) {
   return buf.narrow(0, 0, b);
 }
 
-void Trainer::step(const Tensor& x, int64_t total_steps) {
+void Trainer::step(const Tensor& x, int64_t total_steps, int64_t batch_rows, const std::vector<int64_t>* pos) {
   torch::NoGradGuard ng;
-  const int64_t B = x.size(0);
+  const bool dist = distributed();
+  // B: rows of the (global) batch, which every normalisation uses; Bl: rows here (may be 0).
+  const int64_t Bl = x.size(0), B = batch_rows > 0 ? batch_rows : Bl;
   const double inv_bd = 1.0 / static_cast<double>(B * D_);
+  Tensor flat_enc, flat_dec;  // data-parallel: the gradient buffers are views of flat_grads_
+  if (dist) {
+    if (!flat_grads_.defined())
+      flat_grads_ = torch::empty({2 * D_ * n_ + 2 * n_ + D_}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
+    flat_enc = flat_grads_.narrow(0, 0, D_ * n_).view({D_, n_});
+    flat_dec = flat_grads_.narrow(0, D_ * n_ + n_, n_ * D_).view({n_, D_});
+  }
 
   // Forward. The [B, n] matrices live in reused buffers (allocation of fresh pages costs as
   // much as the element-wise work on the CPU).
   Tensor xc = x - t.b_dec;
-  Tensor pre = rows(buf_pre_, B, n_);  // the first batch is the largest one
+  Tensor pre = rows(buf_pre_, Bl, n_);  // grows when a later batch is larger
   if (p_.bf16)
     pre.copy_(mm(xc, t.W_enc).add_(t.b_enc));
   else
@@ -180,19 +242,20 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
     z = pre.relu_();  // relu-l1 needs no pre-activations after this
   } else if (t.activation() == Arch::topk) {
     auto [vals, idx] = pre.topk(t.k, 1, true, false);
-    z = rows(buf_z_, B, n_).zero_().scatter_(1, idx, vals.relu_());
+    z = rows(buf_z_, Bl, n_).zero_().scatter_(1, idx, vals.relu_());
   } else {
-    const int64_t K = std::min<int64_t>(t.k * B, B * n_);
+    // K of the global batch; this rank's candidates are its best Kl (all it has when fewer).
+    const int64_t K = std::min<int64_t>(t.k * B, B * n_), Kl = std::min<int64_t>(K, Bl * n_);
     Tensor vals, idx;
     bool done = false;
     const int64_t kc = 4 * t.k;
-    if (device_.is_cpu() && kc < n_) {
+    if (device_.is_cpu() && kc < n_ && Bl > 0) {
       // A global top-k over B*n values is slow on the CPU; the per-row top 4k candidates hold
       // it unless some row's smallest positive candidate still reaches the global cut (then
       // that row could have more, and the exact full selection runs instead).
       auto [cv, ci] = pre.topk(kc, 1, true, false);
       cv.relu_();
-      auto [gv, gp] = cv.reshape({-1}).topk(std::min<int64_t>(K, B * kc), 0, true, false);
+      auto [gv, gp] = cv.reshape({-1}).topk(std::min<int64_t>(Kl, Bl * kc), 0, true, false);
       auto row_min = cv.amin(1);
       if (!((row_min >= gv.min()) & (row_min > 0)).any().item<bool>()) {
         vals = gv;
@@ -200,11 +263,15 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
         done = true;
       }
     }
-    auto flat = rows(buf_z_, B, n_).reshape({-1});
-    if (!done) std::tie(vals, idx) = flat.copy_(pre.reshape({-1})).relu_().topk(K, 0, true, false);
-    z = flat.zero_().scatter_(0, idx, vals).view({B, n_});
+    auto flat = rows(buf_z_, Bl, n_).reshape({-1});
+    if (!done) std::tie(vals, idx) = flat.copy_(pre.reshape({-1})).relu_().topk(Kl, 0, true, false);
     // The smallest activation kept in this batch; its running mean is the inference threshold.
-    auto minpos = torch::where(vals > 0, vals, torch::full_like(vals, INFINITY)).min();
+    Tensor minpos;
+    if (dist)
+      minpos = global_top_k(vals, idx, K);
+    else
+      minpos = torch::where(vals > 0, vals, torch::full_like(vals, INFINITY)).min();
+    z = flat.zero_().scatter_(0, idx, vals).view({Bl, n_});
     minpos = torch::where(torch::isinf(minpos), threshold, minpos);
     if (step_count == 0)
       threshold.copy_(minpos);
@@ -247,11 +314,11 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
   acc_l0_ += torch::count_nonzero(z).to(torch::kFloat64);
   acc_l1_ += zsum;
   acc_rows_ += B;
-  auto fired = z.amax(0) > 0;  // [n]
+  auto fired = Bl > 0 ? z.amax(0) > 0 : torch::zeros({n_}, z.options().dtype(torch::kBool));  // [n]
 
   // Backward.
-  Tensor gW_dec = rows(buf_gW_dec_, n_, D_);
-  Tensor dpre = rows(buf_dpre_, B, n_);
+  Tensor gW_dec = dist ? flat_dec : rows(buf_gW_dec_, n_, D_);
+  Tensor dpre = rows(buf_dpre_, Bl, n_);
   Tensor gb_dec;
   if (P == 0) {
     Tensor g = e * (2.0 * inv_bd);
@@ -291,7 +358,15 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
       auto W_dead = t.W_dec.index_select(0, dead_idx_);
       auto r = -e;
       auto diff = mm(z_aux, W_dead) - r;
-      auto denom = (r - r.mean(0)).pow(2).sum().clamp_min(1e-12);
+      Tensor denom;
+      if (dist) {
+        // The residual's variance over the global batch: sum r^2 - |sum r|^2 / B over ranks.
+        auto st = torch::cat({r.sum(0, false, torch::kFloat64), r.pow(2).sum(torch::kFloat64).reshape({1})});
+        comm->all_reduce(st, ReduceOp::sum);
+        denom = (st[D_] - st.narrow(0, 0, D_).pow(2).sum() / static_cast<double>(B)).to(torch::kFloat32).clamp_min(1e-12);
+      } else {
+        denom = (r - r.mean(0)).pow(2).sum().clamp_min(1e-12);
+      }
       auto aux = diff.pow(2).sum() / denom;
       loss = loss + aux.to(torch::kFloat64) * p_.aux_alpha;
       auto g_aux = diff * (2.0 * p_.aux_alpha / denom);
@@ -302,11 +377,22 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
   }
   acc_loss_ += loss * static_cast<double>(B);
 
-  Tensor gW_enc = rows(buf_gW_enc_, D_, n_);
+  Tensor gW_enc = dist ? flat_enc : rows(buf_gW_enc_, D_, n_);
   mm_into(gW_enc, xc.t(), dpre);  // [D, n]
   Tensor gb_enc = dpre.sum(0);
   // The tied bias enters as x - b_dec: its encoder-side gradient is -W_enc sum_b dpre.
   gb_dec.sub_(torch::mv(t.W_enc, gb_enc));
+  if (dist) {
+    // Every gradient is a sum over the batch's rows, so the ranks' sum is the global batch's.
+    flat_grads_.narrow(0, D_ * n_, n_).copy_(gb_enc);
+    flat_grads_.narrow(0, 2 * D_ * n_ + n_, D_).copy_(gb_dec);
+    auto fired_f = flat_grads_.narrow(0, 2 * D_ * n_ + n_ + D_, n_);
+    fired_f.copy_(fired);
+    comm->all_reduce(flat_grads_, ReduceOp::sum);
+    gb_enc = flat_grads_.narrow(0, D_ * n_, n_);
+    gb_dec = flat_grads_.narrow(0, 2 * D_ * n_ + n_, D_);
+    fired = fired_f > 0;
+  }
 
   // Unit-norm decoder rows: drop the gradient component parallel to each row.
   gW_dec.sub_((gW_dec * t.W_dec).sum(1, true) * t.W_dec);
@@ -350,16 +436,27 @@ void Trainer::step(const Tensor& x, int64_t total_steps) {
   // Dead-latent bookkeeping: inputs since each latent last fired.
   since_fired = torch::where(fired, torch::zeros_like(since_fired), since_fired + B);
 
-  if (t.arch == Arch::relu_l1 && p_.resample_every > 0 && step_count % p_.resample_every == 0) resample(x, e);
+  if (t.arch == Arch::relu_l1 && p_.resample_every > 0 && step_count % p_.resample_every == 0) resample(x, e, B, pos);
 }
 
-void Trainer::resample(const Tensor& x, const Tensor& e) {
+void Trainer::resample(const Tensor& x, const Tensor& e, int64_t batch_rows, const std::vector<int64_t>* pos) {
   // Anthropic's resampling: dead latents get directions of badly reconstructed inputs, drawn
   // with probability proportional to the squared loss; their Adam state is reset.
   auto dead = (since_fired >= window_).nonzero().reshape({-1}).to(torch::kCPU);
   const int64_t nd = dead.numel();
   if (nd == 0 || rng == nullptr) return;
+  const bool dist = distributed();
+  TORCH_CHECK(!dist || (pos != nullptr && static_cast<int64_t>(pos->size()) == x.size(0)),
+              "resample: data-parallel steps need the rows' batch positions");
   auto loss2 = e.pow(2).sum(1).pow(2).to(torch::kCPU, torch::kFloat64).contiguous();
+  if (dist) {
+    // The whole batch's losses in batch order (each rank fills its rows), so every rank draws
+    // the same rows the single process would.
+    auto full = torch::zeros({batch_rows}, torch::kFloat64);
+    full.index_copy_(0, torch::tensor(*pos, torch::kLong), loss2);
+    comm->all_reduce(full, ReduceOp::sum);
+    loss2 = full;
+  }
   const int64_t B = loss2.size(0);
   std::vector<double> cdf(static_cast<size_t>(B));
   double acc = 0;
@@ -369,10 +466,29 @@ void Trainer::resample(const Tensor& x, const Tensor& e) {
     const double u = rng->uniform() * acc;
     pk = std::min<int64_t>(B - 1, std::lower_bound(cdf.begin(), cdf.end(), u) - cdf.begin());
   }
-  auto pick_t = torch::tensor(pick, torch::kLong).to(device_);
   auto dead_d = dead.to(device_);
-  auto dirs = x.index_select(0, pick_t) - t.b_dec;
-  dirs = dirs / dirs.norm(2, {1}, true).clamp_min(1e-12);  // [nd, D]
+  Tensor dirs;
+  if (!dist) {
+    auto pick_t = torch::tensor(pick, torch::kLong).to(device_);
+    dirs = x.index_select(0, pick_t) - t.b_dec;
+    dirs = dirs / dirs.norm(2, {1}, true).clamp_min(1e-12);  // [nd, D]
+  } else {
+    // Each picked row comes from the rank that holds it; the others add zeros.
+    std::vector<int64_t> local_of(static_cast<size_t>(batch_rows), -1);
+    for (size_t i = 0; i < pos->size(); ++i) local_of[static_cast<size_t>((*pos)[i])] = static_cast<int64_t>(i);
+    std::vector<int64_t> at, rows_here;
+    for (size_t j = 0; j < pick.size(); ++j)
+      if (local_of[static_cast<size_t>(pick[j])] >= 0) {
+        at.push_back(static_cast<int64_t>(j));
+        rows_here.push_back(local_of[static_cast<size_t>(pick[j])]);
+      }
+    dirs = torch::zeros({nd, D_}, x.options());
+    if (!at.empty()) {
+      auto mine = x.index_select(0, torch::tensor(rows_here, torch::kLong).to(device_)) - t.b_dec;
+      dirs.index_copy_(0, torch::tensor(at, torch::kLong).to(device_), mine / mine.norm(2, {1}, true).clamp_min(1e-12));
+    }
+    comm->all_reduce(dirs, ReduceOp::sum);
+  }
   auto alive = since_fired < window_;
   auto enc_norms = t.W_enc.norm(2, {0});
   auto n_alive = alive.sum().clamp_min(1);

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "core/random.h"
+#include "sae/dist.h"
 #include "sae/sae.h"
 #include "sae/tensors.h"
 
@@ -37,16 +38,24 @@ class Trainer {
   Trainer(const TrainParams& p, int64_t d_in, int64_t n_rows, torch::Device device);
   // Fresh initialisation from a sample of (already scaled) rows: pre-bias, decoder, encoder.
   void init(const torch::Tensor& sample_md);
-  // One optimizer step on a batch x [B, D] (already scaled).
-  void step(const torch::Tensor& x_bd, int64_t total_steps);
+  // One optimizer step on a batch x [B, D] (already scaled). Data-parallel (comm set): x holds
+  // this rank's rows of a global batch of batch_rows rows, pos their positions in it (resampling
+  // needs them); the ranks' gradients, dead-latent counters, batch top-k cut and AuxK statistics
+  // are combined so that every rank takes the step one process would take on the whole batch.
+  void step(const torch::Tensor& x_bd, int64_t total_steps, int64_t batch_rows = -1,
+            const std::vector<int64_t>* pos = nullptr);
   void reset_epoch_metrics();
   EpochMetrics epoch_metrics();
   double max_norm_dev() const;
-  // False once a loss of this epoch or any weight is NaN or infinite (a diverged run).
+  // False once a loss of this epoch or any weight is NaN or infinite (a diverged run). Data-
+  // parallel, epoch_loss_finite and epoch_metrics are collectives: every rank calls them together.
   bool epoch_loss_finite() const;
   bool weights_finite() const;
-  // batchtopk: the smallest activation kept by batch top-k on x (device scalar, inf if none).
-  torch::Tensor min_kept(const torch::Tensor& x_bd) const;
+  // batchtopk: the smallest activation kept by batch top-k on x (device scalar, inf if none);
+  // data-parallel, x is this rank's part of a batch of batch_rows rows (a collective).
+  torch::Tensor min_kept(const torch::Tensor& x_bd, int64_t batch_rows = -1) const;
+  // Data-parallel: a checksum of the weights compared across ranks; InputError if they differ.
+  void check_ranks_agree() const;
   void mark_epoch_start() { dead_fresh_ = false; }
 
   Tensors t;                            // current weights (scaled units)
@@ -57,6 +66,7 @@ class Trainer {
   torch::Tensor data_mean;              // float32 [D]: mean of the (scaled) data, for FVU
   Rng* rng = nullptr;                   // resampling draws (owned by the driver)
   StepGrads* capture = nullptr;         // tests: filled by every step when set
+  Comm* comm = nullptr;                 // data-parallel process group (nullptr: one process)
 
  private:
   torch::Tensor mm(const torch::Tensor& a, const torch::Tensor& b) const;
@@ -64,13 +74,20 @@ class Trainer {
   void mm_into(torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b) const;
   torch::Tensor rows(torch::Tensor& buf, int64_t b, int64_t cols);  // [b, cols] view of a reused buffer
   void refresh_dead();
-  void resample(const torch::Tensor& x_bd, const torch::Tensor& err_bd);
+  void resample(const torch::Tensor& x_bd, const torch::Tensor& err_bd, int64_t batch_rows,
+                const std::vector<int64_t>* pos);
+  bool distributed() const { return comm != nullptr && comm->size() > 1; }
+  // batchtopk: keeps of this rank's candidates (vals, idx) those in the global top K of all
+  // ranks' candidates; returns the smallest positive value kept over all ranks (inf if none).
+  torch::Tensor global_top_k(torch::Tensor& vals, torch::Tensor& idx, int64_t K) const;
   TrainParams p_;
   int64_t D_, n_, n_rows_, window_;
   torch::Device device_;
   torch::Tensor dead_idx_;  // refreshed at epoch start and every 50 steps (one host sync)
   bool dead_fresh_ = false;
   torch::Tensor buf_pre_, buf_z_, buf_dpre_, buf_gW_enc_, buf_gW_dec_;
+  // Data-parallel: every gradient and the fired flags in one buffer, one all-reduce per step.
+  torch::Tensor flat_grads_;
   torch::Tensor acc_loss_, acc_sse_, acc_var_, acc_l0_, acc_l1_;
   torch::Tensor acc_sse_prefix_;  // float64 [P]: matryoshka, per nested size
   int64_t acc_rows_ = 0;

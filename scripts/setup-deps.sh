@@ -6,6 +6,8 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev libopenblas0-pthread
+  # Gloo headers: ProcessGroupGloo.hpp includes them; the distributed SAE trainer needs them.
+  libgloo-dev
   libeigen3-dev libopencv-dev libhdf5-dev
   nlohmann-json3-dev doctest-dev libcli11-dev libspdlog-dev libfmt-dev
   libimgui-dev libglfw3-dev libgl-dev

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/output_claim.h"
 #include "core/sae_weights.h"
+#include "sae/dist.h"
 #include "sae/sae.h"
 #include "tools/command.h"
 #include "tools/params_cli.h"
@@ -18,8 +19,9 @@ using sae::TrainParams;
 
 Runner setup_train(CLI::App* tr) {
   struct Args {
-    std::string embeddings, out, device = "auto", resume;
-    bool json = false;
+    std::string embeddings, out, device = "auto", resume, dist_init = sae::DistParams{}.init;
+    bool json = false, dist = false;
+    int dist_timeout = sae::DistParams{}.timeout_s;
   };
   auto a = std::make_shared<Args>();
   auto pc = std::make_shared<ParamsCli<TrainParams>>(tr, "SAE params JSON (configs/sae-*.json); flags override it");
@@ -28,6 +30,14 @@ Runner setup_train(CLI::App* tr) {
   tr->add_option("--device", a->device, "auto | cpu | cuda | cuda:N");
   tr->add_option("--resume", a->resume, "continue from a checkpoint (OUT.ckpt)");
   tr->add_flag("--json", a->json, "print the final metrics as one JSON object");
+  tr->add_flag("--dist", a->dist,
+               "data-parallel: join a c10d process group (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT as torchrun "
+               "sets them; on by itself when WORLD_SIZE > 1)");
+  tr->add_option("--dist-init", a->dist_init, "env:// | tcp://HOST:PORT | file:///shared/path (new file)")
+      ->capture_default_str();
+  tr->add_option("--dist-timeout", a->dist_timeout, "seconds a rank waits for the others")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   auto& c = *pc;
   c.option("--arch", &TrainParams::arch, "relu-l1 | topk | batchtopk | matryoshka-topk | matryoshka-batchtopk");
   c.option("--expansion", &TrainParams::expansion, "n_latents = expansion * D");
@@ -59,17 +69,42 @@ Runner setup_train(CLI::App* tr) {
   return [a, pc](const Context& ctx) -> int {
     const TrainParams p = pc->resolve();
     sae::validate(p);
-    const Device device = pick_device(a->device);
+    sae::DistParams dp = sae::dist_params_from_environment();
+    Device device = pick_device(a->device);
+    std::unique_ptr<sae::Comm> comm;
+    if (a->dist || dp.world_size > 1) {
+      if (device.is_cuda() && a->device.find(':') == std::string::npos) device = Device(device.type(), dp.local_rank);
+      dp.init = a->dist_init;
+      dp.timeout_s = a->dist_timeout;
+      comm = sae::connect(dp, device);
+      if (comm->rank() != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports for all
+    }
+    const bool rank0 = comm == nullptr || comm->rank() == 0;
     init_torch_threads();
-    spdlog::info("sae train on {}: {}", device.str(), nlohmann::json(p).dump());
-    check_output_path(a->out, {a->embeddings, a->resume});
-    OutputLock lock(a->out);  // a second run on this --out would interleave the log and checkpoint
-    EmbeddingsReader reader(a->embeddings);
+    spdlog::info("sae train on {}{}: {}", device.str(),
+                 comm ? fmt::format(" x {} ranks ({})", comm->size(), comm->backend()) : "", nlohmann::json(p).dump());
+    std::unique_ptr<OutputLock> lock;  // a second run on this --out would interleave the log and checkpoint
+    std::unique_ptr<EmbeddingsReader> reader;
+    sae::on_all_ranks(comm.get(), "to open their inputs and outputs", [&] {
+      if (rank0) {
+        check_output_path(a->out, {a->embeddings, a->resume});
+        lock = std::make_unique<OutputLock>(a->out);
+      }
+      reader = std::make_unique<EmbeddingsReader>(a->embeddings);
+    });
+    if (comm) {
+      sae::check_same_on_all_ranks(*comm, reader->rows(), a->embeddings + ": row count");
+      sae::check_same_on_all_ranks(*comm, reader->dim(), a->embeddings + ": dim");
+      const auto h = static_cast<int64_t>(std::hash<std::string>{}(nlohmann::json(p).dump() + "|" + a->resume) >> 1);
+      sae::check_same_on_all_ranks(*comm, h, "the SAE params and --resume (a hash of them)");
+    }
     sae::TrainOptions opt;
     opt.out_path = a->out;
     opt.resume_path = a->resume;
     opt.inputs = {a->embeddings};
-    SaeWeights w = sae::train(reader, p, device, opt, ctx.progress);
+    opt.comm = comm.get();
+    SaeWeights w = sae::train(*reader, p, device, opt, rank0 ? ctx.progress : silent_progress());
+    if (!rank0) return 0;
     write_sae(a->out, w, {a->embeddings});
     if (a->json)
       print_json(w.metrics);

@@ -1,0 +1,252 @@
+// c10d process groups behind Comm: Gloo (CPU tensors; CUDA tensors staged through the host) and
+// NCCL (CUDA tensors) where CMake found them in this LibTorch; the rendezvous store is a TCPStore
+// served by rank 0 or a FileStore on a shared path.
+#include "sae/dist.h"
+
+#include <charconv>
+#include <cstdlib>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+
+#ifdef CONCEPTLAB_WITH_GLOO
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+#ifdef CONCEPTLAB_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+namespace cl::sae {
+
+namespace {
+
+// The variable's integer value, or `fallback` when unset; InputError on anything else.
+int env_int(const char* name, int fallback, int lo, int hi) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  int out = 0;
+  const char* end = v + std::char_traits<char>::length(v);
+  auto [p, ec] = std::from_chars(v, end, out);
+  if (ec != std::errc() || p != end || out < lo || out > hi)
+    throw_input("environment: {}='{}', expected an integer in [{}, {}]", name, v, lo, hi);
+  return out;
+}
+
+}  // namespace
+
+DistParams dist_params_from_environment() {
+  DistParams p;
+  const bool torchrun = std::getenv("WORLD_SIZE") != nullptr;
+  p.world_size = env_int(torchrun ? "WORLD_SIZE" : "SLURM_NTASKS", 1, 1, 1 << 20);
+  p.rank = env_int(torchrun ? "RANK" : "SLURM_PROCID", 0, 0, p.world_size - 1);
+  p.local_rank = env_int(torchrun ? "LOCAL_RANK" : "SLURM_LOCALID", 0, 0, 1 << 20);
+  if (const char* a = std::getenv("MASTER_ADDR"); a != nullptr && *a != '\0') p.master_addr = a;
+  p.master_port = env_int("MASTER_PORT", p.master_port, 1, 65535);
+  return p;
+}
+
+std::string dist_backends() {
+  std::string s;
+#ifdef CONCEPTLAB_WITH_GLOO
+  s += "gloo";
+#endif
+#ifdef CONCEPTLAB_WITH_NCCL
+  s += s.empty() ? "nccl" : ", nccl";
+#endif
+  return s.empty() ? "none" : s;
+}
+
+bool dist_available(torch::Device device) {
+#ifdef CONCEPTLAB_WITH_NCCL
+  if (device.is_cuda()) return true;
+#endif
+#ifdef CONCEPTLAB_WITH_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
+
+#if defined(CONCEPTLAB_WITH_GLOO) || defined(CONCEPTLAB_WITH_NCCL)
+namespace {
+
+c10d::ReduceOp to_c10d(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::min: return c10d::ReduceOp(c10d::ReduceOp::MIN);
+    case ReduceOp::max: return c10d::ReduceOp(c10d::ReduceOp::MAX);
+    default: return c10d::ReduceOp(c10d::ReduceOp::SUM);
+  }
+}
+
+// Any c10d process group or backend (1.13 ProcessGroupGloo; 2.x Backend subclasses): the same calls.
+template <typename PG>
+class C10dComm : public Comm {
+ public:
+  C10dComm(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<PG> pg, int rank, int size, bool host_staging,
+           std::string name)
+      : store_(std::move(store)), pg_(std::move(pg)), host_staging_(host_staging), name_(std::move(name)) {
+    rank_ = rank;
+    size_ = size;
+  }
+  std::string backend() const override { return name_; }
+  void all_reduce(torch::Tensor& t, ReduceOp op) override {
+    const bool stage = host_staging_ && !t.is_cpu();
+    std::vector<at::Tensor> v{stage ? t.to(torch::kCPU).contiguous() : t.contiguous()};
+    c10d::AllreduceOptions o;
+    o.reduceOp = to_c10d(op);
+    guarded("all-reduce", [&] { pg_->allreduce(v, o)->wait(); });
+    if (stage || !v[0].is_same(t)) t.copy_(v[0]);
+  }
+  torch::Tensor all_gather(const torch::Tensor& t) override {
+    const bool stage = host_staging_ && !t.is_cpu();
+    std::vector<at::Tensor> in{stage ? t.to(torch::kCPU).contiguous() : t.contiguous()};
+    std::vector<std::vector<at::Tensor>> out(1);
+    for (int r = 0; r < size_; ++r) out[0].push_back(torch::empty_like(in[0]));
+    guarded("all-gather", [&] { pg_->allgather(out, in)->wait(); });
+    auto all = torch::stack(out[0]);
+    return stage ? all.to(t.device()) : all;
+  }
+  void barrier() override {
+    auto t = torch::zeros({1}, torch::kFloat32);
+    all_reduce(t, ReduceOp::sum);
+  }
+
+ private:
+  // A peer that stopped (killed, or failed on its own) surfaces here as a transport error.
+  template <typename F>
+  void guarded(const char* what, F&& f) {
+    try {
+      f();
+    } catch (const c10::Error& e) {
+      throw_input("distributed: rank {} of {}: {} failed ({}); another rank stopped or timed out; a run with "
+                  "checkpoints continues with --resume OUT.ckpt on every rank",
+                  rank_, size_, what, e.what_without_backtrace());
+    } catch (const std::runtime_error& e) {
+      throw_input("distributed: rank {} of {}: {} failed ({}); another rank stopped or timed out; a run with "
+                  "checkpoints continues with --resume OUT.ckpt on every rank",
+                  rank_, size_, what, e.what());
+    }
+  }
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<PG> pg_;
+  bool host_staging_;
+  std::string name_;
+};
+
+// "tcp://HOST:PORT" -> host, port; InputError otherwise.
+std::pair<std::string, int> parse_tcp(const std::string& init) {
+  const std::string rest = init.substr(6);
+  const auto colon = rest.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      std::from_chars(rest.data() + colon + 1, rest.data() + rest.size(), port).ec != std::errc() || port < 1 ||
+      port > 65535)
+    throw_input("--dist-init '{}': expected tcp://HOST:PORT", init);
+  return {rest.substr(0, colon), port};
+}
+
+}  // namespace
+#endif
+
+std::unique_ptr<Comm> connect(const DistParams& p, torch::Device device) {
+  if (p.world_size < 1 || p.rank < 0 || p.rank >= p.world_size)
+    throw_input("distributed: rank {} of world size {}, expected 0 <= rank < world size", p.rank, p.world_size);
+  if (!dist_available(device))
+    throw_usage("distributed training: this build has no c10d backend for {} (compiled in: {}); rebuild against a "
+                "LibTorch with Gloo (Debian: install libgloo-dev) or NCCL",
+                device.str(), dist_backends());
+#if defined(CONCEPTLAB_WITH_GLOO) || defined(CONCEPTLAB_WITH_NCCL)
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(p.timeout_s) * 1000);
+  c10::intrusive_ptr<c10d::Store> store;
+  std::string where;
+  try {
+    if (p.init.rfind("file://", 0) == 0) {
+      const std::string path = p.init.substr(7);
+      if (path.empty()) throw_input("--dist-init '{}': expected file:///path/to/a/shared/file", p.init);
+      store = c10::make_intrusive<c10d::FileStore>(path, p.world_size);
+      store->setTimeout(timeout);
+      where = path;
+    } else {
+      std::string host = p.master_addr;
+      int port = p.master_port;
+      if (p.init.rfind("tcp://", 0) == 0)
+        std::tie(host, port) = parse_tcp(p.init);
+      else if (p.init != "env://")
+        throw_input("--dist-init '{}': expected env://, tcp://HOST:PORT or file:///path", p.init);
+      c10d::TCPStoreOptions o;
+      o.port = static_cast<uint16_t>(port);
+      o.isServer = p.rank == 0;
+      o.numWorkers = static_cast<size_t>(p.world_size);
+      o.waitWorkers = true;
+      o.timeout = timeout;
+      store = c10::make_intrusive<c10d::TCPStore>(host, o);
+      where = fmt::format("{}:{}", host, port);
+    }
+  } catch (const c10::Error& e) {
+    throw_input("distributed: rank {} of {} could not reach the rendezvous store {} ({}); check MASTER_ADDR / "
+                "MASTER_PORT or --dist-init, and that every rank started",
+                p.rank, p.world_size, p.init == "env://" ? fmt::format("{}:{}", p.master_addr, p.master_port) : p.init,
+                e.what_without_backtrace());
+  }
+  try {
+#ifdef CONCEPTLAB_WITH_NCCL
+    if (device.is_cuda()) {
+      auto opts = c10d::ProcessGroupNCCL::Options::create();
+      opts->timeout = timeout;
+      auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, p.rank, p.world_size, opts);
+      return std::make_unique<C10dComm<c10d::ProcessGroupNCCL>>(store, pg, p.rank, p.world_size, false, "nccl");
+    }
+#endif
+#ifdef CONCEPTLAB_WITH_GLOO
+    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+    // Loopback rendezvous means one machine; otherwise Gloo binds the interface GLOO_SOCKET_IFNAME
+    // names (as in PyTorch), or the address this host's name resolves to.
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    const bool local = where.rfind("127.", 0) == 0 || where.rfind("localhost", 0) == 0 || p.init.rfind("file://", 0) == 0;
+    if (ifname != nullptr && *ifname != '\0')
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    else if (local && p.init.rfind("file://", 0) != 0)
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    else
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    opts->threads = 2;
+    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, p.rank, p.world_size, opts);
+    return std::make_unique<C10dComm<c10d::ProcessGroupGloo>>(store, pg, p.rank, p.world_size, !device.is_cpu(),
+                                                              "gloo");
+#endif
+  } catch (const c10::Error& e) {
+    throw_input("distributed: rank {} of {} could not join the process group via {} ({})", p.rank, p.world_size, where,
+                e.what_without_backtrace());
+  }
+#endif
+  throw_usage("distributed training: no c10d backend compiled in");
+}
+
+void check_same_on_all_ranks(Comm& comm, int64_t value, const std::string& what) {
+  auto lo = torch::full({1}, value, torch::kLong), hi = lo.clone();
+  comm.all_reduce(lo, ReduceOp::min);
+  comm.all_reduce(hi, ReduceOp::max);
+  const int64_t a = lo.item<int64_t>(), b = hi.item<int64_t>();
+  if (a != b)
+    throw_input("distributed: the ranks disagree on {}: rank {} has {}, the ranks range over [{}, {}]; every rank "
+                "must be started with the same inputs and options",
+                what, comm.rank(), value, a, b);
+}
+
+void agree_or_throw(Comm& comm, bool ok, const std::string& stage) {
+  auto failed = torch::zeros({comm.size()}, torch::kLong);
+  if (!ok) failed[comm.rank()] = 1;
+  comm.all_reduce(failed, ReduceOp::sum);
+  if (!ok || failed.sum().item<int64_t>() == 0) return;
+  std::string ranks;
+  for (int r = 0; r < comm.size(); ++r)
+    if (failed[r].item<int64_t>() != 0) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+  throw_input("distributed: rank(s) {} failed {} (see their own messages); rank {} stops too", ranks, stage,
+              comm.rank());
+}
+
+}  // namespace cl::sae
