@@ -14,6 +14,7 @@
 #include "core/csv.h"
 #include "core/embeddings.h"
 #include "core/error.h"
+#include "core/manifest.h"
 #include "core/h5.h"
 #include "core/parse.h"
 
@@ -31,11 +32,7 @@ std::string first_few(const std::vector<std::string>& v, size_t n = 5) {
 }  // namespace
 
 Features read_features(const std::string& path) {
-  std::string format;
-  {
-    auto f = h5::open_read(path);
-    format = h5::read_format(f);
-  }
+  const std::string format = dataset_format(path);  // a manifest: its parts' format
   Features out;
   if (format == kActivationsFormat) {
     auto a = read_activations(path);  // validated: finite values, sorted in-range indices

@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/manifest.h"
 #include "core/h5.h"
 
 namespace cl {
@@ -98,24 +99,33 @@ void ActivationsWriter::commit() {
 
 // ---- reader ----
 
+// One file, or the parts a manifest lists (rows in the listed order).
 struct ActivationsReader::Impl {
-  h5::File file;
-  h5::Id group;
+  struct Part {
+    h5::File file;
+    h5::Id group;
+    int64_t n = 0, n_latents = 0, nnz = 0, row0 = 0;
+    std::vector<int64_t> indptr;
+  };
+  std::string path;
+  std::vector<Part> parts;
   int64_t n = 0, n_latents = 0, nnz = 0;
-  std::vector<int64_t> indptr;
   std::vector<std::string> ids;
+  bool manifest = false;
+  static Part open_part(const std::string& path, std::vector<std::string>& ids);
 };
 
-ActivationsReader::ActivationsReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
-  auto& m = *impl_;
+ActivationsReader::Impl::Part ActivationsReader::Impl::open_part(const std::string& path,
+                                                                 std::vector<std::string>& ids) {
+  Part m;
   m.file = h5::open_read(path);
   h5::check_header(m.file, kActivationsFormat);
   m.group = h5::open_group(m.file, "activations");
   auto nl = h5::read_attr_int(m.group, "n_latents");
   if (!nl || *nl <= 0) throw_input("{}: group 'activations' lacks a positive 'n_latents' attribute", path);
   m.n_latents = *nl;
-  m.ids = h5::read_strings(m.file, m.file.get(), "ids");
-  m.n = static_cast<int64_t>(m.ids.size());
+  auto part_ids = h5::read_strings(m.file, m.file.get(), "ids");
+  m.n = static_cast<int64_t>(part_ids.size());
   m.indptr = h5::read_dataset<int64_t>(m.file, m.group, "indptr");
   if (static_cast<int64_t>(m.indptr.size()) != m.n + 1)
     throw_input("{}: indptr has {} entries, expected {} (ids + 1)", path, m.indptr.size(), m.n + 1);
@@ -128,6 +138,30 @@ ActivationsReader::ActivationsReader(const std::string& path) : impl_(std::make_
     throw_input("{}: indptr ends at {}, expected nnz {}", path, m.indptr.back(), m.nnz);
   for (size_t i = 1; i < m.indptr.size(); ++i)
     if (m.indptr[i] < m.indptr[i - 1]) throw_input("{}: indptr decreases at row {}", path, i - 1);
+  ids.insert(ids.end(), std::make_move_iterator(part_ids.begin()), std::make_move_iterator(part_ids.end()));
+  return m;
+}
+
+ActivationsReader::ActivationsReader(const std::string& path) : ActivationsReader(path, manifest_parts(path, "activations")) {}
+
+ActivationsReader::ActivationsReader(const std::string& path, const std::vector<std::string>& parts)
+    : impl_(std::make_unique<Impl>()) {
+  auto& m = *impl_;
+  m.path = path;
+  m.manifest = !parts.empty();
+  const std::vector<std::string> files = parts.empty() ? std::vector<std::string>{path} : parts;
+  for (const auto& file : files) {
+    auto part = Impl::open_part(file, m.ids);
+    if (m.parts.empty())
+      m.n_latents = part.n_latents;
+    else if (part.n_latents != m.n_latents)
+      throw_input("{}: {} has {} latents, {} has {}; the parts must come from one SAE", path, file, part.n_latents,
+                  files[0], m.n_latents);
+    part.row0 = m.n;
+    m.n += part.n;
+    m.nnz += part.nnz;
+    m.parts.push_back(std::move(part));
+  }
   std::unordered_set<std::string> seen;
   for (const auto& id : m.ids)
     if (!seen.insert(id).second) throw_input("{}: duplicate id '{}'", path, id);
@@ -139,30 +173,47 @@ ActivationsReader& ActivationsReader::operator=(ActivationsReader&&) noexcept = 
 int64_t ActivationsReader::rows() const { return impl_->n; }
 int64_t ActivationsReader::n_latents() const { return impl_->n_latents; }
 int64_t ActivationsReader::nnz() const { return impl_->nnz; }
-const std::string& ActivationsReader::path() const { return impl_->file.path; }
+const std::string& ActivationsReader::path() const { return impl_->path; }
 const std::vector<std::string>& ActivationsReader::ids() const { return impl_->ids; }
 
-nlohmann::json ActivationsReader::config() const { return h5::read_attr_json(impl_->file, impl_->file.get(), "config"); }
+nlohmann::json ActivationsReader::config() const {
+  const auto& f = impl_->parts.front().file;
+  nlohmann::json c = h5::read_attr_json(f, f.get(), "config");
+  if (impl_->manifest && c.is_object()) {
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& p : impl_->parts) files.push_back(p.file.path);
+    c["manifest"] = {{"path", impl_->path}, {"files", files}};
+  }
+  return c;
+}
 
 CsrMatrix ActivationsReader::read_rows(int64_t start, int64_t count) const {
   auto& m = *impl_;
   if (start < 0 || count < 0 || start + count > m.n)
-    throw_input("{}: rows [{}, {}) out of range, file has {} rows", m.file.path, start, start + count, m.n);
+    throw_input("{}: rows [{}, {}) out of range, {} has {} rows", m.path, start, start + count,
+                m.manifest ? "the manifest" : "file", m.n);
   CsrMatrix c;
   c.n_rows = count;
   c.n_cols = m.n_latents;
-  const int64_t a = m.indptr[static_cast<size_t>(start)], b = m.indptr[static_cast<size_t>(start + count)];
-  if (b - a > kMaxInMemoryNnz)
-    throw_input("{}: rows [{}, {}) hold {} non-zeros; one in-memory matrix holds at most {} (read fewer rows at a "
-                "time)", m.file.path, start, start + count, b - a, kMaxInMemoryNnz);
-  c.indptr.resize(static_cast<size_t>(count) + 1);
-  for (int64_t r = 0; r <= count; ++r)
-    c.indptr[static_cast<size_t>(r)] = static_cast<SparseIndex>(m.indptr[static_cast<size_t>(start + r)] - a);
-  c.indices.resize(static_cast<size_t>(b - a));
-  c.values.resize(static_cast<size_t>(b - a));
-  h5::read_rows<int32_t>(m.file, m.group, "indices", a, b - a, c.indices.data());
-  h5::read_rows<float>(m.file, m.group, "values", a, b - a, c.values.data());
-  c.validate(m.file.path);
+  c.indptr.assign(1, 0);
+  int64_t total = 0;
+  for (const auto& part : m.parts) {
+    const int64_t lo = std::max(start, part.row0) - part.row0, hi = std::min(start + count, part.row0 + part.n) - part.row0;
+    if (hi <= lo) continue;
+    const int64_t a = part.indptr[static_cast<size_t>(lo)], b = part.indptr[static_cast<size_t>(hi)];
+    total += b - a;
+    if (total > kMaxInMemoryNnz)
+      throw_input("{}: rows [{}, {}) hold more than {} non-zeros, the most one in-memory matrix holds (read fewer rows "
+                  "at a time)", m.path, start, start + count, kMaxInMemoryNnz);
+    const auto base = static_cast<SparseIndex>(c.indices.size());
+    for (int64_t r = lo + 1; r <= hi; ++r)
+      c.indptr.push_back(base + static_cast<SparseIndex>(part.indptr[static_cast<size_t>(r)] - a));
+    c.indices.resize(static_cast<size_t>(base) + static_cast<size_t>(b - a));
+    c.values.resize(c.indices.size());
+    h5::read_rows<int32_t>(part.file, part.group, "indices", a, b - a, c.indices.data() + base);
+    h5::read_rows<float>(part.file, part.group, "values", a, b - a, c.values.data() + base);
+  }
+  c.validate(m.path);
   return c;
 }
 

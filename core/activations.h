@@ -42,6 +42,10 @@ class ActivationsWriter {
 class ActivationsReader {
  public:
   explicit ActivationsReader(const std::string& path);
+  // path may be a manifest (core/manifest.h): its parts read as one dataset. The second form
+  // opens files as one dataset named name (what a manifest listing them reads as; no files:
+  // name is the one file).
+  ActivationsReader(const std::string& name, const std::vector<std::string>& files);
   ~ActivationsReader();
   ActivationsReader(ActivationsReader&&) noexcept;
   ActivationsReader& operator=(ActivationsReader&&) noexcept;

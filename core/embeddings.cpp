@@ -6,8 +6,11 @@
 #include <cmath>
 #include <unordered_set>
 
+#include <fmt/ranges.h>
+
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/manifest.h"
 
 namespace cl {
 namespace {
@@ -166,26 +169,83 @@ void EmbeddingsWriter::commit() {
 
 // ---- reader ----
 
+// One file, or the parts a manifest lists (rows in the listed order).
 struct EmbeddingsReader::Impl {
-  h5::File file;
+  struct Part {
+    h5::File file;
+    int64_t n = 0, row0 = 0;  // rows, and the first one's row in the whole dataset
+  };
+  std::string path;
+  std::vector<Part> parts;
   int64_t n = 0, dim = 0;
   std::vector<std::string> ids;
+  bool manifest = false;
+  static Part open_part(const std::string& path, int64_t& dim, std::vector<std::string>& ids);
 };
 
-EmbeddingsReader::EmbeddingsReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
-  impl_->file = h5::open_read(path);
-  const auto& f = impl_->file;
+// Opens one embeddings file; appends its ids.
+EmbeddingsReader::Impl::Part EmbeddingsReader::Impl::open_part(const std::string& path, int64_t& dim,
+                                                               std::vector<std::string>& ids) {
+  Part part;
+  part.file = h5::open_read(path);
+  const auto& f = part.file;
   h5::check_header(f, kEmbeddingsFormat);
   auto dims = h5::dataset_dims(f, f.get(), "embeddings");
   if (dims.size() != 2) throw_input("{}: 'embeddings' has {} dimensions, expected 2 [N, D]", path, dims.size());
   std::string t = h5::dataset_type_name(f, f.get(), "embeddings");
   if (t != "float32" && t != "float64") throw_input("{}: 'embeddings' has type {}, expected float32", path, t);
-  impl_->n = dims[0];
-  impl_->dim = dims[1];
-  impl_->ids = h5::read_strings(f, f.get(), "ids");
-  if (static_cast<int64_t>(impl_->ids.size()) != impl_->n)
-    throw_input("{}: {} ids for {} embedding rows", path, impl_->ids.size(), impl_->n);
-  check_unique_ids(impl_->ids, path);
+  part.n = dims[0];
+  dim = dims[1];
+  auto part_ids = h5::read_strings(f, f.get(), "ids");
+  if (static_cast<int64_t>(part_ids.size()) != part.n)
+    throw_input("{}: {} ids for {} embedding rows", path, part_ids.size(), part.n);
+  ids.insert(ids.end(), std::make_move_iterator(part_ids.begin()), std::make_move_iterator(part_ids.end()));
+  return part;
+}
+
+namespace {
+
+// A part's config without what differs between parts of one dataset by design.
+nlohmann::json comparable_config(nlohmann::json c) {
+  if (c.is_object()) {
+    c.erase("shard");
+    c.erase("inputs");
+  }
+  return c;
+}
+
+}  // namespace
+
+EmbeddingsReader::EmbeddingsReader(const std::string& path) : EmbeddingsReader(path, manifest_parts(path, "embeddings")) {}
+
+EmbeddingsReader::EmbeddingsReader(const std::string& path, const std::vector<std::string>& parts)
+    : impl_(std::make_unique<Impl>()) {
+  auto& m = *impl_;
+  m.path = path;
+  m.manifest = !parts.empty();
+  const std::vector<std::string> files = parts.empty() ? std::vector<std::string>{path} : parts;
+  nlohmann::json config0;
+  for (const auto& file : files) {
+    int64_t d = 0;
+    auto part = Impl::open_part(file, d, m.ids);
+    if (m.parts.empty()) {
+      m.dim = d;
+      config0 = comparable_config(h5::read_attr_json(part.file, part.file.get(), "config"));
+    } else {
+      if (d != m.dim) throw_input("{}: {} has dim {}, {} has dim {}; the parts must agree", path, file, d, files[0], m.dim);
+      const auto c = comparable_config(h5::read_attr_json(part.file, part.file.get(), "config"));
+      if (c != config0)
+        for (const auto& [k, v] : config0.items())
+          if (!c.contains(k) || c[k] != v)
+            throw_input("{}: {} and {} differ in config '{}' ({} vs {}); the parts of one dataset come from one encoder "
+                        "and preprocessing",
+                        path, files[0], file, k, v.dump(), c.contains(k) ? c[k].dump() : "missing");
+    }
+    part.row0 = m.n;
+    m.n += part.n;
+    m.parts.push_back(std::move(part));
+  }
+  check_unique_ids(m.ids, path);
 }
 
 EmbeddingsReader::~EmbeddingsReader() = default;
@@ -193,18 +253,65 @@ EmbeddingsReader::EmbeddingsReader(EmbeddingsReader&&) noexcept = default;
 EmbeddingsReader& EmbeddingsReader::operator=(EmbeddingsReader&&) noexcept = default;
 int64_t EmbeddingsReader::rows() const { return impl_->n; }
 int64_t EmbeddingsReader::dim() const { return impl_->dim; }
-const std::string& EmbeddingsReader::path() const { return impl_->file.path; }
+const std::string& EmbeddingsReader::path() const { return impl_->path; }
 const std::vector<std::string>& EmbeddingsReader::ids() const { return impl_->ids; }
 
-nlohmann::json EmbeddingsReader::config() const { return h5::read_attr_json(impl_->file, impl_->file.get(), "config"); }
+nlohmann::json EmbeddingsReader::config() const {
+  const auto& f = impl_->parts.front().file;
+  nlohmann::json c = h5::read_attr_json(f, f.get(), "config");
+  if (impl_->manifest) {
+    c = comparable_config(c);
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& p : impl_->parts) files.push_back(p.file.path);
+    c["manifest"] = {{"path", impl_->path}, {"files", files}};
+  }
+  return c;
+}
 
-std::vector<Column> EmbeddingsReader::columns() const { return read_columns(impl_->file, impl_->n); }
+std::vector<Column> EmbeddingsReader::columns() const {
+  std::vector<Column> cols = read_columns(impl_->parts.front().file, impl_->parts.front().n);
+  for (size_t pi = 1; pi < impl_->parts.size(); ++pi) {
+    const auto& part = impl_->parts[pi];
+    auto more = read_columns(part.file, part.n);
+    std::vector<std::string> a, b;
+    for (const auto& c : cols) a.push_back(c.name);
+    for (const auto& c : more) b.push_back(c.name);
+    if (a != b)
+      throw_input("{}: {} has columns [{}], {} has [{}]; the parts must have the same columns", impl_->path,
+                  impl_->parts.front().file.path, fmt::join(a, ", "), part.file.path, fmt::join(b, ", "));
+    for (size_t ci = 0; ci < cols.size(); ++ci) {
+      Column& c = cols[ci];
+      Column& d = more[ci];
+      if (c.numeric != d.numeric) {
+        // Numbers in one part and text in another: the column is text, numbers printed as in CSV.
+        for (Column* x : {&c, &d})
+          if (x->numeric) {
+            for (size_t r = 0; r < x->numbers.size(); ++r) x->strings.push_back(x->value_string(r));
+            x->numbers.clear();
+            x->numeric = false;
+          }
+      }
+      if (c.numeric)
+        c.numbers.insert(c.numbers.end(), d.numbers.begin(), d.numbers.end());
+      else
+        c.strings.insert(c.strings.end(), std::make_move_iterator(d.strings.begin()), std::make_move_iterator(d.strings.end()));
+    }
+  }
+  return cols;
+}
 
 void EmbeddingsReader::read_rows(int64_t start, int64_t count, float* out_nd, bool check_finite) const {
-  if (start < 0 || count < 0 || start + count > impl_->n)
-    throw_input("{}: rows [{}, {}) out of range, file has {} rows", impl_->file.path, start, start + count, impl_->n);
-  h5::read_rows<float>(impl_->file, impl_->file.get(), "embeddings", start, count, out_nd);
-  if (check_finite) check_finite_rows(out_nd, count, impl_->dim, start, &impl_->ids, impl_->file.path);
+  const auto& m = *impl_;
+  if (start < 0 || count < 0 || start + count > m.n)
+    throw_input("{}: rows [{}, {}) out of range, {} has {} rows", m.path, start, start + count,
+                m.manifest ? "the manifest" : "file", m.n);
+  for (const auto& part : m.parts) {
+    const int64_t a = std::max(start, part.row0), b = std::min(start + count, part.row0 + part.n);
+    if (b <= a) continue;
+    float* out = out_nd + (a - start) * m.dim;
+    h5::read_rows<float>(part.file, part.file.get(), "embeddings", a - part.row0, b - a, out);
+    if (check_finite) check_finite_rows(out, b - a, m.dim, a, &m.ids, part.file.path);
+  }
 }
 
 }  // namespace cl

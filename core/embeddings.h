@@ -52,6 +52,10 @@ class EmbeddingsWriter {
 class EmbeddingsReader {
  public:
   explicit EmbeddingsReader(const std::string& path);
+  // path may be a manifest (core/manifest.h): its parts read as one dataset. The second form
+  // opens files as one dataset named name (what a manifest listing them reads as; no files:
+  // name is the one file).
+  EmbeddingsReader(const std::string& name, const std::vector<std::string>& files);
   ~EmbeddingsReader();
   EmbeddingsReader(EmbeddingsReader&&) noexcept;
   EmbeddingsReader& operator=(EmbeddingsReader&&) noexcept;

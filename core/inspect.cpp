@@ -4,6 +4,9 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/activations.h"
+#include "core/embeddings.h"
+#include "core/manifest.h"
 #include "core/formats.h"
 #include "core/h5.h"
 
@@ -28,6 +31,26 @@ nlohmann::json dataset_info(const h5::File& f, hid_t loc, const std::string& nam
 }  // namespace
 
 nlohmann::json inspect_file(const std::string& path) {
+  if (is_manifest(path)) {
+    // Opening it as a dataset checks every part; the summary is the whole dataset's.
+    const Manifest m = read_manifest(path);
+    nlohmann::json j = {{"path", path}, {"bytes", std::filesystem::file_size(path)}, {"format", kManifestFormat},
+                        {"schema_version", 1}, {"kind", m.kind}, {"files", m.files}};
+    nlohmann::json ds = nlohmann::json::object();
+    if (m.kind == "embeddings") {
+      EmbeddingsReader r(path);
+      ds["embeddings"] = {{"shape", {r.rows(), r.dim()}}, {"dtype", "float32"}};
+      j["config"] = r.config();
+    } else {
+      ActivationsReader r(path);
+      ds["ids"] = {{"shape", {r.rows()}}, {"dtype", "string"}};
+      j["n_latents"] = r.n_latents();
+      if (r.rows() > 0) j["mean_active_per_row"] = double(r.nnz()) / double(r.rows());
+      j["config"] = r.config();
+    }
+    j["datasets"] = ds;
+    return j;
+  }
   h5::File f = h5::open_read(path);
   nlohmann::json j;
   j["path"] = path;
@@ -91,7 +114,7 @@ std::string inspect_text(const nlohmann::json& s) {
     if (info.is_object())
       out += fmt::format("  {}: {} {}\n", name, info["dtype"].get<std::string>(), info["shape"].dump());
   }
-  for (auto key : {"n_latents", "mean_active_per_row", "arch", "k", "threshold", "classes", "features"}) {
+  for (auto key : {"kind", "files", "n_latents", "mean_active_per_row", "arch", "k", "threshold", "classes", "features"}) {
     if (s.contains(key) && !s[key].is_null()) out += fmt::format("  {}: {}\n", key, s[key].dump());
   }
   if (s.contains("columns")) {

@@ -38,9 +38,9 @@ int env_int(const char* name, int fallback, int lo, int hi) {
 
 }  // namespace
 
-DistParams dist_params_from_environment() {
+DistParams dist_params_from_environment(bool use_slurm) {
   DistParams p;
-  const bool torchrun = std::getenv("WORLD_SIZE") != nullptr;
+  const bool torchrun = std::getenv("WORLD_SIZE") != nullptr || !use_slurm;
   p.world_size = env_int(torchrun ? "WORLD_SIZE" : "SLURM_NTASKS", 1, 1, 1 << 20);
   p.rank = env_int(torchrun ? "RANK" : "SLURM_PROCID", 0, 0, p.world_size - 1);
   p.local_rank = env_int(torchrun ? "LOCAL_RANK" : "SLURM_LOCALID", 0, 0, 1 << 20);

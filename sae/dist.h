@@ -24,10 +24,11 @@ struct DistParams {
   int timeout_s = 1800;                   // a collective waiting longer than this fails
 };
 
-// torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), or Slurm's
-// (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) where torchrun's are unset; defaults otherwise.
+// torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); with use_slurm,
+// Slurm's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) where torchrun's are unset (only then: a
+// command run directly inside a multi-task allocation must not wait for ranks that never come).
 // InputError naming the variable and its value when one is malformed or out of range.
-DistParams dist_params_from_environment();
+DistParams dist_params_from_environment(bool use_slurm = false);
 
 // True when this build has a c10d backend for the device ("gloo" on the CPU; on CUDA "nccl", or
 // Gloo staging through host memory).

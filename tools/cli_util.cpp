@@ -12,7 +12,7 @@ std::vector<Command> all_commands() {
 #ifdef CONCEPTLAB_HAVE_VIEWER
           command_view(),
 #endif
-          command_demo_data(), command_embed(),      command_merge_embeddings(), command_sae(),
+          command_demo_data(), command_embed(),      command_merge_embeddings(), command_manifest(), command_sae(),
           command_cbm(),     command_probe(),     command_explain(),    command_intervene(),
           command_inspect(), command_import_npy(), command_export_npy()};
 }

@@ -46,6 +46,7 @@ Command command_inspect();
 Command command_import_npy();
 Command command_export_npy();
 Command command_merge_embeddings();
+Command command_manifest();
 Command command_explain();
 Command command_intervene();
 Command command_run();

@@ -230,6 +230,16 @@ TEST_CASE("sae dist: environment and init errors name the variable and value") {
     CHECK(p.rank == 3);
     CHECK(p.master_port == 29999);
   }
+  {
+    // Slurm's variables count only when asked (--dist): a command run directly inside a
+    // 4-task allocation is one process, not rank 0 of 4 waiting for three more.
+    Env n("SLURM_NTASKS", "4"), id("SLURM_PROCID", "2"), w("WORLD_SIZE", "1");
+    unsetenv("WORLD_SIZE");
+    CHECK(sae::dist_params_from_environment().world_size == 1);
+    auto p = sae::dist_params_from_environment(true);
+    CHECK(p.world_size == 4);
+    CHECK(p.rank == 2);
+  }
   if (sae::dist_available(kCpu)) {
     sae::DistParams p;
     p.init = "udp://x";

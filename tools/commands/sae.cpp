@@ -32,7 +32,7 @@ Runner setup_train(CLI::App* tr) {
   tr->add_flag("--json", a->json, "print the final metrics as one JSON object");
   tr->add_flag("--dist", a->dist,
                "data-parallel: join a c10d process group (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT as torchrun "
-               "sets them; on by itself when WORLD_SIZE > 1)");
+               "sets them, or Slurm's SLURM_PROCID, SLURM_NTASKS; on by itself when WORLD_SIZE > 1)");
   tr->add_option("--dist-init", a->dist_init, "env:// | tcp://HOST:PORT | file:///shared/path (new file)")
       ->capture_default_str();
   tr->add_option("--dist-timeout", a->dist_timeout, "seconds a rank waits for the others")
@@ -69,7 +69,7 @@ Runner setup_train(CLI::App* tr) {
   return [a, pc](const Context& ctx) -> int {
     const TrainParams p = pc->resolve();
     sae::validate(p);
-    sae::DistParams dp = sae::dist_params_from_environment();
+    sae::DistParams dp = sae::dist_params_from_environment(a->dist);  // Slurm's variables need --dist
     Device device = pick_device(a->device);
     std::unique_ptr<sae::Comm> comm;
     if (a->dist || dp.world_size > 1) {
