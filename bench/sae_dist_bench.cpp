@@ -114,7 +114,9 @@ int child(const Opts& o) {
     }
   }
   if (o.rank == 0) {
-    std::ofstream(o.result) << nlohmann::json{{"step_s", best}, {"reduce_s", reduce_s}, {"bytes", floats * 4}}.dump();
+    std::ofstream(o.result) << nlohmann::json{{"step_s", best},       {"reduce_s", reduce_s}, {"bytes", floats * 4},
+                                              {"steps", o.steps + 1}, {"full_offers", tr.full_offers}}
+                                   .dump();
   }
   return 0;
 }
@@ -174,6 +176,9 @@ int main(int argc, char** argv) {
                static_cast<double>(o.batch) / step,
                w == 1 ? std::string("-") : fmt::format("{:.1f} ({:.0f} MB)", reduce * 1e3, j["bytes"].get<double>() / 1e6),
                w == 1 ? std::string("-") : fmt::format("{:.0f}%", 100.0 * reduce / step));
+    if (w > 1 && o.arch.find("batchtopk") != std::string::npos)
+      fmt::print("      batchtopk cut: {} of {} steps needed every rank's best k B values (the rest: ~1.25 k B / W)\n",
+                 j["full_offers"].get<int64_t>(), j["steps"].get<int64_t>());
   }
   std::filesystem::remove_all(dir);
   return 0;

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/params.h"
 #include "core/random.h"
 
 namespace cl::cbm {
@@ -117,7 +118,6 @@ Metrics evaluate(const std::vector<int>& y, const std::vector<double>& proba, in
 }
 
 namespace {
-nlohmann::json num(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
 
 std::vector<std::vector<int64_t>> by_class(const std::vector<int>& y, int C) {
   std::vector<std::vector<int64_t>> m(C);
@@ -134,10 +134,10 @@ nlohmann::json to_json(const Metrics& m, int C) {
     for (int b = 0; b < C; ++b) row.push_back(m.confusion[a * C + b]);
     cm.push_back(row);
   }
-  return {{"auroc", num(m.auroc)},
-          {"macro_f1", num(m.macro_f1)},
-          {"accuracy", num(m.accuracy)},
-          {"balanced_accuracy", num(m.balanced_accuracy)},
+  return {{"auroc", json_number(m.auroc)},
+          {"macro_f1", json_number(m.macro_f1)},
+          {"accuracy", json_number(m.accuracy)},
+          {"balanced_accuracy", json_number(m.balanced_accuracy)},
           {"confusion", cm}};
 }
 
@@ -236,7 +236,7 @@ nlohmann::json to_json(const BootstrapResult& b) {
 }
 
 nlohmann::json to_json(const Summary& s) {
-  return {{"mean", num(s.mean)}, {"std", num(s.std)}, {"ci95", {num(s.lo), num(s.hi)}}};
+  return {{"mean", json_number(s.mean)}, {"std", json_number(s.std)}, {"ci95", {json_number(s.lo), json_number(s.hi)}}};
 }
 
 }  // namespace cl::cbm

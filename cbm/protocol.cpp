@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "core/params.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 
@@ -32,7 +33,6 @@ SplitResult evaluate_fit(const Dataset& d, const LogRegFit& f, const std::vector
   return r;
 }
 
-nlohmann::json num(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
 
 // The split-summary part of a report: what every protocol measures the same way.
 void summarize_splits(const Dataset& d, const std::vector<SplitResult>& rs, ProtocolReport& r) {
@@ -254,10 +254,10 @@ nlohmann::json to_json(const ProtocolReport& r, const std::vector<SplitResult>& 
     if (per_split) {
       nlohmann::json au = nlohmann::json::array(), f1 = au, acc = au, bacc = au, nnz = au;
       for (const auto& s : splits) {
-        au.push_back(num(s.metrics.auroc));
-        f1.push_back(num(s.metrics.macro_f1));
-        acc.push_back(num(s.metrics.accuracy));
-        bacc.push_back(num(s.metrics.balanced_accuracy));
+        au.push_back(json_number(s.metrics.auroc));
+        f1.push_back(json_number(s.metrics.macro_f1));
+        acc.push_back(json_number(s.metrics.accuracy));
+        bacc.push_back(json_number(s.metrics.balanced_accuracy));
         double sum = 0;
         for (auto v : s.nnz_per_row) sum += double(v);
         nnz.push_back(sum);

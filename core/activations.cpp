@@ -151,7 +151,7 @@ ActivationsReader::ActivationsReader(const std::string& path, const std::vector<
   m.manifest = !parts.empty();
   const std::vector<std::string> files = parts.empty() ? std::vector<std::string>{path} : parts;
   for (const auto& file : files) {
-    auto part = Impl::open_part(file, m.ids);
+    auto part = open_part_of(path, m.manifest, [&] { return Impl::open_part(file, m.ids); });
     if (m.parts.empty())
       m.n_latents = part.n_latents;
     else if (part.n_latents != m.n_latents)
@@ -162,9 +162,9 @@ ActivationsReader::ActivationsReader(const std::string& path, const std::vector<
     m.nnz += part.nnz;
     m.parts.push_back(std::move(part));
   }
-  std::unordered_set<std::string> seen;
-  for (const auto& id : m.ids)
-    if (!seen.insert(id).second) throw_input("{}: duplicate id '{}'", path, id);
+  std::vector<int64_t> row0;
+  for (const auto& part : m.parts) row0.push_back(part.row0);
+  check_unique_part_ids(path, m.ids, files, row0);
 }
 
 ActivationsReader::~ActivationsReader() = default;

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/manifest.h"
 #include "core/output_claim.h"
 
 namespace fs = std::filesystem;
@@ -35,10 +36,22 @@ bool same_file(const std::string& a, const std::string& b) {
 }
 
 void check_not_input(const std::string& out_path, const std::vector<std::string>& inputs) {
+  auto same = [&](const std::string& in) {
+    return same_file(out_path, in) || fs::weakly_canonical(out_path) == fs::weakly_canonical(in);
+  };
   for (const auto& in : inputs) {
     if (in.empty()) continue;
-    if (same_file(out_path, in) || fs::weakly_canonical(out_path) == fs::weakly_canonical(in))
-      throw_input("{}: output would overwrite input {}", out_path, in);
+    if (same(in)) throw_input("{}: output would overwrite input {}", out_path, in);
+    // A manifest's parts are inputs too. A manifest that does not read is left to its reader,
+    // which names what is wrong with it.
+    if (!is_manifest(in)) continue;
+    std::vector<std::string> parts;
+    try {
+      parts = read_manifest(in).files;
+    } catch (const InputError&) {
+    }
+    for (const auto& part : parts)
+      if (same(part)) throw_input("{}: output would overwrite {}, a part of input {}", out_path, part, in);
   }
 }
 

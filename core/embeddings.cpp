@@ -17,14 +17,6 @@ namespace {
 
 int64_t chunk_rows_for(int64_t dim) { return std::max<int64_t>(1, (1 << 20) / std::max<int64_t>(1, dim * 4)); }
 
-void check_unique_ids(const std::vector<std::string>& ids, const std::string& path) {
-  std::unordered_set<std::string> seen;
-  seen.reserve(ids.size() * 2);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (!seen.insert(ids[i]).second) throw_input("{}: duplicate id '{}' at row {}", path, ids[i], i);
-  }
-}
-
 void check_finite_rows(const float* x, int64_t n, int64_t dim, int64_t row0, const std::vector<std::string>* ids,
                        const std::string& path) {
   for (int64_t i = 0; i < n; ++i) {
@@ -210,6 +202,11 @@ nlohmann::json comparable_config(nlohmann::json c) {
   if (c.is_object()) {
     c.erase("shard");
     c.erase("inputs");
+    // import-npy records the files it read: provenance, not how the embeddings were made.
+    if (c.value("source", "") == "import-npy") {
+      c.erase("npy");
+      c.erase("ids");
+    }
   }
   return c;
 }
@@ -227,7 +224,7 @@ EmbeddingsReader::EmbeddingsReader(const std::string& path, const std::vector<st
   nlohmann::json config0;
   for (const auto& file : files) {
     int64_t d = 0;
-    auto part = Impl::open_part(file, d, m.ids);
+    auto part = open_part_of(path, m.manifest, [&] { return Impl::open_part(file, d, m.ids); });
     if (m.parts.empty()) {
       m.dim = d;
       config0 = comparable_config(h5::read_attr_json(part.file, part.file.get(), "config"));
@@ -245,7 +242,9 @@ EmbeddingsReader::EmbeddingsReader(const std::string& path, const std::vector<st
     m.n += part.n;
     m.parts.push_back(std::move(part));
   }
-  check_unique_ids(m.ids, path);
+  std::vector<int64_t> row0;
+  for (const auto& part : m.parts) row0.push_back(part.row0);
+  check_unique_part_ids(path, m.ids, files, row0);
 }
 
 EmbeddingsReader::~EmbeddingsReader() = default;
@@ -312,6 +311,26 @@ void EmbeddingsReader::read_rows(int64_t start, int64_t count, float* out_nd, bo
     h5::read_rows<float>(part.file, part.file.get(), "embeddings", a - part.row0, b - a, out);
     if (check_finite) check_finite_rows(out, b - a, m.dim, a, &m.ids, part.file.path);
   }
+}
+
+uint64_t embeddings_fingerprint(const EmbeddingsReader& reader) {
+  // FNV-1a over the bytes: stable across runs and builds (std::hash need not be).
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&](const void* data, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  const int64_t n = reader.rows(), d = reader.dim();
+  add(&n, sizeof n);
+  add(&d, sizeof d);
+  for (const auto& id : reader.ids()) add(id.data(), id.size() + 1);  // with the terminator: "a","bc" != "ab","c"
+  std::vector<float> row(static_cast<size_t>(d));
+  for (int64_t r : {int64_t{0}, n - 1}) {
+    if (r < 0) continue;
+    reader.read_rows(r, 1, row.data(), false);
+    add(row.data(), row.size() * sizeof(float));
+  }
+  return h;
 }
 
 }  // namespace cl

@@ -73,4 +73,9 @@ class EmbeddingsReader {
   std::unique_ptr<Impl> impl_;
 };
 
+// A hash of the rows, dim, ids and the first and last rows' values: equal for copies of one
+// dataset, different (but for hash collisions) for another dataset of the same shape. Reads
+// two rows, so it is cheap on any size.
+uint64_t embeddings_fingerprint(const EmbeddingsReader& reader);
+
 }  // namespace cl

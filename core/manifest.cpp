@@ -1,10 +1,12 @@
 // Manifest files: detection, parsing with errors that name the field, and writing.
 #include "core/manifest.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -88,6 +90,24 @@ void write_manifest(const std::string& path, const std::string& kind, const std:
   write_file_atomic(path, j.dump(2) + "\n");
 }
 
+void check_unique_part_ids(const std::string& name, const std::vector<std::string>& ids,
+                           const std::vector<std::string>& files, const std::vector<int64_t>& row0) {
+  std::unordered_map<std::string, int64_t> first;  // id -> row
+  first.reserve(ids.size() * 2);
+  auto part_of = [&](int64_t row) {
+    return static_cast<size_t>(std::upper_bound(row0.begin(), row0.end(), row) - row0.begin()) - 1;
+  };
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto [it, fresh] = first.emplace(ids[i], static_cast<int64_t>(i));
+    if (fresh) continue;
+    const size_t a = part_of(it->second), b = part_of(static_cast<int64_t>(i));
+    if (files.size() <= 1 || a == b)
+      throw_input("{}: duplicate id '{}' at row {}{}", name, ids[i], i, files.size() <= 1 ? "" : " (in " + files[b] + ")");
+    throw_input("{}: duplicate id '{}', in both {} and {}; the parts of one dataset hold distinct ids", name, ids[i],
+                files[a], files[b]);
+  }
+}
+
 std::string dataset_format(const std::string& path) {
   if (is_manifest(path)) return read_manifest(path).kind == "embeddings" ? kEmbeddingsFormat : kActivationsFormat;
   auto f = h5::open_read(path);
@@ -96,6 +116,9 @@ std::string dataset_format(const std::string& path) {
 
 ManifestSummary create_manifest(const std::string& path, const std::vector<std::string>& files) {
   if (files.empty()) throw_input("{}: a manifest needs at least one file", path);
+  for (const auto& f : files)
+    if (is_manifest(f))
+      throw_input("{}: {} is itself a manifest; list its parts instead (a manifest lists data files)", path, f);
   const std::string format = dataset_format(files.front());
   ManifestSummary s;
   if (format == kEmbeddingsFormat)

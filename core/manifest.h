@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace cl {
 
 inline constexpr const char* kManifestFormat = "conceptlab.manifest";
@@ -43,6 +45,23 @@ struct ManifestSummary {
   int64_t n_rows = 0, n_parts = 0;
 };
 ManifestSummary create_manifest(const std::string& path, const std::vector<std::string>& files);
+
+// Runs open() on a part of the dataset `name`; for a manifest's part (in_manifest) an InputError
+// gains the manifest's name in front, so the message says which manifest lists the bad file.
+template <typename F>
+auto open_part_of(const std::string& name, bool in_manifest, F&& open) -> decltype(open()) {
+  if (!in_manifest) return open();
+  try {
+    return open();
+  } catch (const InputError& e) {
+    throw_input("{}: part {}", name, e.what());
+  }
+}
+
+// ids in row order over parts starting at rows row0 (ascending; files their paths): InputError
+// naming the dataset, the id and (for two parts) both files when an id repeats.
+void check_unique_part_ids(const std::string& name, const std::vector<std::string>& ids,
+                           const std::vector<std::string>& files, const std::vector<int64_t>& row0);
 
 // A dataset's format: for a manifest its parts' (kEmbeddingsFormat or kActivationsFormat), else
 // the HDF5 file's root 'format' attribute.

@@ -11,6 +11,7 @@
 #include "core/csv.h"
 #include "core/embeddings.h"
 #include "core/error.h"
+#include "core/manifest.h"
 #include "core/h5.h"
 #include "core/npy.h"
 #include "core/output_claim.h"
@@ -108,11 +109,7 @@ NpyExportReport export_npy(const ExportNpyParams& p, ProgressSink& progress) {
   if (!(p.max_gb > 0)) throw_usage("--max-gb {}: expected > 0", p.max_gb);
   check_output_path(p.out_path, {p.in_path});
   if (!p.ids_out.empty()) check_output_path(p.ids_out, {p.in_path, p.out_path});
-  std::string format;
-  {
-    h5::File f = h5::open_read(p.in_path);
-    format = h5::read_format(f);
-  }
+  const std::string format = dataset_format(p.in_path);  // a manifest reads as its parts' format
   CsvTable ids_csv;
   ids_csv.header = {p.id_col};
   int64_t n = 0, d = 0;

@@ -4,6 +4,7 @@
 // allowed for notes.
 #pragma once
 
+#include <cmath>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,10 @@ namespace cl {
 // Throws InputError naming `what` and the key path when j has a key that defaults lacks.
 void check_known_keys(const nlohmann::json& j, const nlohmann::json& defaults, const std::string& what,
                       const std::string& prefix = "");
+
+// A figure for a JSON report: NaN (undefined, e.g. an AUROC without positives) and infinities,
+// which JSON cannot hold, become null.
+inline nlohmann::json json_number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 // Reads a JSON file; InputError naming the file when it cannot be opened or parsed.
 nlohmann::json load_json_file(const std::string& path);

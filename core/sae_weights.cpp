@@ -76,8 +76,10 @@ void write_sae(const std::string& path, const SaeWeights& w, const std::vector<s
   out.commit();
 }
 
-SaeWeights read_sae(const std::string& path) {
-  h5::File f = h5::open_read(path);
+namespace {
+
+// Everything but the weights, with every dataset's shape checked (no weight is read).
+SaeWeights read_header(const h5::File& f, const std::string& path) {
   h5::check_header(f, kSaeFormat);
   SaeWeights w;
   w.arch = h5::read_attr_string(f.get(), "arch").value_or("");
@@ -87,25 +89,36 @@ SaeWeights read_sae(const std::string& path) {
   w.threshold = h5::read_attr_double(f.get(), "threshold").value_or(0.0);
   w.config = h5::read_attr_json(f, f.get(), "config");
   w.metrics = h5::read_attr_json(f, f.get(), "metrics");
-  std::vector<int64_t> dims;
-  w.W_enc = h5::read_dataset<float>(f, f.get(), "W_enc", &dims);
+  const std::vector<int64_t> dims = h5::dataset_dims(f, f.get(), "W_enc");
   if (dims.size() != 2) throw_input("{}: 'W_enc' must be 2-D [D, n_latents]", path);
   w.d_in = dims[0];
   w.n_latents = dims[1];
-  w.b_enc = h5::read_dataset<float>(f, f.get(), "b_enc", &dims);
-  expect_dims(f, "b_enc", dims, {w.n_latents});
-  w.W_dec = h5::read_dataset<float>(f, f.get(), "W_dec", &dims);
-  expect_dims(f, "W_dec", dims, {w.n_latents, w.d_in});
-  w.b_dec = h5::read_dataset<float>(f, f.get(), "b_dec", &dims);
-  expect_dims(f, "b_dec", dims, {w.d_in});
+  expect_dims(f, "b_enc", h5::dataset_dims(f, f.get(), "b_enc"), {w.n_latents});
+  expect_dims(f, "W_dec", h5::dataset_dims(f, f.get(), "W_dec"), {w.n_latents, w.d_in});
+  expect_dims(f, "b_dec", h5::dataset_dims(f, f.get(), "b_dec"), {w.d_in});
   if (w.arch != "relu-l1" && (w.k <= 0 || w.k > w.n_latents))
     throw_input("{}: arch {} with k {}, expected 1..{}", path, w.arch, w.k, w.n_latents);
   if (h5::exists(f.get(), "prefixes")) {
-    w.prefixes = h5::read_dataset<int64_t>(f, f.get(), "prefixes", &dims);
-    if (dims.size() != 1) throw_input("{}: 'prefixes' must be 1-D", path);
+    std::vector<int64_t> pdims;
+    w.prefixes = h5::read_dataset<int64_t>(f, f.get(), "prefixes", &pdims);
+    if (pdims.size() != 1) throw_input("{}: 'prefixes' must be 1-D", path);
   }
   check_prefixes(path, w);
   return w;
 }
+
+}  // namespace
+
+SaeWeights read_sae(const std::string& path) {
+  h5::File f = h5::open_read(path);
+  SaeWeights w = read_header(f, path);  // the shapes are checked there
+  w.W_enc = h5::read_dataset<float>(f, f.get(), "W_enc");
+  w.b_enc = h5::read_dataset<float>(f, f.get(), "b_enc");
+  w.W_dec = h5::read_dataset<float>(f, f.get(), "W_dec");
+  w.b_dec = h5::read_dataset<float>(f, f.get(), "b_dec");
+  return w;
+}
+
+SaeWeights read_sae_header(const std::string& path) { return read_header(h5::open_read(path), path); }
 
 }  // namespace cl

@@ -32,6 +32,9 @@ struct SaeWeights {
 
 void write_sae(const std::string& path, const SaeWeights& w, const std::vector<std::string>& inputs = {});
 SaeWeights read_sae(const std::string& path);
+// The file's arch, k, threshold, shapes (d_in, n_latents), prefixes, config and metrics, every
+// shape checked as read_sae checks it, without reading the weights (W_enc ... stay empty).
+SaeWeights read_sae_header(const std::string& path);
 
 // True for the architectures the file format knows; top-k family = every one but relu-l1.
 bool is_known_sae_arch(const std::string& arch);

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/params.h"
 #include "core/random.h"
 
 namespace cl::explain {
@@ -20,7 +21,6 @@ void validate(const InterveneParams& p) {
 
 namespace {
 
-nlohmann::json num(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
 
 std::vector<double> proba_of(const CsrMatrix& acts, const cbm::LogRegFit& m, const std::vector<LatentEdit>& edits,
                              const std::vector<double>& base, const EvalSet& set, const std::vector<double>& means) {
@@ -205,18 +205,18 @@ std::vector<CurvePoint> intervention_curve(const CsrMatrix& acts, const cbm::Log
 }
 
 nlohmann::json to_json(const Scored& s) {
-  nlohmann::json j = {{"auroc", num(s.metrics.auroc)},
-                      {"accuracy", num(s.metrics.accuracy)},
-                      {"balanced_accuracy", num(s.metrics.balanced_accuracy)},
-                      {"macro_f1", num(s.metrics.macro_f1)}};
+  nlohmann::json j = {{"auroc", json_number(s.metrics.auroc)},
+                      {"accuracy", json_number(s.metrics.accuracy)},
+                      {"balanced_accuracy", json_number(s.metrics.balanced_accuracy)},
+                      {"macro_f1", json_number(s.metrics.macro_f1)}};
   if (s.has_ci) j["ci95"] = cbm::to_json(s.ci);
   if (!s.groups.empty()) {
     nlohmann::json g = nlohmann::json::array();
     for (const auto& x : s.groups) g.push_back({{"group", x.group}, {"n", x.n}, {"accuracy", x.accuracy}});
     j["groups"] = g;
-    j["worst_group_accuracy"] = num(s.worst_group_accuracy);
+    j["worst_group_accuracy"] = json_number(s.worst_group_accuracy);
     nlohmann::json sa = nlohmann::json::array();
-    for (const auto& x : s.subgroup_auroc) sa.push_back({{"subgroup", x.subgroup}, {"n", x.n}, {"auroc", num(x.auroc)}});
+    for (const auto& x : s.subgroup_auroc) sa.push_back({{"subgroup", x.subgroup}, {"n", x.n}, {"auroc", json_number(x.auroc)}});
     j["subgroup_auroc"] = sa;
   }
   return j;
@@ -252,10 +252,10 @@ nlohmann::json to_json(const std::vector<CurvePoint>& c) {
   for (const auto& p : c)
     out.push_back({{"rule", p.rule},
                    {"k", p.k},
-                   {"auroc", num(p.auroc)},
-                   {"accuracy", num(p.accuracy)},
-                   {"balanced_accuracy", num(p.balanced_accuracy)},
-                   {"worst_group_accuracy", num(p.worst_group_accuracy)}});
+                   {"auroc", json_number(p.auroc)},
+                   {"accuracy", json_number(p.accuracy)},
+                   {"balanced_accuracy", json_number(p.balanced_accuracy)},
+                   {"worst_group_accuracy", json_number(p.worst_group_accuracy)}});
   return out;
 }
 

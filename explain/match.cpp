@@ -11,6 +11,7 @@
 #include "cbm/metrics.h"
 #include "cbm/protocol.h"
 #include "core/error.h"
+#include "core/params.h"
 #include "core/parallel.h"
 
 namespace cl::explain {
@@ -141,8 +142,6 @@ void held_out(const CsrMatrix& acts, const CsrMatrix* emb, const ConceptLabels& 
   }
 }
 
-nlohmann::json num(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
-
 }  // namespace
 
 double heldout_set_auroc(const CsrMatrix& acts, const std::vector<int>& y, const std::vector<int64_t>& train,
@@ -234,18 +233,18 @@ nlohmann::json to_json(const MatchReport& r) {
   for (const auto& s : r.concepts) {
     nlohmann::json best = nlohmann::json::array();
     for (size_t k = 0; k < s.best.size(); ++k)
-      best.push_back({{"rank", k + 1}, {"latent", s.best[k].latent}, {"auroc", num(s.best[k].auroc)}, {"ap", num(s.best[k].ap)}});
+      best.push_back({{"rank", k + 1}, {"latent", s.best[k].latent}, {"auroc", json_number(s.best[k].auroc)}, {"ap", json_number(s.best[k].ap)}});
     nlohmann::json c = {{"concept", s.name},
                         {"n_pos", s.n_pos},
                         {"n_neg", s.n_neg},
                         {"best", best},
-                        {"margin", num(s.margin)},
+                        {"margin", json_number(s.margin)},
                         {"latent_set", s.latent_set},
-                        {"set_auroc", num(s.set_auroc)},
-                        {"set_auroc_std", num(s.set_auroc_std)},
-                        {"set_size_mean", num(s.set_size_mean)},
-                        {"probe_auroc", num(s.probe_auroc)},
-                        {"probe_auroc_std", num(s.probe_auroc_std)}};
+                        {"set_auroc", json_number(s.set_auroc)},
+                        {"set_auroc_std", json_number(s.set_auroc_std)},
+                        {"set_size_mean", json_number(s.set_size_mean)},
+                        {"probe_auroc", json_number(s.probe_auroc)},
+                        {"probe_auroc_std", json_number(s.probe_auroc_std)}};
     if (!s.note.empty()) c["note"] = s.note;
     concepts.push_back(c);
   }
@@ -253,7 +252,7 @@ nlohmann::json to_json(const MatchReport& r) {
   for (const auto& b : r.per_latent)
     latents.push_back({{"latent", b.latent},
                        {"concept", b.concept_index >= 0 ? nlohmann::json(r.concepts[b.concept_index].name) : nlohmann::json()},
-                       {"auroc", num(b.auroc)}});
+                       {"auroc", json_number(b.auroc)}});
   const auto& c = r.coverage;
   return {{"concepts", concepts},
           {"latents", latents},

@@ -14,6 +14,7 @@
 #include "core/atomic_file.h"
 #include "core/csv.h"
 #include "core/error.h"
+#include "core/params.h"
 #include "core/random.h"
 #include "core/sae_weights.h"
 #include "core/sparse.h"
@@ -323,12 +324,6 @@ void pick_sae(SweepResult& r, const SweepParams& p) {
   }
 }
 
-namespace {
-
-nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
-
-}  // namespace
-
 nlohmann::json to_json(const SweepResult& r, const SweepParams& p) {
   nlohmann::json j;
   j["format"] = "conceptlab.sae_sweep";
@@ -336,20 +331,20 @@ nlohmann::json to_json(const SweepResult& r, const SweepParams& p) {
   j["params"] = p;
   j["n_train"] = r.n_train;
   j["n_heldout"] = r.n_test;
-  j["mean_probe_auroc"] = num(r.mean_probe_auroc);
+  j["mean_probe_auroc"] = json_number(r.mean_probe_auroc);
   nlohmann::json entries = nlohmann::json::array();
   for (size_t i = 0; i < r.entries.size(); ++i) {
     const auto& e = r.entries[i];
     nlohmann::json cols = nlohmann::json::array();
     for (const auto& c : e.columns)
       cols.push_back({{"name", c.name}, {"n_pos_train", c.n_pos_train}, {"n_pos_heldout", c.n_pos_test},
-                      {"n_heldout", c.n_test}, {"best_latent", c.best_latent}, {"auroc_train", num(c.auroc_train)},
-                      {"auroc", num(c.auroc)}, {"latent_set", c.latent_set}, {"set_auroc", num(c.set_auroc)},
-                      {"probe_auroc", num(c.probe_auroc)}, {"note", c.note}});
+                      {"n_heldout", c.n_test}, {"best_latent", c.best_latent}, {"auroc_train", json_number(c.auroc_train)},
+                      {"auroc", json_number(c.auroc)}, {"latent_set", c.latent_set}, {"set_auroc", json_number(c.set_auroc)},
+                      {"probe_auroc", json_number(c.probe_auroc)}, {"note", c.note}});
     nlohmann::json h = sae::to_json(e.heldout);
     entries.push_back({{"label", e.label}, {"sae", fs::path(e.sae_path).filename().string()}, {"params", e.params},
-                       {"n_latents", e.n_latents}, {"heldout", h}, {"mean_auroc", num(e.mean_auroc)},
-                       {"mean_set_auroc", num(e.mean_set_auroc)}, {"pareto", e.pareto},
+                       {"n_latents", e.n_latents}, {"heldout", h}, {"mean_auroc", json_number(e.mean_auroc)},
+                       {"mean_set_auroc", json_number(e.mean_set_auroc)}, {"pareto", e.pareto},
                        {"picked", static_cast<int64_t>(i) == r.pick}, {"train_seconds", e.train_seconds},
                        {"columns", cols}});
   }

@@ -3,6 +3,8 @@
 #include "sae/batch_source.h"
 
 #include <algorithm>
+#include <chrono>
+#include <future>
 
 namespace cl::sae {
 
@@ -96,6 +98,10 @@ class MemorySource : public BatchSource {
 // buffer whose rows are shuffled again; leftover rows (< batch) carry into the next buffer.
 // Sharded, the buffer is virtual: every rank shuffles the same block ids and positions, and
 // reads and keeps only the rows of its shard (in buffer order).
+// While training consumes one buffer, a prefetch thread reads the blocks of the next (the
+// order is fixed at the epoch's start, and the shuffles stay on the training thread, so the
+// batches are those of a run without prefetch). The file is read by one thread at a time:
+// the training thread touches it only when no read is in flight (start_epoch, stop).
 class StreamSource : public BatchSource {
  public:
   StreamSource(const EmbeddingsReader& r, Shard sh, int64_t batch, double memory_gb, torch::Device dev, Comm* comm)
@@ -104,9 +110,11 @@ class StreamSource : public BatchSource {
     block_rows_ = std::max<int64_t>(1, std::min<int64_t>(batch, buffer_rows_ / 8));
     n_blocks_ = (n_ + block_rows_ - 1) / block_rows_;
   }
+  ~StreamSource() override { stop(); }
   int64_t rows() const override { return n_; }
   int64_t dim() const override { return d_; }
   void start_epoch(Rng& rng) override {
+    stop();
     blocks_ = iota_indices(n_blocks_);
     rng.shuffle(blocks_);
     next_block_ = 0;
@@ -117,7 +125,7 @@ class StreamSource : public BatchSource {
   }
   int64_t next(Tensor& x, std::vector<int64_t>* pos) override {
     const int64_t have = static_cast<int64_t>(local_.size()) - pos_;
-    if (have < batch_ && next_block_ < n_blocks_) {
+    if (have < batch_ && (pending_.valid() || next_block_ < n_blocks_)) {
       refill();
       return next(x, pos);
     }
@@ -136,6 +144,7 @@ class StreamSource : public BatchSource {
     return B;
   }
   Tensor sample(int64_t m, Rng& rng) override {
+    stop();
     // Rows from a few random blocks: cheap and spread over the file.
     std::vector<int64_t> b = iota_indices(n_blocks_);
     rng.shuffle(b);
@@ -157,6 +166,7 @@ class StreamSource : public BatchSource {
     return sum_over_ranks(out, comm_).to(dev_);
   }
   Tensor mean_f64() override {
+    stop();
     auto s = torch::zeros({d_}, torch::kFloat64);
     std::vector<float> buf;
     for (int64_t i = sh_.lo; i < sh_.hi; i += block_rows_) {
@@ -169,36 +179,73 @@ class StreamSource : public BatchSource {
     return (s / static_cast<double>(std::max<int64_t>(n_, 1))).to(dev_);
   }
   std::vector<int64_t> order() const override { return blocks_; }
+  void stop() override {
+    if (!pending_.valid()) return;
+    pending_.wait();  // its rows are dropped; a read error no longer matters
+    pending_ = {};
+  }
+  InputStats input_stats() const override { return stats_; }
 
  private:
-  void refill() {
-    std::vector<float> buf;
-    std::vector<int64_t> buf_index;  // per row appended: its row in buf, or -1 (another rank's)
-    int64_t got = 0, held = 0;
+  // Consecutive blocks of the epoch's order, as read: this rank's rows of them.
+  struct Chunk {
+    std::vector<float> buf;        // [held, d]
+    std::vector<int64_t> index;    // per row of the blocks, in block order: its row in buf, or -1
+    int64_t got = 0, held = 0;     // rows of the blocks; rows held here
+    double read_s = 0;
+  };
+  // The next blocks of the order, about one buffer of rows (training thread).
+  std::vector<int64_t> take_blocks() {
+    std::vector<int64_t> starts;
+    int64_t got = 0;
     while (next_block_ < n_blocks_ && got < buffer_rows_) {
       const int64_t s = blocks_[static_cast<size_t>(next_block_++)] * block_rows_;
-      const int64_t c = std::min(block_rows_, n_ - s);
-      const int64_t a = std::max(s, sh_.lo), e = std::min(s + c, sh_.hi);
-      for (int64_t j = s; j < s + c; ++j) buf_index.push_back(j >= a && j < e ? held + (j - a) : -1);
-      if (e > a) {
-        buf.resize(static_cast<size_t>((held + e - a) * d_));
-        r_.read_rows(a, e - a, buf.data() + held * d_);
-        held += e - a;
-      }
-      got += c;
+      starts.push_back(s);
+      got += std::min(block_rows_, n_ - s);
     }
-    std::vector<int64_t> perm = iota_indices(got);
+    return starts;
+  }
+  // Reads the shard's rows of the blocks starting at `starts` (either thread; touches no member
+  // that changes during an epoch).
+  Chunk read_blocks(const std::vector<int64_t>& starts) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    Chunk c;
+    for (int64_t s : starts) {
+      const int64_t rows = std::min(block_rows_, n_ - s);
+      const int64_t a = std::max(s, sh_.lo), e = std::min(s + rows, sh_.hi);
+      for (int64_t j = s; j < s + rows; ++j) c.index.push_back(j >= a && j < e ? c.held + (j - a) : -1);
+      if (e > a) {
+        c.buf.resize(static_cast<size_t>((c.held + e - a) * d_));
+        r_.read_rows(a, e - a, c.buf.data() + c.held * d_);
+        c.held += e - a;
+      }
+      c.got += rows;
+    }
+    c.read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return c;
+  }
+  void refill() {
+    const auto t0 = std::chrono::steady_clock::now();
+    Chunk c = pending_.valid() ? pending_.get() : read_blocks(take_blocks());
+    pending_ = {};
+    stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    stats_.read_s += c.read_s;
+    stats_.rows_read += c.held;
+    std::vector<int64_t> perm = iota_indices(c.got);
     rng_->shuffle(perm);
     std::vector<int64_t> sel;
-    std::vector<char> fresh_local(static_cast<size_t>(got));
-    for (int64_t i = 0; i < got; ++i) {
-      const int64_t bi = buf_index[static_cast<size_t>(perm[static_cast<size_t>(i)])];
+    std::vector<char> fresh_local(static_cast<size_t>(c.got));
+    for (int64_t i = 0; i < c.got; ++i) {
+      const int64_t bi = c.index[static_cast<size_t>(perm[static_cast<size_t>(i)])];
       fresh_local[static_cast<size_t>(i)] = bi >= 0;
       if (bi >= 0) sel.push_back(bi);
     }
-    auto fresh = torch::from_blob(buf.data(), {held, d_}, torch::kFloat32)
+    auto fresh = torch::from_blob(c.buf.data(), {c.held, d_}, torch::kFloat32)
                      .index_select(0, torch::tensor(sel, torch::kLong))
                      .to(dev_);
+    c = Chunk{};  // the raw rows go before the next read allocates its own
+    if (next_block_ < n_blocks_)
+      pending_ = std::async(std::launch::async, [this, starts = take_blocks()] { return read_blocks(starts); });
     if (cur_.defined() && pos_ < static_cast<int64_t>(local_.size())) {
       cur_ = torch::cat({cur_.slice(0, lpos_), fresh}, 0);
       local_.erase(local_.begin(), local_.begin() + pos_);
@@ -215,11 +262,13 @@ class StreamSource : public BatchSource {
   torch::Device dev_;
   Comm* comm_;
   std::vector<int64_t> blocks_;
-  int64_t next_block_ = 0;
+  int64_t next_block_ = 0;   // first block not yet handed to a read
+  std::future<Chunk> pending_;  // the read of the next buffer's blocks, in flight
   Tensor cur_;               // the rows of the buffer this rank holds, in buffer order
   std::vector<char> local_;  // per buffer position: held here
   int64_t pos_ = 0, lpos_ = 0;  // next buffer position; next row of cur_
   Rng* rng_ = nullptr;
+  InputStats stats_;
 };
 
 }  // namespace

@@ -41,6 +41,17 @@ class BatchSource {
   virtual torch::Tensor sample(int64_t m, Rng& rng) = 0;
   virtual torch::Tensor mean_f64() = 0;  // [D] float64 on the device, over all ranks' rows
   virtual std::vector<int64_t> order() const = 0;  // this epoch's row or block order (checkpoints)
+  // Waits for reads in flight (a streamed source prefetches the next buffer during an epoch);
+  // after it, others may read the same file. next() is over until the next start_epoch (sample
+  // and mean_f64 stop the epoch too: call them between epochs).
+  virtual void stop() {}
+  // Streamed sources: rows read from the file, seconds spent reading (on the prefetch thread) and
+  // seconds the training thread waited for rows. Zeros for rows held in memory.
+  struct InputStats {
+    int64_t rows_read = 0;
+    double read_s = 0, wait_s = 0;
+  };
+  virtual InputStats input_stats() const { return {}; }
 };
 
 // Rows x_nd [shard.hi - shard.lo, d] (the shard's rows), owned by the caller for the source's

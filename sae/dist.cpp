@@ -3,8 +3,14 @@
 // served by rank 0 or a FileStore on a shared path.
 #include "sae/dist.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -42,7 +48,13 @@ DistParams dist_params_from_environment(bool use_slurm) {
   DistParams p;
   const bool torchrun = std::getenv("WORLD_SIZE") != nullptr || !use_slurm;
   p.world_size = env_int(torchrun ? "WORLD_SIZE" : "SLURM_NTASKS", 1, 1, 1 << 20);
-  p.rank = env_int(torchrun ? "RANK" : "SLURM_PROCID", 0, 0, p.world_size - 1);
+  const char* rank_var = torchrun ? "RANK" : "SLURM_PROCID";
+  // Every process would otherwise be rank 0 of the group.
+  if (p.world_size > 1 && std::getenv(rank_var) == nullptr)
+    throw_input("environment: {}={} but {} is unset; start each process with its own {} (0..{}), as {} does",
+                torchrun ? "WORLD_SIZE" : "SLURM_NTASKS", p.world_size, rank_var, rank_var, p.world_size - 1,
+                torchrun ? "torchrun" : "srun");
+  p.rank = env_int(rank_var, 0, 0, p.world_size - 1);
   p.local_rank = env_int(torchrun ? "LOCAL_RANK" : "SLURM_LOCALID", 0, 0, 1 << 20);
   if (const char* a = std::getenv("MASTER_ADDR"); a != nullptr && *a != '\0') p.master_addr = a;
   p.master_port = env_int("MASTER_PORT", p.master_port, 1, 65535);
@@ -73,6 +85,12 @@ bool dist_available(torch::Device device) {
 
 #if defined(CONCEPTLAB_WITH_GLOO) || defined(CONCEPTLAB_WITH_NCCL)
 namespace {
+
+// c10::Error's what() carries a C++ backtrace; the user needs only the transport's message.
+std::string without_backtrace(const std::exception& e) {
+  if (const auto* c10e = dynamic_cast<const c10::Error*>(&e)) return c10e->what_without_backtrace();
+  return e.what();
+}
 
 c10d::ReduceOp to_c10d(ReduceOp op) {
   switch (op) {
@@ -121,14 +139,10 @@ class C10dComm : public Comm {
   void guarded(const char* what, F&& f) {
     try {
       f();
-    } catch (const c10::Error& e) {
+    } catch (const std::exception& e) {
       throw_input("distributed: rank {} of {}: {} failed ({}); another rank stopped or timed out; a run with "
                   "checkpoints continues with --resume OUT.ckpt on every rank",
-                  rank_, size_, what, e.what_without_backtrace());
-    } catch (const std::runtime_error& e) {
-      throw_input("distributed: rank {} of {}: {} failed ({}); another rank stopped or timed out; a run with "
-                  "checkpoints continues with --resume OUT.ckpt on every rank",
-                  rank_, size_, what, e.what());
+                  rank_, size_, what, without_backtrace(e));
     }
   }
   c10::intrusive_ptr<c10d::Store> store_;
@@ -136,6 +150,50 @@ class C10dComm : public Comm {
   bool host_staging_;
   std::string name_;
 };
+
+// A c10d FileStore file is a run of records: a little-endian length (4 bytes in the LibTorch
+// versions seen; 8 accepted too) and that many bytes. Anything else (a stale file of another
+// program, a truncated copy) would make FileStore spin forever instead of timing out.
+bool parses_as_file_store(const std::string& bytes, size_t len_bytes) {
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    if (bytes.size() - pos < len_bytes) return false;
+    uint64_t len = 0;
+    std::memcpy(&len, bytes.data() + pos, len_bytes);  // little-endian hosts only, as c10d
+    pos += len_bytes;
+    if (len > bytes.size() - pos) return false;
+    pos += static_cast<size_t>(len);
+  }
+  return true;
+}
+
+// InputError unless path can be a FileStore: its folder exists, it is not a folder, and if it
+// exists it holds store records (read under a shared flock, as FileStore itself reads).
+void check_store_file(const std::string& init, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p(path);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir, ec))
+    throw_input("--dist-init '{}': folder {} does not exist (the store file must be on a filesystem every rank "
+                "sees, e.g. file:///shared/run/store)",
+                init, dir.string());
+  if (fs::is_directory(p, ec)) throw_input("--dist-init '{}': {} is a folder, expected a file path", init, path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // not there yet: the first rank creates it
+  std::string bytes;
+  if (::flock(fd, LOCK_SH) == 0) {
+    char buf[65536];
+    ssize_t got = 0;
+    while ((got = ::read(fd, buf, sizeof buf)) > 0) bytes.append(buf, static_cast<size_t>(got));
+    ::flock(fd, LOCK_UN);
+  }
+  ::close(fd);
+  if (!parses_as_file_store(bytes, 4) && !parses_as_file_store(bytes, 8))
+    throw_input("--dist-init '{}': {} exists and is not a c10d file store ({} bytes of something else); remove it, "
+                "or name a file that does not exist yet",
+                init, path, bytes.size());
+}
 
 // "tcp://HOST:PORT" -> host, port; InputError otherwise.
 std::pair<std::string, int> parse_tcp(const std::string& init) {
@@ -167,6 +225,7 @@ std::unique_ptr<Comm> connect(const DistParams& p, torch::Device device) {
     if (p.init.rfind("file://", 0) == 0) {
       const std::string path = p.init.substr(7);
       if (path.empty()) throw_input("--dist-init '{}': expected file:///path/to/a/shared/file", p.init);
+      check_store_file(p.init, path);
       store = c10::make_intrusive<c10d::FileStore>(path, p.world_size);
       store->setTimeout(timeout);
       where = path;
@@ -186,11 +245,13 @@ std::unique_ptr<Comm> connect(const DistParams& p, torch::Device device) {
       store = c10::make_intrusive<c10d::TCPStore>(host, o);
       where = fmt::format("{}:{}", host, port);
     }
-  } catch (const c10::Error& e) {
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {
     throw_input("distributed: rank {} of {} could not reach the rendezvous store {} ({}); check MASTER_ADDR / "
                 "MASTER_PORT or --dist-init, and that every rank started",
                 p.rank, p.world_size, p.init == "env://" ? fmt::format("{}:{}", p.master_addr, p.master_port) : p.init,
-                e.what_without_backtrace());
+                without_backtrace(e));
   }
   try {
 #ifdef CONCEPTLAB_WITH_NCCL
@@ -218,9 +279,10 @@ std::unique_ptr<Comm> connect(const DistParams& p, torch::Device device) {
     return std::make_unique<C10dComm<c10d::ProcessGroupGloo>>(store, pg, p.rank, p.world_size, !device.is_cpu(),
                                                               "gloo");
 #endif
-  } catch (const c10::Error& e) {
-    throw_input("distributed: rank {} of {} could not join the process group via {} ({})", p.rank, p.world_size, where,
-                e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw_input("distributed: rank {} of {} could not join the process group via {} ({}); do all ranks have the "
+                "same WORLD_SIZE and distinct RANKs?",
+                p.rank, p.world_size, where, without_backtrace(e));
   }
 #endif
   throw_usage("distributed training: no c10d backend compiled in");

@@ -27,7 +27,8 @@ struct DistParams {
 // torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); with use_slurm,
 // Slurm's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) where torchrun's are unset (only then: a
 // command run directly inside a multi-task allocation must not wait for ranks that never come).
-// InputError naming the variable and its value when one is malformed or out of range.
+// InputError naming the variable and its value when one is malformed or out of range, or when
+// the world size is above 1 and the rank is unset.
 DistParams dist_params_from_environment(bool use_slurm = false);
 
 // True when this build has a c10d backend for the device ("gloo" on the CPU; on CUDA "nccl", or

@@ -8,6 +8,7 @@
 #include "core/activations.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "sae/dist.h"
 #include "sae/sae.h"
 #include "sae/tensors.h"
 
@@ -244,6 +245,7 @@ namespace {
 struct EvalAcc {
   int64_t D = 0, n_lat = 0, dead_window = 0;
   int64_t n_seen = 0;
+  int64_t first_row = 0;  // global index of the first row added (a data-parallel rank's shard)
   torch::Tensor sum_sq_err, sum_l0, sum_l1;  // float64 scalars
   torch::Tensor last_fired;                  // int64 [n]: 1 + index of last input firing
   // Chan's parallel merge of per-chunk mean / M2 keeps sum ||x - mean||^2 accurate in one pass.
@@ -297,8 +299,35 @@ struct EvalAcc {
     // argmax over the flipped chunk finds the last firing row without a [B, n] int64 temporary.
     auto fired = active.any(0);
     auto last_in_chunk = (B - 1) - active.flip({0}).to(torch::kByte).argmax(0);
-    last_fired = torch::where(fired, last_in_chunk + (n_seen + 1), last_fired);
+    last_fired = torch::where(fired, last_in_chunk + (first_row + n_seen + 1), last_fired);
     n_seen += B;
+  }
+
+  // Data-parallel: after each rank added its shard (shards in rank order, first_row set), every
+  // rank holds the sums over all rows. Means and M2 merge in rank order on every rank (Chan), so
+  // all ranks return the same figures; they equal one pass over the rows up to float64 rounding.
+  void merge_ranks(Comm& comm) {
+    auto sums = torch::cat({torch::stack({sum_sq_err, sum_l0, sum_l1}), sse_prefix});
+    comm.all_reduce(sums, ReduceOp::sum);
+    sum_sq_err = sums[0], sum_l0 = sums[1], sum_l1 = sums[2];
+    sse_prefix = sums.slice(0, 3);
+    comm.all_reduce(last_fired, ReduceOp::max);  // global rows: the latest firing anywhere
+    auto o = mean.options();
+    auto part = torch::cat({torch::full({1}, static_cast<double>(n_seen), o), mean, m2.reshape({1})});
+    auto all = comm.all_gather(part);  // [ranks, 1 + D + 1]
+    n_seen = 0;
+    mean = torch::zeros({D}, o);
+    m2 = torch::zeros({}, o);
+    for (int64_t r = 0; r < all.size(0); ++r) {
+      const int64_t nb_i = static_cast<int64_t>(all[r][0].item<double>());
+      if (nb_i == 0) continue;
+      const double na = static_cast<double>(n_seen), nb = static_cast<double>(nb_i), nt = na + nb;
+      auto delta = all[r].slice(0, 1, 1 + D) - mean;
+      m2 = m2 + all[r][1 + D] + delta.pow(2).sum() * (na * nb / nt);
+      mean = mean + delta * (nb / nt);
+      n_seen += nb_i;
+    }
+    first_row = 0;
   }
 
   Metrics result(const torch::Tensor& W_dec) const {
@@ -355,43 +384,57 @@ std::vector<int64_t> eval_prefixes(const ApplyParams& p, const Tensors& t, const
 }
 }  // namespace
 
-Metrics Model::evaluate(const float* x_nd, int64_t n, const ApplyParams& p) const {
+// Adds rows [lo, hi) of a set of n_rows to a fresh accumulator, chunk by chunk: rows(s, B) gives
+// rows [s, s + B) on the host. With comm the ranks then combine their sums.
+Metrics Model::evaluate_rows(int64_t lo, int64_t hi, int64_t n_rows, const ApplyParams& p, Comm* comm,
+                             const std::function<const float*(int64_t, int64_t)>& rows, ProgressSink& progress) const {
   validate(p);
   torch::NoGradGuard ng;
   const auto& t = impl_->t;
   EvalAcc acc;
   acc.init(d_in(), n_latents(), p.dead_window, impl_->device, eval_prefixes(p, t, impl_->path));
-  for (int64_t s = 0; s < n; s += p.batch) {
-    const int64_t B = std::min(p.batch, n - s);
-    auto x = host_rows(x_nd + s * d_in(), B, d_in(), impl_->device);
-    auto z = encode_dense(t, x);
-    acc.add(x, z, decode_dense(t, z));
-    acc.add_prefixes(x, z, t);
-  }
-  return acc.result(t.W_dec);
-}
-
-Metrics Model::evaluate(const EmbeddingsReader& reader, const ApplyParams& p, ProgressSink& progress) const {
-  validate(p);
-  check_dim(reader.dim(), reader.path());
-  torch::NoGradGuard ng;
-  const auto& t = impl_->t;
-  const int64_t n = reader.rows(), d = reader.dim();
-  EvalAcc acc;
-  acc.init(d, n_latents(), p.dead_window, impl_->device, eval_prefixes(p, t, impl_->path));
-  std::vector<float> buf;
-  Progress prog(progress, "sae eval", n, "rows");
-  for (int64_t s = 0; s < n; s += p.batch) {
-    const int64_t B = std::min(p.batch, n - s);
-    buf.resize(static_cast<size_t>(B * d));
-    reader.read_rows(s, B, buf.data());
-    auto x = host_rows(buf.data(), B, d, impl_->device);
+  const bool merge = comm != nullptr && comm->size() > 1;
+  acc.first_row = merge ? lo : 0;  // alone, rows [lo, hi) are the whole set
+  Progress prog(progress, "sae eval", hi - lo, "rows");
+  for (int64_t s = lo; s < hi; s += p.batch) {
+    const int64_t B = std::min(p.batch, hi - s);
+    auto x = host_rows(rows(s, B), B, d_in(), impl_->device);
     auto z = encode_dense(t, x);
     acc.add(x, z, decode_dense(t, z));
     acc.add_prefixes(x, z, t);
     prog.add(B);
   }
+  if (merge) acc.merge_ranks(*comm);
+  CL_ASSERT(acc.n_seen == (merge ? n_rows : hi - lo), "the ranks' shards do not partition the rows");
   return acc.result(t.W_dec);
+}
+
+Metrics Model::evaluate(const float* x_nd, int64_t n, const ApplyParams& p) const {
+  return evaluate_rows(0, n, n, p, nullptr, [&](int64_t s, int64_t) { return x_nd + s * d_in(); },
+                       silent_progress());
+}
+
+Metrics Model::evaluate(const EmbeddingsReader& reader, const ApplyParams& p, ProgressSink& progress) const {
+  return evaluate(reader, 0, reader.rows(), nullptr, p, progress);
+}
+
+Metrics Model::evaluate(const float* x_shard, int64_t lo, int64_t hi, int64_t n_rows, Comm* comm,
+                        const ApplyParams& p) const {
+  return evaluate_rows(lo, hi, n_rows, p, comm, [&](int64_t s, int64_t) { return x_shard + (s - lo) * d_in(); },
+                       silent_progress());
+}
+
+Metrics Model::evaluate(const EmbeddingsReader& reader, int64_t lo, int64_t hi, Comm* comm, const ApplyParams& p,
+                        ProgressSink& progress) const {
+  check_dim(reader.dim(), reader.path());
+  if (lo < 0 || hi < lo || hi > reader.rows())
+    throw_usage("{}: rows [{}, {}) asked for, the file has {}", reader.path(), lo, hi, reader.rows());
+  std::vector<float> buf;
+  return evaluate_rows(lo, hi, reader.rows(), p, comm, [&](int64_t s, int64_t B) {
+    buf.resize(static_cast<size_t>(B * reader.dim()));
+    reader.read_rows(s, B, buf.data());
+    return static_cast<const float*>(buf.data());
+  }, progress);
 }
 
 void Model::encode_file(const EmbeddingsReader& reader, const std::string& out_path, const ApplyParams& p,

@@ -94,8 +94,8 @@ struct TrainOptions {
   std::function<void(int64_t step, double max_norm_dev)> on_step;
   // Data-parallel training: every rank calls train with the same data, params and options; each
   // holds its shard of the rows, gradients are summed over ranks (the global batch is p.batch),
-  // and only rank 0 writes the log and checkpoints and evaluates the result (the other ranks'
-  // SaeWeights carry the same weights and no metrics). nullptr: one process.
+  // and only rank 0 writes the log and checkpoints; the ranks evaluate the result together, each
+  // on its shard, and every rank's SaeWeights carry the same weights and metrics. nullptr: one process.
   Comm* comm = nullptr;
 };
 
@@ -164,11 +164,21 @@ class Model {
   Metrics evaluate(const float* x_nd, int64_t n, const ApplyParams& p = {}) const;
   Metrics evaluate(const EmbeddingsReader& reader, const ApplyParams& p = {},
                    ProgressSink& progress = silent_progress()) const;
+  // Data-parallel evaluation of a set of n_rows rows: this rank evaluates rows [lo, hi) (its
+  // shard; the ranks' shards in rank order partition the set), the ranks combine their sums (a
+  // collective), and every rank returns the metrics of the whole set: those of one process's
+  // evaluate up to float64 rounding. x_shard holds rows [lo, hi); comm nullptr: rows [lo, hi) alone.
+  Metrics evaluate(const float* x_shard, int64_t lo, int64_t hi, int64_t n_rows, Comm* comm,
+                   const ApplyParams& p = {}) const;
+  Metrics evaluate(const EmbeddingsReader& reader, int64_t lo, int64_t hi, Comm* comm, const ApplyParams& p = {},
+                   ProgressSink& progress = silent_progress()) const;
   // Streams an embeddings file through the SAE into a sparse activations file, chunk by chunk.
   void encode_file(const EmbeddingsReader& reader, const std::string& out_path, const ApplyParams& p = {},
                    ProgressSink& progress = silent_progress()) const;
 
  private:
+  Metrics evaluate_rows(int64_t lo, int64_t hi, int64_t n_rows, const ApplyParams& p, Comm* comm,
+                        const std::function<const float*(int64_t, int64_t)>& rows, ProgressSink& progress) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

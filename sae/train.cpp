@@ -139,6 +139,11 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
     if (used > 0) tr.threshold = (sum / static_cast<double>(used)).to(torch::kFloat32);
   }
 
+  src.stop();  // the final evaluation reads the file next
+  const BatchSource::InputStats io = src.input_stats();
+  if (io.rows_read > 0)
+    spdlog::info("sae: read {} rows in {:.2f} s (prefetched); training waited {:.2f} s for them", io.rows_read,
+                 io.read_s, io.wait_s);
   tr.check_ranks_agree();
 
   // Fold the input scale back: activations in input units, decoder rows still unit norm.
@@ -159,12 +164,13 @@ SaeWeights run_training(BatchSource& src, const TrainParams& p, torch::Device de
   cfg["inputs"] = opt.inputs;
   if (dist) cfg["world_size"] = comm->size();
   w.config = cfg;
-  if (!rank0) return w;  // rank 0 evaluates and writes
+  // A collective when data-parallel: every rank evaluates its shard.
   nlohmann::json metrics = to_json(final_eval(Model(w, device)));
   metrics["epochs_trained"] = rs.epoch;
   metrics["steps"] = tr.step_count;
   metrics["last_epoch"] = to_json(last);
   metrics["train_time_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (io.rows_read > 0) metrics["input"] = {{"rows_read", io.rows_read}, {"read_s", io.read_s}, {"wait_s", io.wait_s}};
   w.metrics = metrics;
   return w;
 }
@@ -180,17 +186,22 @@ void check_outputs(const TrainOptions& opt) {
   check_output_path(opt.out_path + ".log.jsonl", inputs);
 }
 
+// Training on rows in memory, the outputs already checked.
+SaeWeights train_rows(const float* x_nd, int64_t n, int64_t d, const TrainParams& p, Device device,
+                      const TrainOptions& opt, ProgressSink& progress) {
+  const Shard sh = opt.comm ? shard_of(n, opt.comm->rank(), opt.comm->size()) : Shard{0, n, n};
+  auto src = memory_source(x_nd + sh.lo * d, sh, d, p.batch, device, opt.comm);
+  return run_training(*src, p, device, opt, progress, [&](const Model& m) {
+    return m.evaluate(x_nd + sh.lo * d, sh.lo, sh.hi, n, opt.comm, ApplyParams{kDefaultApplyBatch, p.dead_window});
+  });
+}
+
 }  // namespace
 
 SaeWeights train(const float* x_nd, int64_t n, int64_t d, const TrainParams& p, Device device,
                  const TrainOptions& opt, ProgressSink& progress) {
-  const bool rank0 = opt.comm == nullptr || opt.comm->rank() == 0;
-  if (rank0) check_outputs(opt);
-  const Shard sh = opt.comm ? shard_of(n, opt.comm->rank(), opt.comm->size()) : Shard{0, n, n};
-  auto src = memory_source(x_nd + sh.lo * d, sh, d, p.batch, device, opt.comm);
-  return run_training(*src, p, device, opt, progress, [&](const Model& m) {
-    return m.evaluate(x_nd, n, ApplyParams{kDefaultApplyBatch, p.dead_window});
-  });
+  if (opt.comm == nullptr || opt.comm->rank() == 0) check_outputs(opt);
+  return train_rows(x_nd, n, d, p, device, opt, progress);
 }
 
 SaeWeights train(const EmbeddingsReader& reader, const TrainParams& p, Device device, const TrainOptions& opt,
@@ -207,7 +218,7 @@ SaeWeights train(const EmbeddingsReader& reader, const TrainParams& p, Device de
                    bytes / 1073741824.0);
       TrainOptions one = opt;
       one.comm = nullptr;
-      return train(data.data(), reader.rows(), reader.dim(), p, device, one, progress);
+      return train_rows(data.data(), reader.rows(), reader.dim(), p, device, one, progress);
     }
     auto src = stream_source(reader, Shard{0, reader.rows(), reader.rows()}, p.batch, p.memory_gb, device);
     spdlog::info("sae: streaming {} x {} embeddings ({:.2f} GiB > budget), buffer {} rows", reader.rows(),
@@ -223,17 +234,17 @@ SaeWeights train(const EmbeddingsReader& reader, const TrainParams& p, Device de
   const int64_t N = reader.rows(), D = reader.dim();
   const Shard sh = shard_of(N, comm->rank(), comm->size());
   const double shard_bytes = static_cast<double>((N + comm->size() - 1) / comm->size()) * static_cast<double>(D) * 4.0;
-  auto final_eval = [&](const Model& m) {
-    // Rank 0 streams the whole file once: the shards it does not hold are read, not kept.
-    return m.evaluate(reader, ApplyParams{kDefaultApplyBatch, p.dead_window}, progress);
-  };
+  const ApplyParams eval_params{kDefaultApplyBatch, p.dead_window};
+  auto final_eval = [&](const Model& m) { return m.evaluate(reader, sh.lo, sh.hi, comm, eval_params, progress); };
   if (shard_bytes <= p.memory_gb * 1073741824.0 * 0.75) {
     std::vector<float> data(static_cast<size_t>((sh.hi - sh.lo) * D));
     reader.read_rows(sh.lo, sh.hi - sh.lo, data.data());
     spdlog::info("sae: rank {} of {}: rows [{}, {}) of {} x {} in memory ({:.2f} GiB)", comm->rank(), comm->size(),
                  sh.lo, sh.hi, N, D, static_cast<double>(data.size()) * 4.0 / 1073741824.0);
     auto src = memory_source(data.data(), sh, D, p.batch, device, comm);
-    return run_training(*src, p, device, opt, progress, final_eval);
+    return run_training(*src, p, device, opt, progress, [&](const Model& m) {
+      return m.evaluate(data.data(), sh.lo, sh.hi, N, comm, eval_params);
+    });
   }
   auto src = stream_source(reader, sh, p.batch, p.memory_gb, device, comm);
   spdlog::info("sae: rank {} of {}: streaming rows [{}, {}) of {} x {}, buffer {} rows over all ranks", comm->rank(),

@@ -109,10 +109,11 @@ void Trainer::reset_epoch_metrics() {
   acc_l1_ = torch::zeros({}, o);
   acc_sse_prefix_ = torch::zeros({static_cast<int64_t>(t.prefixes.size())}, o);
   acc_rows_ = 0;
+  acc_reduced_ = false;
 }
 
 bool Trainer::epoch_loss_finite() const {
-  if (!distributed()) return std::isfinite(acc_loss_.item<double>());
+  if (!distributed() || acc_reduced_) return std::isfinite(acc_loss_.item<double>());
   auto total = acc_loss_.clone();  // NaN or inf on any rank makes the sum so
   comm->all_reduce(total, ReduceOp::sum);
   return std::isfinite(total.item<double>());
@@ -143,17 +144,17 @@ bool Trainer::weights_finite() const {
 double Trainer::max_norm_dev() const { return (t.W_dec.norm(2, {1}) - 1.0).abs().max().item<double>(); }
 
 EpochMetrics Trainer::epoch_metrics() {
-  Tensor loss = acc_loss_, sse = acc_sse_, var_t = acc_var_, l0 = acc_l0_, l1 = acc_l1_, sse_prefix = acc_sse_prefix_;
-  if (distributed()) {
-    // Each rank summed its rows; the epoch's figures are the sums over ranks. Rank 0 keeps the
-    // totals and the others zeros, so a second call (or epoch_loss_finite) sums to the same.
+  if (distributed() && !acc_reduced_) {
+    // Each rank summed its rows; the epoch's figures are the sums over ranks, kept on every rank
+    // (a second call, or epoch_loss_finite, must not sum them again).
     auto all = torch::cat({torch::stack({acc_loss_, acc_sse_, acc_var_, acc_l0_, acc_l1_}), acc_sse_prefix_});
     comm->all_reduce(all, ReduceOp::sum);
-    loss = all[0], sse = all[1], var_t = all[2], l0 = all[3], l1 = all[4], sse_prefix = all.slice(0, 5);
-    auto kept = comm->rank() == 0 ? all.clone() : torch::zeros_like(all);
-    acc_loss_ = kept[0], acc_sse_ = kept[1], acc_var_ = kept[2], acc_l0_ = kept[3], acc_l1_ = kept[4];
-    acc_sse_prefix_ = kept.slice(0, 5);
+    acc_loss_ = all[0], acc_sse_ = all[1], acc_var_ = all[2], acc_l0_ = all[3], acc_l1_ = all[4];
+    acc_sse_prefix_ = all.slice(0, 5);
+    acc_reduced_ = true;
   }
+  const Tensor &loss = acc_loss_, &sse = acc_sse_, &var_t = acc_var_, &l0 = acc_l0_, &l1 = acc_l1_,
+               &sse_prefix = acc_sse_prefix_;
   const double N = static_cast<double>(std::max<int64_t>(acc_rows_, 1));
   const int64_t n_dead = (since_fired >= window_).sum().item<int64_t>();
   const double var = var_t.item<double>();
@@ -177,16 +178,30 @@ EpochMetrics Trainer::epoch_metrics() {
   return m;
 }
 
-Tensor Trainer::global_top_k(Tensor& vals, Tensor& idx, int64_t K) const {
-  // Every rank offers its best K (padded with -inf); the K-th largest offer is the global cut.
-  auto offer = torch::full({K}, -INFINITY, vals.options());
-  offer.narrow(0, 0, vals.numel()).copy_(vals);
-  auto all = comm->all_gather(offer).reshape({-1});
-  auto top = std::get<0>(all.topk(K, 0, true, false));
-  auto keep = vals >= top.min();
-  vals = vals.masked_select(keep);
-  idx = idx.masked_select(keep);
-  return torch::where(top > 0, top, torch::full_like(top, INFINITY)).min();
+Tensor Trainer::global_top_k(const LocalTop& local_top, int64_t K, Tensor& vals, Tensor& idx) const {
+  const int64_t W = comm->size();
+  // Values spread evenly put K / W of each rank's in the global top K; a quarter more covers the
+  // usual imbalance of one batch.
+  const int64_t first = std::min<int64_t>(K, (5 * K + 4 * W - 1) / (4 * W));
+  for (const int64_t m : {first, K}) {
+    std::tie(vals, idx) = local_top(m);
+    auto offer = torch::full({m}, -INFINITY, vals.options());  // padded: a rank may have fewer
+    offer.narrow(0, 0, vals.numel()).copy_(vals);
+    auto all = comm->all_gather(offer);  // [W, m]
+    auto top = std::get<0>(all.reshape({-1}).topk(K, 0, true, false));
+    auto cut = top.min();
+    // A rank whose every offer is above the cut may hold more values above it: offer K each.
+    if (m < K && (all.amin(1) > cut).any().item<bool>()) {
+      ++full_offers;
+      continue;
+    }
+    auto keep = vals >= cut;
+    vals = vals.masked_select(keep);
+    idx = idx.masked_select(keep);
+    return torch::where(top > 0, top, torch::full_like(top, INFINITY)).min();
+  }
+  CL_ASSERT(false, "offers of K values always decide the cut");
+  return {};
 }
 
 Tensor Trainer::min_kept(const Tensor& x, int64_t batch_rows) const {
@@ -194,11 +209,13 @@ Tensor Trainer::min_kept(const Tensor& x, int64_t batch_rows) const {
   auto flat = torch::addmm(t.b_enc, x - t.b_dec, t.W_enc).relu_().reshape({-1});
   const int64_t B = batch_rows > 0 ? batch_rows : x.size(0);
   const int64_t K = std::min<int64_t>(t.k * B, B * n_);
-  auto vals = std::get<0>(flat.topk(std::min<int64_t>(K, flat.numel()), 0, true, false));
-  if (distributed()) {
-    Tensor idx = torch::zeros({vals.numel()}, torch::TensorOptions().dtype(torch::kLong).device(vals.device()));
-    return global_top_k(vals, idx, K);
-  }
+  auto local_top = [&](int64_t m) {
+    auto [v, i] = flat.topk(std::min<int64_t>(m, flat.numel()), 0, true, false);
+    return std::make_pair(v, i);
+  };
+  Tensor vals, idx;
+  if (distributed()) return global_top_k(local_top, K, vals, idx);
+  std::tie(vals, idx) = local_top(K);
   return torch::where(vals > 0, vals, torch::full_like(vals, INFINITY)).min();
 }
 
@@ -218,6 +235,7 @@ Tensor Trainer::rows(Tensor& buf, int64_t b, int64_t cols) {
 void Trainer::step(const Tensor& x, int64_t total_steps, int64_t batch_rows, const std::vector<int64_t>* pos) {
   torch::NoGradGuard ng;
   const bool dist = distributed();
+  CL_ASSERT(!acc_reduced_, "step after epoch_metrics without reset_epoch_metrics");
   // B: rows of the (global) batch, which every normalisation uses; Bl: rows here (may be 0).
   const int64_t Bl = x.size(0), B = batch_rows > 0 ? batch_rows : Bl;
   const double inv_bd = 1.0 / static_cast<double>(B * D_);
@@ -244,33 +262,36 @@ void Trainer::step(const Tensor& x, int64_t total_steps, int64_t batch_rows, con
     auto [vals, idx] = pre.topk(t.k, 1, true, false);
     z = rows(buf_z_, Bl, n_).zero_().scatter_(1, idx, vals.relu_());
   } else {
-    // K of the global batch; this rank's candidates are its best Kl (all it has when fewer).
-    const int64_t K = std::min<int64_t>(t.k * B, B * n_), Kl = std::min<int64_t>(K, Bl * n_);
-    Tensor vals, idx;
-    bool done = false;
+    // K of the global batch.
+    const int64_t K = std::min<int64_t>(t.k * B, B * n_);
     const int64_t kc = 4 * t.k;
-    if (device_.is_cpu() && kc < n_ && Bl > 0) {
-      // A global top-k over B*n values is slow on the CPU; the per-row top 4k candidates hold
-      // it unless some row's smallest positive candidate still reaches the global cut (then
-      // that row could have more, and the exact full selection runs instead).
-      auto [cv, ci] = pre.topk(kc, 1, true, false);
-      cv.relu_();
-      auto [gv, gp] = cv.reshape({-1}).topk(std::min<int64_t>(Kl, Bl * kc), 0, true, false);
-      auto row_min = cv.amin(1);
-      if (!((row_min >= gv.min()) & (row_min > 0)).any().item<bool>()) {
-        vals = gv;
-        idx = torch::div(gp, kc, "floor") * n_ + ci.reshape({-1}).index_select(0, gp);
-        done = true;
-      }
-    }
     auto flat = rows(buf_z_, Bl, n_).reshape({-1});
-    if (!done) std::tie(vals, idx) = flat.copy_(pre.reshape({-1})).relu_().topk(Kl, 0, true, false);
+    // This rank's best m values (all it has when fewer) and their flat indices.
+    auto local_top = [&](int64_t m) -> std::pair<Tensor, Tensor> {
+      m = std::min(m, Bl * n_);
+      if (device_.is_cpu() && kc < n_ && Bl > 0) {
+        // A top-m over B*n values is slow on the CPU; the per-row top 4k candidates hold it
+        // unless some row's smallest positive candidate still reaches the cut (then that row
+        // could have more, and the exact full selection runs instead).
+        auto [cv, ci] = pre.topk(kc, 1, true, false);
+        cv.relu_();
+        auto [gv, gp] = cv.reshape({-1}).topk(std::min<int64_t>(m, Bl * kc), 0, true, false);
+        auto row_min = cv.amin(1);
+        if (!((row_min >= gv.min()) & (row_min > 0)).any().item<bool>())
+          return {gv, torch::div(gp, kc, "floor") * n_ + ci.reshape({-1}).index_select(0, gp)};
+      }
+      auto [v, i] = flat.copy_(pre.reshape({-1})).relu_().topk(m, 0, true, false);
+      return {v, i};
+    };
+    Tensor vals, idx;
     // The smallest activation kept in this batch; its running mean is the inference threshold.
     Tensor minpos;
-    if (dist)
-      minpos = global_top_k(vals, idx, K);
-    else
+    if (dist) {
+      minpos = global_top_k(local_top, K, vals, idx);
+    } else {
+      std::tie(vals, idx) = local_top(K);
       minpos = torch::where(vals > 0, vals, torch::full_like(vals, INFINITY)).min();
+    }
     z = flat.zero_().scatter_(0, idx, vals).view({Bl, n_});
     minpos = torch::where(torch::isinf(minpos), threshold, minpos);
     if (step_count == 0)

@@ -4,6 +4,9 @@
 // dead-latent resampling, and the epoch's running metrics.
 #pragma once
 
+#include <functional>
+#include <utility>
+
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -67,6 +70,8 @@ class Trainer {
   Rng* rng = nullptr;                   // resampling draws (owned by the driver)
   StepGrads* capture = nullptr;         // tests: filled by every step when set
   Comm* comm = nullptr;                 // data-parallel process group (nullptr: one process)
+  // batchtopk, data-parallel: batches whose top-k cut needed every rank's best K (bench, tests).
+  mutable int64_t full_offers = 0;
 
  private:
   torch::Tensor mm(const torch::Tensor& a, const torch::Tensor& b) const;
@@ -77,9 +82,13 @@ class Trainer {
   void resample(const torch::Tensor& x_bd, const torch::Tensor& err_bd, int64_t batch_rows,
                 const std::vector<int64_t>* pos);
   bool distributed() const { return comm != nullptr && comm->size() > 1; }
-  // batchtopk: keeps of this rank's candidates (vals, idx) those in the global top K of all
-  // ranks' candidates; returns the smallest positive value kept over all ranks (inf if none).
-  torch::Tensor global_top_k(torch::Tensor& vals, torch::Tensor& idx, int64_t K) const;
+  // batchtopk, data-parallel: (vals, idx) = this rank's values in the top K of all ranks' values
+  // and their indices; returns the smallest positive value in that top K (inf if none).
+  // local_top(m) gives this rank's best m values and indices (fewer when it has fewer). Every
+  // rank first offers its best ~1.25 K / W; only when a rank may hold more above the resulting
+  // cut do all offer K (always exact), so the exchange and sort are ~W times smaller.
+  using LocalTop = std::function<std::pair<torch::Tensor, torch::Tensor>(int64_t)>;
+  torch::Tensor global_top_k(const LocalTop& local_top, int64_t K, torch::Tensor& vals, torch::Tensor& idx) const;
   TrainParams p_;
   int64_t D_, n_, n_rows_, window_;
   torch::Device device_;
@@ -91,6 +100,7 @@ class Trainer {
   torch::Tensor acc_loss_, acc_sse_, acc_var_, acc_l0_, acc_l1_;
   torch::Tensor acc_sse_prefix_;  // float64 [P]: matryoshka, per nested size
   int64_t acc_rows_ = 0;
+  bool acc_reduced_ = false;  // data-parallel: the acc_ sums are already over all ranks
 };
 
 }  // namespace cl::sae

@@ -155,3 +155,41 @@ TEST_CASE("manifest cli: every reader takes a manifest and reads what one file w
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("broken.json: 'schema_version' is missing, expected 1") != std::string::npos);
 }
+
+TEST_CASE("manifest cli: no command overwrites a part of a manifest it reads") {
+  test::TempDir tmp;
+  auto g = test::make_ground_truth(200, 8, 12, 4);
+  Embeddings e;
+  e.n = 200;
+  e.dim = 8;
+  e.data = g.x;
+  for (int64_t i = 0; i < e.n; ++i) e.ids.push_back("img" + std::to_string(i));
+  const auto p0 = tmp.file("p0.h5"), p1 = tmp.file("p1.h5"), m = tmp.file("emb.json");
+  write_rows(e, 0, 120, p0);
+  write_rows(e, 120, 200, p1);
+  REQUIRE(test::run_cli({"-q", "manifest", p0, p1, "--out", m}).exit_code == 0);
+  const auto s = tmp.file("s.h5"), a = tmp.file("a.h5"), am = tmp.file("acts.json");
+  REQUIRE(test::run_cli({"-q", "sae", "train", "--embeddings", m, "--out", s, "--arch", "topk", "--k", "2",
+                         "--expansion", "2", "--epochs", "1", "--batch", "50", "--device", "cpu"}).exit_code == 0);
+  REQUIRE(test::run_cli({"-q", "sae", "encode", "--sae", s, "--embeddings", m, "--out", a, "--device", "cpu"})
+              .exit_code == 0);
+  REQUIRE(test::run_cli({"-q", "manifest", a, "--out", am}).exit_code == 0);
+  std::string csv = "ImageID,dx\n";
+  for (int64_t i = 0; i < e.n; ++i) csv += e.ids[static_cast<size_t>(i)] + (i % 2 ? ",a\n" : ",b\n");
+  test::write_text(tmp.file("meta.csv"), csv);
+  const auto before_p1 = test::read_bytes(p1), before_a = test::read_bytes(a);
+  const std::vector<std::vector<std::string>> cmds = {
+      {"-q", "sae", "encode", "--sae", s, "--embeddings", m, "--out", p1, "--device", "cpu"},
+      {"-q", "sae", "train", "--embeddings", m, "--out", p1, "--epochs", "1", "--batch", "50", "--device", "cpu"},
+      {"-q", "explain", "stats", "--activations", am, "--out", a},
+      {"-q", "cbm", "fit", "--features", am, "--labels", tmp.file("meta.csv"), "--label-col", "dx", "--out", a,
+       "--splits", "2"}};
+  for (const auto& args : cmds) {
+    CAPTURE(args[2]);
+    const auto r = test::run_cli(args);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("a part of input") != std::string::npos);
+  }
+  CHECK(test::read_bytes(p1) == before_p1);
+  CHECK(test::read_bytes(a) == before_a);
+}

@@ -15,24 +15,10 @@
 
 using namespace cl;
 
-namespace {
-
-void write_gt_embeddings(const std::string& path, int64_t n, int64_t d, uint64_t seed) {
-  auto g = test::make_ground_truth(n, d, 32, seed);
-  Embeddings e;
-  e.n = n;
-  e.dim = d;
-  e.data = g.x;
-  for (int64_t i = 0; i < n; ++i) e.ids.push_back("img_" + std::to_string(i));
-  write_embeddings(path, e);
-}
-
-}  // namespace
-
 TEST_CASE("sae cli: train, encode, eval --json") {
   test::TempDir tmp;
   const auto emb = tmp.file("e.h5"), sae = tmp.file("s.h5"), acts = tmp.file("a.h5");
-  write_gt_embeddings(emb, 800, 16, 1);
+  test::write_ground_truth_embeddings(emb, 800, 16, 32, 1);
   auto r = test::run_cli({"-q", "sae", "train", "--embeddings", emb, "--out", sae, "--arch", "topk", "--k", "4",
                           "--expansion", "2", "--epochs", "3", "--batch", "128", "--device", "cpu", "--json"});
   INFO(r.err);
@@ -69,8 +55,8 @@ TEST_CASE("sae cli: train, encode, eval --json") {
 
 TEST_CASE("sae cli: mismatched dimension names the file and both dims") {
   test::TempDir tmp;
-  write_gt_embeddings(tmp.file("e16.h5"), 300, 16, 2);
-  write_gt_embeddings(tmp.file("e20.h5"), 300, 20, 3);
+  test::write_ground_truth_embeddings(tmp.file("e16.h5"), 300, 16, 32, 2);
+  test::write_ground_truth_embeddings(tmp.file("e20.h5"), 300, 20, 32, 3);
   auto r = test::run_cli({"-q", "sae", "train", "--embeddings", tmp.file("e16.h5"), "--out", tmp.file("s.h5"),
                           "--expansion", "2", "--epochs", "1", "--batch", "100", "--device", "cpu"});
   REQUIRE(r.exit_code == 0);
@@ -90,7 +76,7 @@ TEST_CASE("sae cli: mismatched dimension names the file and both dims") {
 
 TEST_CASE("sae cli: config file, flag overrides and bad usage") {
   test::TempDir tmp;
-  write_gt_embeddings(tmp.file("e.h5"), 300, 16, 4);
+  test::write_ground_truth_embeddings(tmp.file("e.h5"), 300, 16, 32, 4);
   test::write_text(tmp.file("c.json"), R"({"arch": "batchtopk", "k": 3, "expansion": 2, "epochs": 1, "batch": 100})");
   auto r = test::run_cli({"-q", "sae", "train", "--embeddings", tmp.file("e.h5"), "--out", tmp.file("s.h5"), "--config",
                           tmp.file("c.json"), "--k", "5", "--device", "cpu"});
@@ -141,7 +127,7 @@ TEST_CASE("sae relu-l1 with configs/sae-reference.json follows the PyTorch refer
   }
   test::TempDir t;
   const int64_t n = 1024, d = 32;
-  write_gt_embeddings(t.file("e.h5"), n, d, 17);
+  test::write_ground_truth_embeddings(t.file("e.h5"), n, d, 32, 17);
   const std::string ref = std::string(CONCEPTLAB_SOURCE_DIR) + "/configs/sae-reference.json";
   // Test-sized: 256 latents, every row in one batch, an L1 that switches part of the latents off.
   const std::vector<std::string> size = {"--n-latents", "256", "--batch", std::to_string(n), "--l1", "1e-2",
@@ -178,7 +164,7 @@ TEST_CASE("sae relu-l1 with configs/sae-reference.json follows the PyTorch refer
 
 TEST_CASE("sae cli: matryoshka train with --prefixes, eval reports the FVU per nested size") {
   test::TempDir t;
-  write_gt_embeddings(t.file("e.h5"), 600, 16, 3);
+  test::write_ground_truth_embeddings(t.file("e.h5"), 600, 16, 32, 3);
   auto train = [&](std::vector<std::string> extra) {
     std::vector<std::string> a = {"-q", "sae", "train", "--embeddings", t.file("e.h5"), "--out", t.file("s.h5"),
                                   "--n-latents", "64", "--k", "4", "--epochs", "2", "--batch", "128", "--device", "cpu"};
@@ -218,7 +204,7 @@ TEST_CASE("sae cli: sweep trains a grid, scores it on held-out rows, writes the 
   test::TempDir tmp;
   const auto emb = tmp.file("e.h5"), labels = tmp.file("meta.csv"), grid = tmp.file("grid.json"), out = tmp.file("sw");
   const int64_t n = 400, d = 16;
-  write_gt_embeddings(emb, n, d, 3);
+  test::write_ground_truth_embeddings(emb, n, d, 32, 3);
   const Embeddings e = read_embeddings(emb);
   std::string csv = "ImageID,c0,c1\n";
   for (int64_t i = 0; i < n; ++i)

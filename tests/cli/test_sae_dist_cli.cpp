@@ -88,14 +88,8 @@ double max_abs_diff(const SaeWeights& a, const SaeWeights& b) {
 }
 
 std::string write_data(const test::TempDir& tmp, int64_t n, int64_t d) {
-  auto g = test::make_ground_truth(n, d, 24, 3);
-  Embeddings e;
-  e.n = n;
-  e.dim = d;
-  e.data = g.x;
-  for (int64_t i = 0; i < n; ++i) e.ids.push_back("img_" + std::to_string(i));
   const auto path = tmp.file("e.h5");
-  write_embeddings(path, e);
+  test::write_ground_truth_embeddings(path, n, d, 24, 3);
   return path;
 }
 
@@ -199,9 +193,29 @@ TEST_CASE("sae train --dist: ranks with other inputs or options, bad variables, 
   CHECK(ranks[0].err.find("rank(s) 1 failed to open their inputs and outputs") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(out));
 
+  // Rank 1 reads another file of the same shape and ids: the ranks would train on a mix of two.
+  test::write_ground_truth_embeddings(tmp.file("other.h5"), 200, 8, 24, 99);
+  a1 = a0;
+  a1[4] = tmp.file("other.h5");
+  ranks = run_ranks(tmp, {a0, a1});
+  for (auto& k : ranks) {
+    INFO(k.err);
+    CHECK(k.code == 1);
+    CHECK(k.err.find("ids and first and last rows") != std::string::npos);
+  }
+  CHECK_FALSE(std::filesystem::exists(out));
+
   auto r = test::run_program("/bin/sh", {"-c", "RANK=2 WORLD_SIZE=2 " + command_line(a0)});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("RANK='2', expected an integer in [0, 1]") != std::string::npos);
+  // What torchrun always sets, missing: refused at once instead of a wait or a clash of two rank 0s.
+  r = test::run_program("/bin/sh", {"-c", "unset RANK; WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29999 " +
+                                              command_line(a0)});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("WORLD_SIZE=2 but RANK is unset") != std::string::npos);
+  r = test::run_program("/bin/sh", {"-c", "unset MASTER_ADDR MASTER_PORT; RANK=0 WORLD_SIZE=2 " + command_line(a0)});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("needs MASTER_ADDR and MASTER_PORT") != std::string::npos);
   auto bad_init = a0;
   bad_init.insert(bad_init.end(), {"--dist", "--dist-init", "nfs://x"});
   r = test::run_cli(bad_init);

@@ -337,6 +337,17 @@ TEST_CASE("sae weights: round trip and shape checks") {
   CHECK(r.b_dec == w.b_dec);
   CHECK(r.config == w.config);
   CHECK(r.metrics == w.metrics);
+  // The header alone: everything but the weights.
+  SaeWeights h = read_sae_header(path);
+  CHECK(h.arch == "batchtopk");
+  CHECK(h.d_in == 6);
+  CHECK(h.n_latents == 20);
+  CHECK(h.k == 4);
+  CHECK(h.threshold == 0.125);
+  CHECK(h.config == w.config);
+  CHECK(h.metrics == w.metrics);
+  CHECK(h.W_enc.empty());
+  CHECK(h.W_dec.empty());
   // A decoder of the wrong shape is named with both shapes.
   std::string bad = tmp.file("bad.h5");
   {
@@ -349,6 +360,7 @@ TEST_CASE("sae weights: round trip and shape checks") {
     h5::write_dataset<float>(f.get(), "b_dec", w.b_dec.data(), {5});
   }
   CHECK_THROWS_WITH_AS(read_sae(bad), doctest::Contains("'b_dec' has shape [5], expected [6]"), InputError);
+  CHECK_THROWS_WITH_AS(read_sae_header(bad), doctest::Contains("'b_dec' has shape [5], expected [6]"), InputError);
 }
 
 TEST_CASE("linear model: binary and multiclass round trips") {

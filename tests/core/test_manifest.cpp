@@ -174,7 +174,7 @@ TEST_CASE("manifest: parts that do not belong together are refused by name") {
   write_embeddings(tmp.file("dim.h5"), make_embeddings(3, 2, 6, true));
   expect({a, tmp.file("dim.h5")}, "has dim 6");
   write_embeddings(tmp.file("dup.h5"), make_embeddings(2, 2, 4, true));
-  expect({a, tmp.file("dup.h5")}, "duplicate id 'img2'");
+  expect({a, tmp.file("dup.h5")}, "duplicate id 'img2', in both " + a + " and " + tmp.file("dup.h5"));
   auto other = make_embeddings(3, 2, 4, true);
   other.config["encoder"] = "other.pt";
   write_embeddings(tmp.file("enc.h5"), other);
@@ -185,7 +185,7 @@ TEST_CASE("manifest: parts that do not belong together are refused by name") {
   write_manifest(m, "embeddings", {a, tmp.file("cols.h5")});
   CHECK_THROWS_WITH_AS(EmbeddingsReader(m).columns(), doctest::Contains("the parts must have the same columns"),
                        InputError);
-  expect({a, tmp.file("missing.h5")}, "missing.h5");
+  expect({a, tmp.file("missing.h5")}, m + ": part " + tmp.file("missing.h5"));  // the manifest named too
 
   write_activations(tmp.file("acts.h5"), make_activations(0, 2, 4));
   write_activations(tmp.file("acts8.h5"), make_activations(2, 2, 8));
@@ -212,6 +212,21 @@ TEST_CASE("manifest: parts that do not belong together are refused by name") {
   test::write_text(tmp.file("inner.json"), R"({"format": "conceptlab.manifest", "schema_version": 1, "kind": "embeddings", "files": ["a.h5"]})");
   bad(R"({"format": "conceptlab.manifest", "schema_version": 1, "kind": "embeddings", "files": ["inner.json"]})",
       "is itself a manifest");
+
+  // Parts imported by import-npy from files of other names belong together: their config names
+  // the .npy and ids files read (provenance), which the parts may differ in.
+  for (const std::string name : {"i0", "i1"}) {
+    auto e = make_embeddings(name == "i0" ? 0 : 3, 3, 4, true);
+    e.config = {{"source", "import-npy"}, {"npy", name + ".npy"}, {"ids", name + ".csv"}, {"id_col", "ImageID"}};
+    write_embeddings(tmp.file(name + ".h5"), e);
+  }
+  write_manifest(m, "embeddings", {tmp.file("i0.h5"), tmp.file("i1.h5")});
+  CHECK(EmbeddingsReader(m).rows() == 6);
+
+  // A manifest is not a part of another one, and create_manifest says so.
+  write_manifest(tmp.file("m1.json"), "embeddings", {a});
+  CHECK_THROWS_WITH_AS(create_manifest(tmp.file("m2.json"), {tmp.file("m1.json")}), doctest::Contains("is itself a manifest"),
+                       InputError);
 
   // create_manifest checks before it writes: an existing manifest survives a bad set of parts.
   write_manifest(m, "embeddings", {a});

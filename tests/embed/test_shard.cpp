@@ -3,9 +3,14 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
 
+#include <nlohmann/json.hpp>
+
+#include "core/embeddings.h"
 #include "core/error.h"
 #include "tools/embed/shard.h"
+#include "tests/test_util.h"
 
 using namespace cl;
 
@@ -41,4 +46,27 @@ TEST_CASE("shard specs: I/N with 0 <= I < N, anything else is a usage error") {
     CAPTURE(bad);
     CHECK_THROWS_AS(embed::parse_shard(bad), UsageError);
   }
+}
+
+TEST_CASE("merge-embeddings refuses a part whose layout claims more inputs than it holds, without allocating them") {
+  test::TempDir tmp;
+  // Two well-formed halves of 200 inputs in blocks of 50, except that part 0 claims 10^18 inputs.
+  std::vector<std::string> parts;
+  for (int64_t index : {0, 1}) {
+    Embeddings e;
+    e.n = 100;
+    e.dim = 4;
+    e.data.assign(400, 0.25f);
+    for (int64_t i = 0; i < 100; ++i) e.ids.push_back("p" + std::to_string(index) + "_" + std::to_string(i));
+    const int64_t n_inputs = index == 0 ? int64_t{1000000000000000000} : 200;
+    nlohmann::json cfg = {{"shard", {{"index", index}, {"count", 2}, {"block", 50}, {"n_inputs", n_inputs},
+                                     {"block_rows", {50, 50}}}}};
+    parts.push_back(tmp.file("part" + std::to_string(index) + ".h5"));
+    EmbeddingsWriter w(parts.back(), 4, cfg);
+    w.append(e.data.data(), e.n, e.ids);
+    w.commit();
+  }
+  CHECK_THROWS_WITH_AS(embed::merge_embeddings(parts, tmp.file("out.h5")),
+                       doctest::Contains("'shard' layout (2 blocks, 100 rows) does not match"), InputError);
+  CHECK_FALSE(std::filesystem::exists(tmp.file("out.h5")));
 }

@@ -6,8 +6,10 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "core/embeddings.h"
 #include "core/sae_weights.h"
 
 namespace cl::test {
@@ -50,6 +52,19 @@ inline GroundTruth make_ground_truth(int64_t n, int64_t d, int64_t n_dirs, uint6
     }
     for (int64_t j = 0; j < d; ++j) row[j] += static_cast<float>(noise * nd(rng));
   }
+  return g;
+}
+
+// make_ground_truth's rows written as an embeddings file (ids img_0, img_1, ...); returns them.
+inline GroundTruth write_ground_truth_embeddings(const std::string& path, int64_t n, int64_t d, int64_t n_dirs,
+                                                 uint64_t seed) {
+  GroundTruth g = make_ground_truth(n, d, n_dirs, seed);
+  Embeddings e;
+  e.n = n;
+  e.dim = d;
+  e.data = g.x;
+  for (int64_t i = 0; i < n; ++i) e.ids.push_back("img_" + std::to_string(i));
+  write_embeddings(path, e);
   return g;
 }
 

@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <functional>
+#include <numeric>
 #include <thread>
 
 #include "core/embeddings.h"
@@ -15,6 +17,7 @@
 #include "sae/batch_source.h"
 #include "sae/dist.h"
 #include "sae/sae.h"
+#include "sae/trainer.h"
 #include "tests/sae/sae_test_data.h"
 #include "tests/test_util.h"
 
@@ -124,8 +127,16 @@ TEST_CASE("sae dist: W ranks with the global batch train the SAE one process tra
       CHECK(std::abs(one.threshold - got[0].threshold) <= 1e-5 * (1 + std::abs(one.threshold)));
       for (int r = 1; r < world; ++r) CHECK(weights_diff(got[0], got[static_cast<size_t>(r)]) == 0.0);
       CHECK(got[0].config["world_size"].get<int>() == world);
-      CHECK(got[0].metrics.contains("fvu"));
-      CHECK(!got[1].metrics.contains("fvu"));  // only rank 0 evaluates
+      // The ranks evaluate their shards together: every rank has the metrics of all n rows (to
+      // float32 rounding: the shards' rows go through the products in other blocks).
+      const auto whole = sae::Model(got[0], kCpu).evaluate(g.x.data(), n, sae::ApplyParams{sae::kDefaultApplyBatch, p.dead_window});
+      for (int r = 0; r < world; ++r) {
+        const auto& m = got[static_cast<size_t>(r)].metrics;
+        CHECK(m["n"].get<int64_t>() == n);
+        CHECK(m["fvu"].get<double>() == doctest::Approx(whole.fvu).epsilon(1e-6));
+        CHECK(m["l0"].get<double>() == doctest::Approx(whole.l0).epsilon(1e-6));
+        CHECK(m["n_dead"].get<int64_t>() == whole.n_dead);
+      }
       CHECK(one.metrics["last_epoch"]["fvu"].get<double>() ==
             doctest::Approx(got[0].metrics["last_epoch"]["fvu"].get<double>()).epsilon(1e-6));
       if (arch == "relu-l1") {
@@ -138,18 +149,111 @@ TEST_CASE("sae dist: W ranks with the global batch train the SAE one process tra
   }
 }
 
+TEST_CASE("sae dist: the batchtopk cut from small offers, or from K offers when one rank holds the top, is one process's") {
+  if (!sae::dist_available(kCpu)) return;
+  test::TempDir tmp;
+  const int64_t n = 480, d = 12, B = 96, steps = n / B;
+  auto g = test::make_ground_truth(n, d, 24, 8);
+  auto p = dist_params("batchtopk");
+  p.batch = B;
+  const auto x_all = torch::from_blob(g.x.data(), {n, d}, torch::kFloat32).clone();
+  int store_no = 0;
+  // skew 1: values spread evenly, the small offers decide; skew 8: rank 0's rows of every batch
+  // are 8x larger, so its values fill the global top K and every rank must offer K.
+  for (const double skew : {1.0, 8.0})
+    for (int world : {2, 3}) {
+      CAPTURE(skew);
+      CAPTURE(world);
+      auto x = x_all.clone();
+      const auto sh0 = sae::shard_of(B, 0, world);
+      for (int64_t s = 0; s < steps; ++s) x.slice(0, s * B + sh0.lo, s * B + sh0.hi).mul_(skew);
+      // Batch s is rows [s B, (s + 1) B); rank r holds its rows shard_of(B, r, W).
+      sae::Trainer one(p, d, n, kCpu);
+      one.init(x.slice(0, 0, 256));
+      for (int64_t s = 0; s < steps; ++s) one.step(x.slice(0, s * B, (s + 1) * B), steps);
+      std::vector<std::unique_ptr<sae::Trainer>> trs(static_cast<size_t>(world));
+      run_ranks(world, tmp.file("store" + std::to_string(store_no++)), [&](sae::Comm& comm) {
+        auto tr = std::make_unique<sae::Trainer>(p, d, n, kCpu);
+        tr->comm = &comm;
+        tr->init(x.slice(0, 0, 256));
+        const auto sh = sae::shard_of(B, comm.rank(), comm.size());
+        std::vector<int64_t> pos(static_cast<size_t>(sh.hi - sh.lo));
+        std::iota(pos.begin(), pos.end(), sh.lo);
+        for (int64_t s = 0; s < steps; ++s) tr->step(x.slice(0, s * B + sh.lo, s * B + sh.hi), steps, B, &pos);
+        trs[static_cast<size_t>(comm.rank())] = std::move(tr);
+      });
+      const auto& t0 = trs[0]->t;
+      const double diff = std::max({(t0.W_enc - one.t.W_enc).abs().max().item<double>(),
+                                    (t0.W_dec - one.t.W_dec).abs().max().item<double>(),
+                                    (t0.b_enc - one.t.b_enc).abs().max().item<double>(),
+                                    (t0.b_dec - one.t.b_dec).abs().max().item<double>()});
+      MESSAGE("skew " << skew << ", " << world << " ranks: max |w_dist - w_single| = " << diff << ", "
+                      << trs[0]->full_offers << " of " << steps << " steps needed K offers");
+      CHECK(diff < 2e-5);
+      CHECK(trs[0]->threshold.item<double>() == doctest::Approx(one.threshold.item<double>()).epsilon(1e-5));
+      if (skew == 1.0) CHECK(trs[0]->full_offers < steps);
+      if (skew == 8.0) CHECK(trs[0]->full_offers == steps);
+      for (auto& tr : trs) CHECK(tr->full_offers == trs[0]->full_offers);  // every rank decides alike
+    }
+}
+
+TEST_CASE("sae dist: ranks evaluating their shards get the metrics of one pass over all rows") {
+  if (!sae::dist_available(kCpu)) return;
+  test::TempDir tmp;
+  const int64_t n = 530, d = 12;
+  const auto path = tmp.file("e.h5");
+  auto g = test::write_ground_truth_embeddings(path, n, d, 24, 5);
+  auto p = dist_params("matryoshka-batchtopk");
+  p.epochs = 1;
+  const sae::Model model(sae::train(g.x.data(), n, d, p, kCpu, sae::TrainOptions{}), kCpu);
+  int store_no = 0;
+  // A 3-row window makes the dead count depend on where in the file each latent last fired,
+  // which only global row numbers get right. Chunks of one row: a float32 product's rounding
+  // depends on the rows it is blocked with, and here only the float64 merge may differ.
+  for (int64_t window : {int64_t{3}, int64_t{100000}}) {
+    const sae::ApplyParams ap{1, window};
+    const sae::Metrics one = model.evaluate(g.x.data(), n, ap);
+    if (window == 3) REQUIRE(one.n_dead > 0);
+    for (int world : {2, 3}) {
+      CAPTURE(window);
+      CAPTURE(world);
+      std::vector<sae::Metrics> mem(static_cast<size_t>(world)), file(mem.size());
+      run_ranks(world, tmp.file("store" + std::to_string(store_no++)), [&](sae::Comm& comm) {
+        const auto sh = sae::shard_of(n, comm.rank(), comm.size());
+        mem[static_cast<size_t>(comm.rank())] = model.evaluate(g.x.data() + sh.lo * d, sh.lo, sh.hi, n, &comm, ap);
+        EmbeddingsReader r(path);
+        file[static_cast<size_t>(comm.rank())] = model.evaluate(r, sh.lo, sh.hi, &comm, ap);
+      });
+      for (const auto* ms : {&mem, &file})
+        for (const auto& m : *ms) {
+          CHECK(m.n == n);
+          CHECK(m.n_dead == one.n_dead);
+          CHECK(m.dead_window == one.dead_window);
+          CHECK(m.mse == doctest::Approx(one.mse).epsilon(1e-12));
+          CHECK(m.fvu == doctest::Approx(one.fvu).epsilon(1e-12));
+          CHECK(m.l0 == doctest::Approx(one.l0).epsilon(1e-12));
+          CHECK(m.l1 == doctest::Approx(one.l1).epsilon(1e-12));
+          REQUIRE(m.fvu_prefix.size() == one.fvu_prefix.size());
+          for (size_t i = 0; i < m.fvu_prefix.size(); ++i)
+            CHECK(m.fvu_prefix[i] == doctest::Approx(one.fvu_prefix[i]).epsilon(1e-12));
+        }
+      for (int r = 1; r < world; ++r) CHECK(mem[static_cast<size_t>(r)].fvu == mem[0].fvu);  // the same on every rank
+    }
+  }
+  // A shard alone (no process group) is its own set: its dead count uses its own rows.
+  const auto alone = model.evaluate(g.x.data() + 100 * d, 100, 160, n, nullptr, sae::ApplyParams{7, 3});
+  const auto copy = model.evaluate(g.x.data() + 100 * d, 60, sae::ApplyParams{7, 3});
+  CHECK(alone.n == 60);
+  CHECK(alone.n_dead == copy.n_dead);
+  CHECK(alone.fvu == copy.fvu);
+}
+
 TEST_CASE("sae dist: streamed shards follow the streamed single-process run") {
   if (!sae::dist_available(kCpu)) return;
   test::TempDir tmp;
   const int64_t n = 700, d = 16;
-  auto g = test::make_ground_truth(n, d, 24, 6);
-  Embeddings e;
-  e.n = n;
-  e.dim = d;
-  e.data = g.x;
-  for (int64_t i = 0; i < n; ++i) e.ids.push_back("r" + std::to_string(i));
   const auto path = tmp.file("e.h5");
-  write_embeddings(path, e);
+  test::write_ground_truth_embeddings(path, n, d, 24, 6);
   EmbeddingsReader reader(path);
   auto p = dist_params("batchtopk");
   p.memory_gb = 16.0 * 64 * 4 / 1073741824.0;  // ~64 rows of buffer: many refills with carried rows
@@ -247,5 +351,24 @@ TEST_CASE("sae dist: environment and init errors name the variable and value") {
                          InputError);
     p.init = "tcp://localhost";
     CHECK_THROWS_WITH_AS(sae::connect(p, kCpu), doctest::Contains("expected tcp://HOST:PORT"), InputError);
+    // File stores: refused at once, not after a wait (or never, as FileStore spins on junk).
+    test::TempDir tmp;
+    p.world_size = 2;
+    p.timeout_s = 60;
+    p.init = "file://" + tmp.file("no/such/folder/store");
+    CHECK_THROWS_WITH_AS(sae::connect(p, kCpu), doctest::Contains("does not exist"), InputError);
+    std::filesystem::create_directories(tmp.file("dir"));
+    p.init = "file://" + tmp.file("dir");
+    CHECK_THROWS_WITH_AS(sae::connect(p, kCpu), doctest::Contains("is a folder, expected a file path"), InputError);
+    test::write_text(tmp.file("junk"), "junk\n");
+    p.init = "file://" + tmp.file("junk");
+    CHECK_THROWS_WITH_AS(sae::connect(p, kCpu), doctest::Contains("exists and is not a c10d file store"), InputError);
+  }
+  {
+    // WORLD_SIZE without RANK would make every process rank 0.
+    Env w("WORLD_SIZE", "2"), r("RANK", "0");
+    unsetenv("RANK");
+    CHECK_THROWS_WITH_AS(sae::dist_params_from_environment(), doctest::Contains("WORLD_SIZE=2 but RANK is unset"),
+                         InputError);
   }
 }

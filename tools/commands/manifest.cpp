@@ -19,7 +19,8 @@ Command command_manifest() {
             auto a = std::make_shared<Args>();
             sub.add_option("parts", a->parts, "embeddings or activations files, in the order their rows are read")
                 ->required();
-            sub.add_option("--out", a->out, "output manifest (.json); part paths are stored relative to its folder")
+            sub.add_option("--out", a->out,
+                           "output manifest (.json); parts below its folder are stored relative to it, others absolute")
                 ->required();
             sub.add_flag("--json", a->json, "print a JSON summary on stdout");
             return [a](const Context&) -> int {

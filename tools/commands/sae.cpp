@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/device.h"
+#include "core/embeddings.h"
 #include "core/error.h"
 #include "core/output_claim.h"
 #include "core/sae_weights.h"
@@ -73,6 +74,13 @@ Runner setup_train(CLI::App* tr) {
     Device device = pick_device(a->device);
     std::unique_ptr<sae::Comm> comm;
     if (a->dist || dp.world_size > 1) {
+      if (dp.world_size > 1 && a->dist_init == "env://" &&
+          (std::getenv("MASTER_ADDR") == nullptr || std::getenv("MASTER_PORT") == nullptr))
+        throw_input("environment: --dist-init env:// needs MASTER_ADDR and MASTER_PORT (rank 0's host and a free "
+                    "port, as torchrun sets them); set both, or use --dist-init tcp://HOST:PORT or file:///shared/path");
+      if (dp.world_size == 1)
+        spdlog::warn("sae train --dist: WORLD_SIZE{} is unset or 1, so this is a group of one process",
+                     a->dist ? " (or Slurm's SLURM_NTASKS)" : "");
       if (device.is_cuda() && a->device.find(':') == std::string::npos) device = Device(device.type(), dp.local_rank);
       dp.init = a->dist_init;
       dp.timeout_s = a->dist_timeout;
@@ -95,8 +103,12 @@ Runner setup_train(CLI::App* tr) {
     if (comm) {
       sae::check_same_on_all_ranks(*comm, reader->rows(), a->embeddings + ": row count");
       sae::check_same_on_all_ranks(*comm, reader->dim(), a->embeddings + ": dim");
-      const auto h = static_cast<int64_t>(std::hash<std::string>{}(nlohmann::json(p).dump() + "|" + a->resume) >> 1);
-      sae::check_same_on_all_ranks(*comm, h, "the SAE params and --resume (a hash of them)");
+      const auto h = static_cast<int64_t>(std::hash<std::string>{}(nlohmann::json(p).dump() + "|" + a->resume + "|" +
+                                                                   a->out) >> 1);
+      sae::check_same_on_all_ranks(*comm, h, "the SAE params, --out and --resume (a hash of them)");
+      // Same shape is not the same data: ranks reading different copies must read equal ones.
+      sae::check_same_on_all_ranks(*comm, static_cast<int64_t>(embeddings_fingerprint(*reader) >> 1),
+                                   a->embeddings + ": ids and first and last rows (a hash of them)");
     }
     sae::TrainOptions opt;
     opt.out_path = a->out;

@@ -67,18 +67,20 @@ Part open_part(const std::string& path) {
   }
   if (p.count < 1 || p.index < 0 || p.index >= p.count || p.block < 1 || p.n_inputs < 0)
     throw_input("{}: bad 'shard' in its config: {}", path, sh.dump());
-  // The part's blocks and how many rows each can hold; the rows written must add up.
-  const auto pos = shard_positions(p.n_inputs, {p.index, p.count}, p.block);
-  const int64_t n_blocks = (static_cast<int64_t>(pos.size()) + p.block - 1) / p.block;
+  // The part's blocks and how many rows each can hold; the rows written must add up. Counted,
+  // not listed: a crafted n_inputs must not make this allocate.
+  const int64_t all_blocks = p.n_inputs / p.block + (p.n_inputs % p.block != 0 ? 1 : 0);
+  const int64_t n_blocks = all_blocks > p.index ? (all_blocks - p.index - 1) / p.count + 1 : 0;
   int64_t total = 0;
   bool ok = static_cast<int64_t>(p.block_rows.size()) == n_blocks;
-  for (size_t j = 0; ok && j < p.block_rows.size(); ++j) {
-    ok = p.block_rows[j] >= 0 && p.block_rows[j] <= p.block;
-    total += p.block_rows[j];
+  for (const int64_t rows : p.block_rows) {
+    ok = ok && rows >= 0 && rows <= p.block;
+    total += std::clamp<int64_t>(rows, 0, p.block);  // clamped: a crafted count must not overflow
   }
   if (!ok || total != p.reader->rows())
-    throw_input("{}: 'shard' layout ({} blocks, {} rows) does not match its {} rows", path, p.block_rows.size(), total,
-                p.reader->rows());
+    throw_input("{}: 'shard' layout ({} blocks, {} rows) does not match its {} rows, or shard {}/{} of {} inputs in "
+                "blocks of {} ({} blocks)",
+                path, p.block_rows.size(), total, p.reader->rows(), p.index, p.count, p.n_inputs, p.block, n_blocks);
   p.config.erase("shard");
   p.columns = p.reader->columns();
   return p;

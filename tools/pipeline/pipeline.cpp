@@ -280,7 +280,7 @@ struct Runner {
   void run_sae() {
     if (!p.sae_sweep.empty()) {
       const std::string picked = swept_sae_path(p.sae_sweep);
-      const int64_t d_sae = read_sae(picked).d_in, d_emb = EmbeddingsReader(emb()).dim();
+      const int64_t d_sae = read_sae_header(picked).d_in, d_emb = EmbeddingsReader(emb()).dim();
       if (d_sae != d_emb)
         throw_input("{}: the sweep's pick has input dim {}, the workspace's embeddings {} have {} (sweep these "
                     "embeddings)",
