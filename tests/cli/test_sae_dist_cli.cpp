@@ -179,7 +179,7 @@ TEST_CASE("sae train --dist: ranks with other inputs or options, bad variables, 
   auto ranks = run_ranks(tmp, {a0, a1});
   for (auto& k : ranks) {
     CHECK(k.code == 1);
-    CHECK(k.err.find("the ranks disagree on the SAE params") != std::string::npos);
+    CHECK(k.err.find("the ranks disagree on the SAE param 'epochs'") != std::string::npos);
   }
   CHECK_FALSE(std::filesystem::exists(out));
 

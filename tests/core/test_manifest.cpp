@@ -200,6 +200,12 @@ TEST_CASE("manifest: parts that do not belong together are refused by name") {
     CHECK_THROWS_WITH_AS(read_manifest(m), doctest::Contains(msg.c_str()), InputError);
   };
   bad("{", "not a valid JSON manifest");
+  // A .json that is no JSON object is named as not a manifest, not as "not an HDF5 file".
+  test::write_text(tmp.file("list.json"), R"(["a.h5"])");
+  CHECK_THROWS_WITH_AS(EmbeddingsReader{tmp.file("list.json")}, doctest::Contains("not a conceptlab manifest"), InputError);
+  test::write_text(tmp.file("empty.json"), "");
+  CHECK_THROWS_WITH_AS(ActivationsReader{tmp.file("empty.json")}, doctest::Contains("not a conceptlab manifest"),
+                       InputError);
   bad(R"({"format": "conceptlab.embeddings", "schema_version": 1})", "'format' is \"conceptlab.embeddings\"");
   bad(R"({"format": "conceptlab.manifest", "schema_version": 2, "kind": "embeddings", "files": ["a.h5"]})",
       "'schema_version' is 2, expected 1");

@@ -103,9 +103,13 @@ Runner setup_train(CLI::App* tr) {
     if (comm) {
       sae::check_same_on_all_ranks(*comm, reader->rows(), a->embeddings + ": row count");
       sae::check_same_on_all_ranks(*comm, reader->dim(), a->embeddings + ": dim");
-      const auto h = static_cast<int64_t>(std::hash<std::string>{}(nlohmann::json(p).dump() + "|" + a->resume + "|" +
-                                                                   a->out) >> 1);
-      sae::check_same_on_all_ranks(*comm, h, "the SAE params, --out and --resume (a hash of them)");
+      // One check per param, so a mismatch names it (the values compared are hashes).
+      auto hash = [](const std::string& s) { return static_cast<int64_t>(std::hash<std::string>{}(s) >> 1); };
+      const nlohmann::json params = p;  // named: items() refers into it
+      for (const auto& [key, value] : params.items())
+        sae::check_same_on_all_ranks(*comm, hash(value.dump()), "the SAE param '" + key + "' (a hash of it)");
+      sae::check_same_on_all_ranks(*comm, hash(a->out), "--out (a hash of it)");
+      sae::check_same_on_all_ranks(*comm, hash(a->resume), "--resume (a hash of it)");
       // Same shape is not the same data: ranks reading different copies must read equal ones.
       sae::check_same_on_all_ranks(*comm, static_cast<int64_t>(embeddings_fingerprint(*reader) >> 1),
                                    a->embeddings + ": ids and first and last rows (a hash of them)");
