@@ -168,12 +168,18 @@ void Id::reset() {
   id_ = H5I_INVALID_HID;
 }
 
+bool is_hdf5(const std::string& path) {
+  silence_hdf5();
+  FaultGuard guard(path);
+  return H5Fis_hdf5(path.c_str()) > 0;
+}
+
 File open_read(const std::string& path) {
   silence_hdf5();
   FaultGuard guard(path);
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw_input("{}: no such file", path);
-  if (H5Fis_hdf5(path.c_str()) <= 0) throw_input("{}: not an HDF5 file (or truncated)", path);
+  if (!is_hdf5(path)) throw_input("{}: not an HDF5 file (or truncated)", path);
   Id fid(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!fid.valid()) throw_input("{}: cannot open HDF5 file (truncated or corrupt)", path);
   return File{std::move(fid), path};

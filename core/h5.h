@@ -49,6 +49,9 @@ struct File {
 void install_fault_guard();
 
 File open_read(const std::string& path);    // InputError if missing, not HDF5 or truncated
+// True when libhdf5 finds an HDF5 signature (at offset 0 or after a user block); false for a
+// missing or unreadable file. No InputError: callers use it to choose how to read a file.
+bool is_hdf5(const std::string& path);
 File create(const std::string& path);       // truncates
 void flush(const File& f);  // InputError naming the file when a write failed (disk full?)
 

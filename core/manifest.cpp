@@ -2,7 +2,6 @@
 #include "core/manifest.h"
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -71,18 +70,10 @@ Manifest read_manifest(const std::string& path) {
   return m;
 }
 
-namespace {
-bool starts_with_hdf5_signature(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char sig[8] = {};
-  return in.read(sig, 8) && std::memcmp(sig, "\x89HDF\r\n\x1a\n", 8) == 0;
-}
-}  // namespace
-
 std::vector<std::string> manifest_parts(const std::string& path, const std::string& kind) {
   if (!is_manifest(path)) {
     // A .json that is no JSON object would otherwise be reported as "not an HDF5 file".
-    if (fs::path(path).extension() == ".json" && fs::is_regular_file(path) && !starts_with_hdf5_signature(path))
+    if (fs::path(path).extension() == ".json" && fs::is_regular_file(path) && !h5::is_hdf5(path))
       throw_input("{}: not a conceptlab manifest (expected a JSON object {{\"format\": \"{}\", ...}}) nor an HDF5 "
                   "file",
                   path, kManifestFormat);

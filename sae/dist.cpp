@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -207,6 +208,46 @@ std::pair<std::string, int> parse_tcp(const std::string& init) {
   return {rest.substr(0, colon), port};
 }
 
+// Every rank announces itself in the store, then waits for all the others. A rank that never
+// started (a failed node, a wrong WORLD_SIZE, two ranks with one RANK) is then named here, where
+// the process group's own rendezvous would only report "(Socket Timeout)".
+void wait_for_all_ranks(c10d::Store& store, const DistParams& p, const std::string& where,
+                        std::chrono::milliseconds timeout) {
+  auto key = [](int r) { return fmt::format("conceptlab/joined/{}", r); };
+  std::vector<std::string> keys;
+  for (int r = 0; r < p.world_size; ++r) keys.push_back(key(r));
+  // Polled with check(): a timed-out wait() leaves a TCPStore client unable to ask more. Who has
+  // joined is read every half second, as the store may be gone (rank 0 gave up) by the deadline.
+  std::vector<char> joined_now(static_cast<size_t>(p.world_size), 0);
+  try {
+    store.set(key(p.rank), std::vector<uint8_t>{1});
+    const auto start = std::chrono::steady_clock::now(), deadline = start + timeout;
+    auto next_census = start;
+    auto pause = std::chrono::milliseconds(10);
+    while (!store.check(keys)) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_census || now >= deadline) {
+        for (size_t r = 0; r < keys.size(); ++r) joined_now[r] = store.check({keys[r]});
+        next_census = now + std::chrono::milliseconds(500);
+      }
+      if (now >= deadline) break;
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(200));
+    }
+    if (store.check(keys)) return;
+  } catch (const std::exception&) {
+  }
+  std::string missing, joined;
+  for (int r = 0; r < p.world_size; ++r) {
+    std::string& list = joined_now[static_cast<size_t>(r)] || r == p.rank ? joined : missing;
+    list += fmt::format("{}{}", list.empty() ? "" : ", ", r);
+  }
+  throw_input("distributed: rank {} of {} waited {} s at {} but rank(s) {} never joined (joined: {}); start every "
+              "rank with the same WORLD_SIZE and its own RANK, or raise --dist-timeout",
+              p.rank, p.world_size, timeout.count() / 1000, where, missing.empty() ? "?" : missing,
+              joined.empty() ? "none" : joined);
+}
+
 }  // namespace
 #endif
 
@@ -240,7 +281,7 @@ std::unique_ptr<Comm> connect(const DistParams& p, torch::Device device) {
       o.port = static_cast<uint16_t>(port);
       o.isServer = p.rank == 0;
       o.numWorkers = static_cast<size_t>(p.world_size);
-      o.waitWorkers = true;
+      o.waitWorkers = false;  // wait_for_all_ranks waits, and names the ranks that are missing
       o.timeout = timeout;
       store = c10::make_intrusive<c10d::TCPStore>(host, o);
       where = fmt::format("{}:{}", host, port);
@@ -253,6 +294,7 @@ std::unique_ptr<Comm> connect(const DistParams& p, torch::Device device) {
                 p.rank, p.world_size, p.init == "env://" ? fmt::format("{}:{}", p.master_addr, p.master_port) : p.init,
                 without_backtrace(e));
   }
+  wait_for_all_ranks(*store, p, where, timeout);
   try {
 #ifdef CONCEPTLAB_WITH_NCCL
     if (device.is_cuda()) {
@@ -288,15 +330,29 @@ std::unique_ptr<Comm> connect(const DistParams& p, torch::Device device) {
   throw_usage("distributed training: no c10d backend compiled in");
 }
 
-void check_same_on_all_ranks(Comm& comm, int64_t value, const std::string& what) {
-  auto lo = torch::full({1}, value, torch::kLong), hi = lo.clone();
-  comm.all_reduce(lo, ReduceOp::min);
-  comm.all_reduce(hi, ReduceOp::max);
-  const int64_t a = lo.item<int64_t>(), b = hi.item<int64_t>();
-  if (a != b)
-    throw_input("distributed: the ranks disagree on {}: rank {} has {}, the ranks range over [{}, {}]; every rank "
-                "must be started with the same inputs and options",
-                what, comm.rank(), value, a, b);
+void check_same_on_all_ranks(Comm& comm, const std::vector<NamedValue>& values) {
+  const auto n = static_cast<int64_t>(values.size());
+  // The gather below needs one length on every rank; a rank from another build may list more.
+  const torch::Tensor counts = comm.all_gather(torch::full({1}, n, torch::kLong)).flatten();
+  if (counts.min().item<int64_t>() != counts.max().item<int64_t>())
+    throw_input("distributed: the ranks compare different numbers of settings (rank {}: {}); every rank must run the "
+                "same conceptlab build",
+                comm.rank(), n);
+  if (n == 0) return;
+  auto mine = torch::empty({n}, torch::kLong);
+  for (int64_t i = 0; i < n; ++i) mine[i] = values[static_cast<size_t>(i)].second;
+  const torch::Tensor all = comm.all_gather(mine);  // [size, n]
+  const torch::Tensor differs = (all != all[0]).any(0);
+  if (!differs.any().item<bool>()) return;
+  const int64_t i = differs.nonzero()[0][0].item<int64_t>();
+  constexpr int kMaxListed = 8;
+  std::string per_rank;
+  for (int r = 0; r < comm.size() && r < kMaxListed; ++r)
+    per_rank += fmt::format("{}rank {}: {}", r == 0 ? "" : ", ", r, all[r][i].item<int64_t>());
+  if (comm.size() > kMaxListed) per_rank += fmt::format(", ... ({} ranks)", comm.size());
+  throw_input("distributed: the ranks disagree on {} ({}); rank {} has {}; every rank must be started with the same "
+              "inputs and options",
+              values[static_cast<size_t>(i)].first, per_rank, comm.rank(), values[static_cast<size_t>(i)].second);
 }
 
 void agree_or_throw(Comm& comm, bool ok, const std::string& stage) {

@@ -58,9 +58,14 @@ class Comm {
 // backend, the init method and what failed; UsageError when no backend was compiled in.
 std::unique_ptr<Comm> connect(const DistParams& p, torch::Device device);
 
-// Every rank passes its own value; InputError on every rank when they differ, naming `what`,
-// this rank's value and the range seen (e.g. the embeddings' row count or the config's hash).
-void check_same_on_all_ranks(Comm& comm, int64_t value, const std::string& what);
+// Every rank passes the same names, each with its own value (a count, or a hash standing in for
+// a string); one all-gather compares them all. InputError on every rank at the first name whose
+// values differ, naming it and each rank's value (e.g. "e.h5: row count (rank 0: 1000, rank 1: 999)").
+using NamedValue = std::pair<std::string, int64_t>;
+void check_same_on_all_ranks(Comm& comm, const std::vector<NamedValue>& values);
+inline void check_same_on_all_ranks(Comm& comm, int64_t value, const std::string& what) {
+  check_same_on_all_ranks(comm, {{what, value}});
+}
 // Every rank says whether its set-up succeeded; those that did throw InputError naming the ranks
 // that did not (theirs print their own error), so no rank waits for a peer that has left.
 void agree_or_throw(Comm& comm, bool ok, const std::string& stage);

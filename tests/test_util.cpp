@@ -2,6 +2,8 @@
 #include "tests/test_util.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -92,6 +94,21 @@ std::string shared_dir() {
   std::filesystem::path p = CONCEPTLAB_SHARED_DIR;
   if (std::filesystem::exists(p / "README.md")) return std::filesystem::canonical(p).string();
   return "";
+}
+
+int free_tcp_port() {
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (s < 0) throw std::runtime_error("free_tcp_port: socket() failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof(a);
+  const bool ok = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+                  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  ::close(s);
+  if (!ok) throw std::runtime_error("free_tcp_port: bind/getsockname failed");
+  return ntohs(a.sin_port);
 }
 
 }  // namespace cl::test

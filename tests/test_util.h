@@ -30,6 +30,8 @@ bool python_has(const std::string& modules);
 
 std::string read_text(const std::string& path);
 void write_text(const std::string& path, const std::string& text);
+// A loopback TCP port nothing listens on now (the kernel's pick for port 0).
+int free_tcp_port();
 std::vector<unsigned char> read_bytes(const std::string& path);
 void write_bytes(const std::string& path, const std::vector<unsigned char>& bytes);
 

@@ -38,12 +38,7 @@ nlohmann::json run_json(const std::vector<std::string>& args) {
 
 TEST_CASE("manifest cli: every reader takes a manifest and reads what one file would give") {
   test::TempDir tmp;
-  auto g = test::make_ground_truth(500, 16, 24, 8);
-  Embeddings e;
-  e.n = 500;
-  e.dim = 16;
-  e.data = g.x;
-  for (int64_t i = 0; i < e.n; ++i) e.ids.push_back("img" + std::to_string(i));
+  const Embeddings e = test::ground_truth_embeddings(test::make_ground_truth(500, 16, 24, 8));
   const auto whole = tmp.file("whole.h5"), p0 = tmp.file("p0.h5"), p1 = tmp.file("p1.h5"), p2 = tmp.file("p2.h5");
   write_embeddings(whole, e);
   write_rows(e, 0, 170, p0);
@@ -110,7 +105,7 @@ TEST_CASE("manifest cli: every reader takes a manifest and reads what one file w
 
   // cbm fit on the activations manifest: the same model as on the one file.
   std::string csv = "ImageID,dx\n";
-  for (int64_t i = 0; i < e.n; ++i) csv += e.ids[static_cast<size_t>(i)] + (g.x[static_cast<size_t>(i * 16)] > 0 ? ",a\n" : ",b\n");
+  for (int64_t i = 0; i < e.n; ++i) csv += e.ids[static_cast<size_t>(i)] + (e.data[static_cast<size_t>(i * 16)] > 0 ? ",a\n" : ",b\n");
   test::write_text(tmp.file("meta.csv"), csv);
   for (const auto& [feat, out] : {std::pair{tmp.file("a_whole.h5"), tmp.file("cw.h5")}, std::pair{am2, tmp.file("cm.h5")}}) {
     r = test::run_cli({"-q", "cbm", "fit", "--features", feat, "--labels", tmp.file("meta.csv"), "--label-col", "dx",
@@ -158,12 +153,7 @@ TEST_CASE("manifest cli: every reader takes a manifest and reads what one file w
 
 TEST_CASE("manifest cli: no command overwrites a part of a manifest it reads") {
   test::TempDir tmp;
-  auto g = test::make_ground_truth(200, 8, 12, 4);
-  Embeddings e;
-  e.n = 200;
-  e.dim = 8;
-  e.data = g.x;
-  for (int64_t i = 0; i < e.n; ++i) e.ids.push_back("img" + std::to_string(i));
+  const Embeddings e = test::ground_truth_embeddings(test::make_ground_truth(200, 8, 12, 4));
   const auto p0 = tmp.file("p0.h5"), p1 = tmp.file("p1.h5"), m = tmp.file("emb.json");
   write_rows(e, 0, 120, p0);
   write_rows(e, 120, 200, p1);

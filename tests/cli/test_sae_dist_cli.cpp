@@ -4,8 +4,6 @@
 // resumed on every rank, and the messages of ranks that disagree or fail. Skips without Gloo.
 #include "tests/torch_doctest.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,20 +22,6 @@ using namespace cl;
 
 namespace {
 
-// A port nothing listens on now (the kernel's pick for port 0).
-int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof(a);
-  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
 std::string quote(const std::string& s) { return "'" + s + "'"; }
 
 std::string command_line(const std::vector<std::string>& args) {
@@ -54,7 +38,7 @@ struct Rank {
 // Starts one process per entry of args_per_rank (rank = index) with torchrun's variables and
 // waits for all of them.
 std::vector<Rank> run_ranks(const test::TempDir& tmp, const std::vector<std::vector<std::string>>& args_per_rank) {
-  const int world = static_cast<int>(args_per_rank.size()), port = free_port();
+  const int world = static_cast<int>(args_per_rank.size()), port = test::free_tcp_port();
   std::string script;
   for (int r = 0; r < world; ++r)
     script += fmt::format("(RANK={0} WORLD_SIZE={1} LOCAL_RANK={0} MASTER_ADDR=127.0.0.1 MASTER_PORT={2} {3} > {4} 2> {5}; "

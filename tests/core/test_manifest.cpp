@@ -12,6 +12,7 @@
 #include "core/embeddings.h"
 #include "core/error.h"
 #include "core/formats.h"
+#include "core/h5.h"
 #include "core/manifest.h"
 #include "tests/test_util.h"
 
@@ -206,6 +207,18 @@ TEST_CASE("manifest: parts that do not belong together are refused by name") {
   test::write_text(tmp.file("empty.json"), "");
   CHECK_THROWS_WITH_AS(ActivationsReader{tmp.file("empty.json")}, doctest::Contains("not a conceptlab manifest"),
                        InputError);
+  // HDF5 allows a user block before its signature: such a file named .json is still read as HDF5.
+  {
+    h5::Id fcpl(H5Pcreate(H5P_FILE_CREATE));
+    REQUIRE(H5Pset_userblock(fcpl, 512) >= 0);
+    h5::Id fid(H5Fcreate(tmp.file("ub.json").c_str(), H5F_ACC_TRUNC, fcpl, H5P_DEFAULT));
+    REQUIRE(fid.valid());
+  }
+  CHECK(h5::is_hdf5(tmp.file("ub.json")));
+  CHECK_FALSE(h5::is_hdf5(tmp.file("list.json")));
+  CHECK_FALSE(h5::is_hdf5(tmp.file("no-such.h5")));
+  CHECK(manifest_parts(tmp.file("ub.json"), "embeddings").empty());
+  CHECK_THROWS_WITH_AS(EmbeddingsReader{tmp.file("ub.json")}, doctest::Contains("ub.json"), InputError);
   bad(R"({"format": "conceptlab.embeddings", "schema_version": 1})", "'format' is \"conceptlab.embeddings\"");
   bad(R"({"format": "conceptlab.manifest", "schema_version": 2, "kind": "embeddings", "files": ["a.h5"]})",
       "'schema_version' is 2, expected 1");

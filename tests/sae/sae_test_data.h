@@ -56,15 +56,20 @@ inline GroundTruth make_ground_truth(int64_t n, int64_t d, int64_t n_dirs, uint6
 }
 
 // make_ground_truth's rows written as an embeddings file (ids img_0, img_1, ...); returns them.
+// g's rows as embeddings with ids img_0, img_1, ...
+inline Embeddings ground_truth_embeddings(const GroundTruth& g) {
+  Embeddings e;
+  e.n = g.n;
+  e.dim = g.d;
+  e.data = g.x;
+  for (int64_t i = 0; i < g.n; ++i) e.ids.push_back("img_" + std::to_string(i));
+  return e;
+}
+
 inline GroundTruth write_ground_truth_embeddings(const std::string& path, int64_t n, int64_t d, int64_t n_dirs,
                                                  uint64_t seed) {
   GroundTruth g = make_ground_truth(n, d, n_dirs, seed);
-  Embeddings e;
-  e.n = n;
-  e.dim = d;
-  e.data = g.x;
-  for (int64_t i = 0; i < n; ++i) e.ids.push_back("img_" + std::to_string(i));
-  write_embeddings(path, e);
+  write_embeddings(path, ground_truth_embeddings(g));
   return g;
 }
 

@@ -12,6 +12,8 @@
 #include <numeric>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "core/embeddings.h"
 #include "core/error.h"
 #include "sae/batch_source.h"
@@ -273,6 +275,38 @@ TEST_CASE("sae dist: streamed shards follow the streamed single-process run") {
   CHECK(got.metrics["fvu"].get<double>() == doctest::Approx(one.metrics["fvu"].get<double>()).epsilon(1e-6));
 }
 
+TEST_CASE("sae dist: a rank that never starts is named by the ranks that wait for it") {
+  if (!sae::dist_available(kCpu)) return;
+  test::TempDir tmp;
+  // World 3, ranks 0 and 1 started: both give up after the timeout, naming rank 2.
+  for (const std::string init : {"file://" + tmp.file("store"), fmt::format("tcp://127.0.0.1:{}", test::free_tcp_port())}) {
+    CAPTURE(init);
+    std::vector<std::string> msgs(2);
+    std::vector<std::thread> ts;
+    for (int r = 0; r < 2; ++r)
+      ts.emplace_back([&, r] {
+        sae::DistParams dp;
+        dp.rank = r;
+        dp.world_size = 3;
+        dp.init = init;
+        dp.timeout_s = 2;
+        try {
+          sae::connect(dp, kCpu);
+          msgs[static_cast<size_t>(r)] = "joined";
+        } catch (const std::exception& e) {
+          msgs[static_cast<size_t>(r)] = e.what();
+        }
+      });
+    for (auto& t : ts) t.join();
+    for (int r = 0; r < 2; ++r) {
+      const std::string& m = msgs[static_cast<size_t>(r)];
+      CAPTURE(m);
+      CHECK(m.find(fmt::format("rank {} of 3 waited 2 s", r)) != std::string::npos);
+      CHECK(m.find("rank(s) 2 never joined (joined: 0, 1)") != std::string::npos);
+    }
+  }
+}
+
 TEST_CASE("sae dist: ranks that disagree or fail stop together with a message naming it") {
   if (!sae::dist_available(kCpu)) return;
   test::TempDir tmp;
@@ -286,7 +320,22 @@ TEST_CASE("sae dist: ranks that disagree or fail stop together with a message na
   });
   for (auto& m : msgs) {
     CHECK(m.find("e.h5: row count") != std::string::npos);
-    CHECK(m.find("[999, 1000]") != std::string::npos);
+    CHECK(m.find("(rank 0: 1000, rank 1: 999)") != std::string::npos);
+  }
+  // Several values in one gather: the first that differs is named, with every rank's value.
+  run_ranks(2, tmp.file("s3"), [&](sae::Comm& comm) {
+    const int64_t r = comm.rank();
+    sae::check_same_on_all_ranks(comm, {{"same", 7}, {"also same", -1}});
+    try {
+      sae::check_same_on_all_ranks(comm, {{"same", 7}, {"dim", 10 + r}, {"later", r}});
+      msgs[static_cast<size_t>(r)] = "no error";
+    } catch (const InputError& e) {
+      msgs[static_cast<size_t>(r)] = e.what();
+    }
+  });
+  for (auto& m : msgs) {
+    CHECK(m.find("disagree on dim (rank 0: 10, rank 1: 11)") != std::string::npos);
+    CHECK(m.find("later") == std::string::npos);
   }
   std::vector<std::string> stage(2);
   run_ranks(2, tmp.file("s2"), [&](sae::Comm& comm) {

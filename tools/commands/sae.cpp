@@ -101,18 +101,19 @@ Runner setup_train(CLI::App* tr) {
       reader = std::make_unique<EmbeddingsReader>(a->embeddings);
     });
     if (comm) {
-      sae::check_same_on_all_ranks(*comm, reader->rows(), a->embeddings + ": row count");
-      sae::check_same_on_all_ranks(*comm, reader->dim(), a->embeddings + ": dim");
-      // One check per param, so a mismatch names it (the values compared are hashes).
+      // Hashes stand in for strings; one entry per param, so a mismatch names it.
       auto hash = [](const std::string& s) { return static_cast<int64_t>(std::hash<std::string>{}(s) >> 1); };
+      std::vector<sae::NamedValue> same{{a->embeddings + ": row count", reader->rows()},
+                                        {a->embeddings + ": dim", reader->dim()}};
       const nlohmann::json params = p;  // named: items() refers into it
       for (const auto& [key, value] : params.items())
-        sae::check_same_on_all_ranks(*comm, hash(value.dump()), "the SAE param '" + key + "' (a hash of it)");
-      sae::check_same_on_all_ranks(*comm, hash(a->out), "--out (a hash of it)");
-      sae::check_same_on_all_ranks(*comm, hash(a->resume), "--resume (a hash of it)");
+        same.emplace_back("the SAE param '" + key + "' (a hash of it)", hash(value.dump()));
+      same.emplace_back("--out (a hash of it)", hash(a->out));
+      same.emplace_back("--resume (a hash of it)", hash(a->resume));
       // Same shape is not the same data: ranks reading different copies must read equal ones.
-      sae::check_same_on_all_ranks(*comm, static_cast<int64_t>(embeddings_fingerprint(*reader) >> 1),
-                                   a->embeddings + ": ids and first and last rows (a hash of them)");
+      same.emplace_back(a->embeddings + ": ids and first and last rows (a hash of them)",
+                        static_cast<int64_t>(embeddings_fingerprint(*reader) >> 1));
+      sae::check_same_on_all_ranks(*comm, same);
     }
     sae::TrainOptions opt;
     opt.out_path = a->out;
