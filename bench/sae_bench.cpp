@@ -3,7 +3,10 @@
 // that step's matrix multiplications alone, an autograd (eager)
 // version of the relu-l1 step as the PyTorch-style baseline, and the top-k decode crossover
 // between the dense product and gathering only the k active decoder rows.
-// Usage: sae_bench [--device cpu|cuda] [--reps N] [--dims 768,1024] [--batch 4096]
+// --precision fp32|tf32|bf16|all: the step's matmuls in float32, TF32 (CUDA only) or bfloat16
+// inputs (TrainParams tf32/bf16); the matmul-only time uses the same precision, so the
+// matmul/step ratio is the fraction of the GEMM bound the step reaches.
+// Usage: sae_bench [--device cpu|cuda] [--reps N] [--dims 768,1024] [--batch 4096] [--precision fp32]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -92,7 +95,11 @@ int main(int argc, char** argv) {
   int reps = 3;
   int64_t B = 4096;
   std::vector<int64_t> dims = {768, 1024};
+  std::vector<std::string> precisions = {"fp32"};
   for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--precision"))
+      precisions = std::strcmp(argv[i + 1], "all") ? std::vector<std::string>{argv[i + 1]}
+                                                    : std::vector<std::string>{"fp32", "tf32", "bf16"};
     if (!std::strcmp(argv[i], "--device")) device_flag = argv[i + 1];
     if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--batch")) B = std::atoll(argv[i + 1]);
@@ -103,42 +110,61 @@ int main(int argc, char** argv) {
       while (std::getline(ss, tok, ',')) dims.push_back(std::stoll(tok));
     }
   }
+  for (const auto& prec : precisions)
+    if (prec != "fp32" && prec != "tf32" && prec != "bf16") {
+      std::fprintf(stderr, "sae_bench: --precision %s, expected fp32, tf32, bf16 or all\n", prec.c_str());
+      return 2;
+    }
   init_torch_threads();
   const torch::Device dev = pick_device(device_flag);
   torch::NoGradGuard ng;
   std::printf("sae_bench on %s, %d threads, batch %lld, expansion 8, k 32, %d reps\n", dev.str().c_str(),
               torch::get_num_threads(), static_cast<long long>(B), reps);
-  std::printf("%-6s %-16s %12s %14s %18s %16s\n", "D", "arch", "step_ms", "matmul_only_ms", "matmul/step ratio",
-              "GFLOP/s (5 mm)");
+  std::printf("%-6s %-16s %-5s %12s %9s %14s %18s %16s\n", "D", "arch", "prec", "step_ms", "steps/s", "matmul_only_ms",
+              "matmul/step ratio", "GFLOP/s (5 mm)");
 
   for (int64_t D : dims) {
     const int64_t n = 8 * D;
     auto x = fake_embeddings(B, D, dev);
-    for (const std::string arch : {"relu-l1", "topk", "batchtopk", "matryoshka-topk"}) {
-      sae::TrainParams p;
-      p.arch = arch;
-      p.batch = B;
-      sae::Trainer tr(p, D, 1'000'000'000, dev);  // huge dead window: AuxK stays idle (no dead latents)
-      tr.init(x.slice(0, 0, 1024));
-      const double step = time_s(dev, reps, [&] { tr.step(x, 1000); });
+    for (const std::string& prec : precisions) {
+      if (prec == "tf32" && !dev.is_cuda()) continue;  // TF32 is a CUDA tensor-core mode
+#ifdef CONCEPTLAB_WITH_CUDA
+      if (dev.is_cuda()) at::globalContext().setAllowTF32CuBLAS(prec == "tf32");
+#endif
+      const auto mm_dtype = prec == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+      for (const std::string arch : {"relu-l1", "topk", "batchtopk", "matryoshka-topk"}) {
+        sae::TrainParams p;
+        p.arch = arch;
+        p.batch = B;
+        p.tf32 = prec == "tf32";
+        p.bf16 = prec == "bf16";
+        sae::Trainer tr(p, D, 1'000'000'000, dev);  // huge dead window: AuxK stays idle (no dead latents)
+        tr.init(x.slice(0, 0, 1024));
+        const double step = time_s(dev, reps, [&] { tr.step(x, 1000); });
 
-      // The step's five matrix products alone, same shapes and operand layouts.
-      auto xc = x - tr.t.b_dec;
-      auto z = torch::relu(torch::addmm(tr.t.b_enc, xc, tr.t.W_enc));
-      auto g = torch::randn({B, D}, x.options());
-      auto dpre = torch::randn({B, n}, x.options());
-      const double mm = time_s(dev, reps, [&] {
-        auto a = torch::addmm(tr.t.b_enc, xc, tr.t.W_enc);
-        auto b = torch::addmm(tr.t.b_dec, z, tr.t.W_dec);
-        auto c = torch::mm(z.t(), g);
-        auto d = torch::mm(g, tr.t.W_dec.t());
-        auto e = torch::mm(xc.t(), dpre);
-      });
-      const double gflop = 5.0 * 2.0 * double(B) * double(D) * double(n) / 1e9;
-      std::printf("%-6lld %-16s %12.1f %14.1f %18.3f %16.1f\n", static_cast<long long>(D), arch.c_str(), step * 1e3,
-                  mm * 1e3, mm / step, gflop / step);
-      std::fflush(stdout);
+        // The step's five matrix products alone, same shapes, operand layouts and precision.
+        auto xc = (x - tr.t.b_dec).to(mm_dtype);
+        auto W_enc = tr.t.W_enc.to(mm_dtype), W_dec = tr.t.W_dec.to(mm_dtype);
+        auto b_enc = tr.t.b_enc.to(mm_dtype), b_dec = tr.t.b_dec.to(mm_dtype);
+        auto z = torch::relu(torch::addmm(b_enc, xc, W_enc));
+        auto g = torch::randn({B, D}, x.options()).to(mm_dtype);
+        auto dpre = torch::randn({B, n}, x.options()).to(mm_dtype);
+        const double mm = time_s(dev, reps, [&] {
+          auto a = torch::addmm(b_enc, xc, W_enc);
+          auto b = torch::addmm(b_dec, z, W_dec);
+          auto c = torch::mm(z.t(), g);
+          auto d = torch::mm(g, W_dec.t());
+          auto e = torch::mm(xc.t(), dpre);
+        });
+        const double gflop = 5.0 * 2.0 * double(B) * double(D) * double(n) / 1e9;
+        std::printf("%-6lld %-16s %-5s %12.1f %9.1f %14.1f %18.3f %16.1f\n", static_cast<long long>(D), arch.c_str(),
+                    prec.c_str(), step * 1e3, 1.0 / step, mm * 1e3, mm / step, gflop / step);
+        std::fflush(stdout);
+      }
     }
+#ifdef CONCEPTLAB_WITH_CUDA
+    if (dev.is_cuda()) at::globalContext().setAllowTF32CuBLAS(false);
+#endif
     const double ag = autograd_step_time(D, B, dev, reps);
     std::printf("%-6lld %-10s %12.1f   (LibTorch autograd + torch::optim::Adam, the eager-PyTorch design)\n",
                 static_cast<long long>(D), "relu-eager", ag * 1e3);

@@ -30,7 +30,8 @@ namespace {
 const torch::Device kCpu(torch::kCPU);
 
 // Runs fn(comm) on `world` threads joined through a fresh file store; rethrows the first error.
-void run_ranks(int world, const std::string& store_path, const std::function<void(sae::Comm&)>& fn) {
+void run_ranks(int world, const std::string& store_path, const std::function<void(sae::Comm&)>& fn,
+               torch::Device device = kCpu) {
   std::vector<std::exception_ptr> errs(static_cast<size_t>(world));
   std::vector<std::thread> ts;
   for (int r = 0; r < world; ++r)
@@ -41,7 +42,7 @@ void run_ranks(int world, const std::string& store_path, const std::function<voi
         dp.world_size = world;
         dp.init = "file://" + store_path;
         dp.timeout_s = 120;
-        auto comm = sae::connect(dp, kCpu);
+        auto comm = sae::connect(dp, device);
         fn(*comm);
       } catch (...) {
         errs[static_cast<size_t>(r)] = std::current_exception();
@@ -273,6 +274,42 @@ TEST_CASE("sae dist: streamed shards follow the streamed single-process run") {
   MESSAGE("streamed, 2 ranks: max |w_dist - w_single| = " << diff);
   CHECK(diff < 2e-5);
   CHECK(got.metrics["fvu"].get<double>() == doctest::Approx(one.metrics["fvu"].get<double>()).epsilon(1e-6));
+}
+
+TEST_CASE("sae dist: one CUDA rank (NCCL where built in) trains the single-process SAE") {
+  const torch::Device cuda(torch::kCUDA, 0);
+  if (!torch::cuda::is_available() || !sae::dist_available(cuda)) {
+    MESSAGE("skipped: no CUDA device, or no c10d backend for it (" << sae::dist_backends() << ")");
+    return;
+  }
+  // One GPU here, and NCCL refuses two ranks on one device: world 1 runs every collective.
+  test::TempDir tmp;
+  const int64_t n = 530, d = 12;
+  auto g = test::make_ground_truth(n, d, 24, 5);
+  for (const std::string arch : {"topk", "batchtopk"}) {
+    CAPTURE(arch);
+    const auto p = dist_params(arch);
+    const SaeWeights one = sae::train(g.x.data(), n, d, p, cuda, sae::TrainOptions{});
+    SaeWeights got;
+    std::string backend;
+    run_ranks(1, tmp.file("store-" + arch), [&](sae::Comm& comm) {
+      backend = comm.backend();
+      auto t = torch::arange(3, torch::TensorOptions().dtype(torch::kFloat32).device(cuda));
+      comm.all_reduce(t, sae::ReduceOp::max);
+      CHECK(t.device().is_cuda());
+      CHECK(t.cpu()[2].item<float>() == 2.0f);
+      const auto all = comm.all_gather(t);
+      CHECK(all.device().is_cuda());
+      CHECK(all.dim() == 2);
+      CHECK(all.size(0) == 1);
+      sae::TrainOptions opt;
+      opt.comm = &comm;
+      got = sae::train(g.x.data(), n, d, p, cuda, opt);
+    }, cuda);
+    const double diff = weights_diff(one, got);
+    MESSAGE(arch << " on " << backend << ", 1 CUDA rank: max |w_dist - w_single| = " << diff);
+    CHECK(diff < 1e-4);
+  }
 }
 
 TEST_CASE("sae dist: a rank that never starts is named by the ranks that wait for it") {
