@@ -220,7 +220,13 @@ void wait_for_all_ranks(c10d::Store& store, const DistParams& p, const std::stri
   // joined is read every half second, as the store may be gone (rank 0 gave up) by the deadline.
   std::vector<char> joined_now(static_cast<size_t>(p.world_size), 0);
   try {
-    store.set(key(p.rank), std::vector<uint8_t>{1});
+    // A count, not a flag: a second process with this RANK (or a store file left by an earlier
+    // run) is refused at once rather than leaving a rank missing.
+    if (store.add(key(p.rank), 1) > 1)
+      throw_input("distributed: another process already joined as rank {} at {}; every process needs its own RANK{}",
+                  p.rank, where, p.init.rfind("file://", 0) == 0 ? " (or the store file is left from an earlier run: "
+                                                                    "use a fresh --dist-init file)"
+                                                                  : "");
     const auto start = std::chrono::steady_clock::now(), deadline = start + timeout;
     auto next_census = start;
     auto pause = std::chrono::milliseconds(10);
@@ -235,6 +241,8 @@ void wait_for_all_ranks(c10d::Store& store, const DistParams& p, const std::stri
       pause = std::min(pause * 2, std::chrono::milliseconds(200));
     }
     if (store.check(keys)) return;
+  } catch (const InputError&) {
+    throw;
   } catch (const std::exception&) {
   }
   std::string missing, joined;

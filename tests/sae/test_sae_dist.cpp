@@ -342,6 +342,29 @@ TEST_CASE("sae dist: a rank that never starts is named by the ranks that wait fo
       CHECK(m.find("rank(s) 2 never joined (joined: 0, 1)") != std::string::npos);
     }
   }
+  // Two processes as rank 0 of 2: the second is refused at once, the first names rank 1 missing.
+  std::string first, second;
+  const std::string init = "file://" + tmp.file("store-twice");
+  auto join_as_0 = [&](std::string& msg) {
+    sae::DistParams dp;
+    dp.rank = 0;
+    dp.world_size = 2;
+    dp.init = init;
+    dp.timeout_s = 2;
+    try {
+      sae::connect(dp, kCpu);
+      msg = "joined";
+    } catch (const std::exception& e) {
+      msg = e.what();
+    }
+  };
+  std::thread t([&] { join_as_0(first); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  join_as_0(second);
+  t.join();
+  CHECK(second.find("another process already joined as rank 0") != std::string::npos);
+  CHECK(second.find("use a fresh --dist-init file") != std::string::npos);
+  CHECK(first.find("rank(s) 1 never joined (joined: 0)") != std::string::npos);
 }
 
 TEST_CASE("sae dist: ranks that disagree or fail stop together with a message naming it") {
