@@ -42,8 +42,6 @@ int64_t LogRegFit::nnz() const {
   return std::accumulate(v.begin(), v.end(), int64_t{0});
 }
 
-namespace {
-
 // The training rows by column (Eigen compressed column storage, float values as stored on disk):
 // coordinate descent walks one feature's non-zeros at a time.
 struct Design {
@@ -51,6 +49,8 @@ struct Design {
   Design(const Design&) = delete;
   Design& operator=(const Design&) = delete;
   int64_t n = 0, f = 0;
+  int64_t n_source_rows = 0;  // rows of the X it was built from (labels are indexed by them)
+  bool standardized = false;
   CscMatrix X;               // [n, f] scaled values
   const SparseIndex* colptr = nullptr;  // X's buffers, for the hand-written hot loops below
   const SparseIndex* row = nullptr;
@@ -58,11 +58,15 @@ struct Design {
   std::vector<double> scale;  // x_scaled = x * scale[j]
 };
 
+namespace {
+
 // Fills d in place: the raw pointers point into d.X, so a Design is never copied or moved.
 void make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize, Design& d) {
   // Eigen's SparseMatrix assignment deep-copies; swapping hands the buffers over.
   CscMatrix built = rows.empty() ? to_csc(X) : to_csc(X, rows);
   d.X.swap(built);
+  d.n_source_rows = X.n_rows;
+  d.standardized = standardize;
   d.n = d.X.rows();
   d.f = d.X.cols();
   d.scale.assign(d.f, 1.0);
@@ -422,13 +426,28 @@ struct Solver {
 
 }  // namespace
 
+std::shared_ptr<const Design> make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize) {
+  auto d = std::make_shared<Design>();
+  make_design(X, rows, standardize, *d);
+  return d;
+}
+
 LogRegFit fit_logreg(const CsrMatrix& X, const std::vector<int>& y, int n_classes, const LogRegParams& p,
                      const std::vector<int64_t>& rows, const LogRegFit* warm) {
   validate(p);
-  CL_ASSERT(n_classes >= 2, "need at least two classes");
   CL_ASSERT(static_cast<int64_t>(y.size()) == X.n_rows, "labels and features differ in rows");
   Design D;
   make_design(X, rows, p.standardize, D);
+  return fit_logreg(D, y, n_classes, p, rows, warm);
+}
+
+LogRegFit fit_logreg(const Design& D, const std::vector<int>& y, int n_classes, const LogRegParams& p,
+                     const std::vector<int64_t>& rows, const LogRegFit* warm) {
+  validate(p);
+  CL_ASSERT(n_classes >= 2, "need at least two classes");
+  CL_ASSERT(static_cast<int64_t>(y.size()) == D.n_source_rows, "labels and features differ in rows");
+  CL_ASSERT(D.standardized == p.standardize, "a design built with another standardize setting");
+  CL_ASSERT(D.n == (rows.empty() ? D.n_source_rows : static_cast<int64_t>(rows.size())), "a design of other rows");
   CL_ASSERT(D.n > 0, "no training rows");
   Solver s(D, n_classes, n_classes == 2 ? 1 : n_classes);
   s.intercept = p.fit_intercept;
@@ -540,10 +559,12 @@ std::vector<LogRegFit> fit_alpha_path(const CsrMatrix& X, const std::vector<int>
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return alphas[a] > alphas[b]; });
   std::vector<LogRegFit> fits(alphas.size());
   const LogRegFit* prev = nullptr;
+  validate(p);
+  const auto D = make_design(X, rows, p.standardize);
   for (size_t o : order) {
     LogRegParams q = p;
     q.alpha = alphas[o];
-    fits[o] = fit_logreg(X, y, n_classes, q, rows, prev);
+    fits[o] = fit_logreg(*D, y, n_classes, q, rows, prev);
     prev = &fits[o];
   }
   return fits;
@@ -552,6 +573,10 @@ std::vector<LogRegFit> fit_alpha_path(const CsrMatrix& X, const std::vector<int>
 double l1_alpha_max(const CsrMatrix& X, const std::vector<int>& y, const std::vector<int64_t>& rows, bool standardize) {
   Design D;
   make_design(X, rows, standardize, D);
+  return l1_alpha_max(D, y, rows);
+}
+
+double l1_alpha_max(const Design& D, const std::vector<int>& y, const std::vector<int64_t>& rows) {
   CL_ASSERT(D.n > 0, "no rows");
   std::vector<double> r(static_cast<size_t>(D.n));
   double p0 = 0;

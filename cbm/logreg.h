@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,14 @@ struct LogRegFit {
 LogRegFit fit_logreg(const CsrMatrix& X, const std::vector<int>& y, int n_classes, const LogRegParams& p,
                      const std::vector<int64_t>& rows = {}, const LogRegFit* warm = nullptr);
 
+// The rows of X by column (scaled when standardising): what a fit on those rows starts from.
+// fit_logreg(X, ...) builds one per call; many fits on the same rows and standardize setting (an
+// L1 path and its bisection) build it once and give the same fits.
+struct Design;
+std::shared_ptr<const Design> make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize);
+LogRegFit fit_logreg(const Design& D, const std::vector<int>& y, int n_classes, const LogRegParams& p,
+                     const std::vector<int64_t>& rows = {}, const LogRegFit* warm = nullptr);
+
 // Logits [rows.size(), n_rows] row-major, X W^T + b (all rows when rows is empty): a sparse x
 // dense product (Eigen) over the stored non-zeros.
 std::vector<double> decision_function(const CsrMatrix& X, const LogRegFit& m, const std::vector<int64_t>& rows = {});
@@ -74,6 +83,7 @@ std::vector<LogRegFit> fit_alpha_path(const CsrMatrix& X, const std::vector<int>
 // (the start of an L1 path): max_j |mean_i x_ij (p0 - y_i)| with p0 the intercept-only fit, in
 // the standardised scale when p.standardize. Class weights are ignored.
 double l1_alpha_max(const CsrMatrix& X, const std::vector<int>& y, const std::vector<int64_t>& rows, bool standardize);
+double l1_alpha_max(const Design& D, const std::vector<int>& y, const std::vector<int64_t>& rows);
 
 // Log-spaced alphas from hi down to lo (n >= 2).
 std::vector<double> log_alphas(double hi, double lo, int n);

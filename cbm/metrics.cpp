@@ -13,32 +13,38 @@
 
 namespace cl::cbm {
 
-double auroc(const std::vector<double>& scores, const std::vector<int>& labels01) {
+namespace {
+
+// scores and 0/1 labels sorted by score, ascending; false when a score is NaN (the metric is then
+// undefined).
+bool sort_by_score(const std::vector<double>& scores, const std::vector<int>& labels01, std::vector<double>& s,
+                   std::vector<int>& l) {
   CL_ASSERT(scores.size() == labels01.size(), "scores and labels differ in size");
   const size_t n = scores.size();
   for (double v : scores)
-    if (std::isnan(v)) return std::numeric_limits<double>::quiet_NaN();
+    if (std::isnan(v)) return false;
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
-  std::vector<double> s(n);
-  std::vector<int> l(n);
+  s.resize(n), l.resize(n);
   for (size_t i = 0; i < n; ++i) s[i] = scores[order[i]], l[i] = labels01[order[i]] != 0;
-  return auroc_sorted(s.data(), l.data(), n);
+  return true;
+}
+
+}  // namespace
+
+double auroc(const std::vector<double>& scores, const std::vector<int>& labels01) {
+  std::vector<double> s;
+  std::vector<int> l;
+  if (!sort_by_score(scores, labels01, s, l)) return std::numeric_limits<double>::quiet_NaN();
+  return auroc_sorted(s.data(), l.data(), s.size());
 }
 
 double average_precision(const std::vector<double>& scores, const std::vector<int>& labels01) {
-  CL_ASSERT(scores.size() == labels01.size(), "scores and labels differ in size");
-  const size_t n = scores.size();
-  for (double v : scores)
-    if (std::isnan(v)) return std::numeric_limits<double>::quiet_NaN();
-  std::vector<size_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
-  std::vector<double> s(n);
-  std::vector<int> l(n);
-  for (size_t i = 0; i < n; ++i) s[i] = scores[order[i]], l[i] = labels01[order[i]] != 0;
-  return average_precision_sorted(s.data(), l.data(), n);
+  std::vector<double> s;
+  std::vector<int> l;
+  if (!sort_by_score(scores, labels01, s, l)) return std::numeric_limits<double>::quiet_NaN();
+  return average_precision_sorted(s.data(), l.data(), s.size());
 }
 
 double auroc_multi(const std::vector<int>& y, const std::vector<double>& proba, int C) {

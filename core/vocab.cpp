@@ -1,6 +1,7 @@
 // Vocabulary file I/O (schema in vocab.h).
 #include "core/vocab.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_set>
 
@@ -49,6 +50,18 @@ Vocab read_vocab(const std::string& path) {
     if (!(norm > 0)) throw_input("{}: '{}' is the zero vector", path, v.names[i]);
   }
   return v;
+}
+
+}  // namespace cl
+
+namespace cl {
+
+std::vector<float> vocab_entry(const Vocab& v, const std::string& name, const std::string& path) {
+  const auto it = std::find(v.names.begin(), v.names.end(), name);
+  if (it == v.names.end()) throw_input("{}: no entry '{}'", path, name);
+  const size_t i = static_cast<size_t>(it - v.names.begin());
+  return {v.embeddings.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(v.dim)),
+          v.embeddings.begin() + static_cast<std::ptrdiff_t>((i + 1) * static_cast<size_t>(v.dim))};
 }
 
 }  // namespace cl

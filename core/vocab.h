@@ -24,5 +24,7 @@ struct Vocab {
 void write_vocab(const std::string& path, const Vocab& v, const std::vector<std::string>& inputs = {});
 // Checks shapes, unique names and finite, non-zero vectors, naming the file and the entry.
 Vocab read_vocab(const std::string& path);
+// The vector of entry `name`; InputError naming `path` (the vocabulary's file) when it has none.
+std::vector<float> vocab_entry(const Vocab& v, const std::string& name, const std::string& path);
 
 }  // namespace cl

@@ -22,6 +22,11 @@ ConceptLabels labels_from_column(const std::vector<double>& values) {
 
 std::vector<std::vector<double>> latent_aurocs(const CscMatrix& acts_by_latent,
                                                const std::vector<ConceptLabels>& concepts, int threads) {
+  return latent_scores(acts_by_latent, concepts, LatentMetric::auroc, threads);
+}
+
+std::vector<std::vector<double>> latent_scores(const CscMatrix& acts_by_latent, const std::vector<ConceptLabels>& concepts,
+                                               LatentMetric metric, int threads) {
   const int64_t n = acts_by_latent.rows(), L = acts_by_latent.cols();
   const size_t C = concepts.size();
   std::vector<int64_t> n_pos(C, 0), n_neg(C, 0);
@@ -55,7 +60,9 @@ std::vector<std::vector<double>> latent_aurocs(const CscMatrix& acts_by_latent,
         (y ? pos_nz : neg_nz) += 1;
       }
       out[c][static_cast<size_t>(j)] =
-          cbm::auroc_sorted(s.data(), l.data(), s.size(), 0.0, n_pos[c] - pos_nz, n_neg[c] - neg_nz);
+          metric == LatentMetric::auroc
+              ? cbm::auroc_sorted(s.data(), l.data(), s.size(), 0.0, n_pos[c] - pos_nz, n_neg[c] - neg_nz)
+              : cbm::average_precision_sorted(s.data(), l.data(), s.size(), 0.0, n_pos[c] - pos_nz, n_neg[c] - neg_nz);
     }
   });
   return out;

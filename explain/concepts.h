@@ -23,6 +23,12 @@ ConceptLabels labels_from_column(const std::vector<double>& values);
 std::vector<std::vector<double>> latent_aurocs(const CscMatrix& acts_by_latent,
                                                const std::vector<ConceptLabels>& concepts, int threads = 0);
 
+// The same walk for either metric: AUROC, or average precision (each latent's zeros one tie block
+// at the bottom of the ranking, as cbm::average_precision on the densified column).
+enum class LatentMetric { auroc, average_precision };
+std::vector<std::vector<double>> latent_scores(const CscMatrix& acts_by_latent, const std::vector<ConceptLabels>& concepts,
+                                               LatentMetric metric, int threads = 0);
+
 struct ConceptMatch {
   std::string concept_name;
   int64_t latent = -1;  // -1 when no latent has a defined AUROC

@@ -19,17 +19,11 @@ void validate(const InterveneParams& p) {
     throw_usage("random_control {}: expected 0 (off) or at least 5 seeds", p.random_control);
 }
 
-namespace {
-
-
-std::vector<double> proba_of(const CsrMatrix& acts, const cbm::LogRegFit& m, const std::vector<LatentEdit>& edits,
-                             const std::vector<double>& base, const EvalSet& set, const std::vector<double>& means) {
+std::vector<double> edited_proba(const CsrMatrix& acts, const cbm::LogRegFit& m, const std::vector<LatentEdit>& edits,
+                                 const std::vector<double>& base, const EvalSet& set, const std::vector<double>& means) {
   const auto z = edits.empty() ? base : edited_logits(acts, m, edits, base, set.rows, means);
   return cbm::proba_from_logits(z, m.n_rows, m.n_classes);
 }
-
-
-}  // namespace
 
 Scored score(const EvalSet& set, const std::vector<double>& proba, int n_boot, uint64_t seed) {
   const int C = static_cast<int>(set.classes.size());
@@ -84,8 +78,8 @@ InterventionReport intervene(const CsrMatrix& acts, const cbm::LogRegFit& model,
   // Means over the scored rows: 'mean' edits set a latent to its average on these images.
   const auto means = needs_means(edits) ? latent_means(acts, set.rows) : std::vector<double>{};
   const auto base = cbm::decision_function(acts, model, set.rows);
-  const auto p0 = proba_of(acts, model, {}, base, set, means);
-  const auto p1 = proba_of(acts, model, edits, base, set, means);
+  const auto p0 = edited_proba(acts, model, {}, base, set, means);
+  const auto p1 = edited_proba(acts, model, edits, base, set, means);
   r.before = score(set, p0, p.bootstrap, p.seed);
   prog.add(1);
   r.after = score(set, p1, p.bootstrap, p.seed);
@@ -116,8 +110,8 @@ InterventionReport intervene(const CsrMatrix& acts, const cbm::LogRegFit& model,
       draw.resize(std::min(draw.size(), edits.size()));
       std::vector<LatentEdit> ce;
       for (size_t k = 0; k < draw.size(); ++k) ce.push_back({draw[k], edits[k].op, edits[k].value});
-      const auto cm = needs_means(ce) ? latent_means(acts, set.rows) : std::vector<double>{};
-      const Scored sc = score(set, proba_of(acts, model, ce, base, set, cm), 0, 0);
+      // The control edits use the same ops as `edits`, so `means` covers them.
+      const Scored sc = score(set, edited_proba(acts, model, ce, base, set, means), 0, 0);
       c.auroc.push_back(sc.metrics.auroc);
       acc.push_back(sc.metrics.accuracy);
       worst.push_back(sc.worst_group_accuracy);
@@ -198,7 +192,7 @@ std::vector<CurvePoint> intervention_curve(const CsrMatrix& acts, const cbm::Log
   std::vector<LatentEdit> edits;
   for (int64_t k = 0; k <= std::min<int64_t>(max_k, static_cast<int64_t>(ranking.size())); ++k) {
     if (k > 0) edits.push_back({ranking[static_cast<size_t>(k - 1)], op, value});
-    const Scored s = score(set, proba_of(acts, model, edits, base, set, means), 0, 0);
+    const Scored s = score(set, edited_proba(acts, model, edits, base, set, means), 0, 0);
     out.push_back({rule, k, s.metrics.auroc, s.metrics.accuracy, s.metrics.balanced_accuracy, s.worst_group_accuracy});
   }
   return out;

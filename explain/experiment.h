@@ -62,6 +62,12 @@ struct Scored {
   double worst_group_accuracy = std::numeric_limits<double>::quiet_NaN();
 };
 
+// Class probabilities [set.rows, C] of the model on the edited activations of the set's rows,
+// from the unedited logits base (cbm::decision_function of set.rows); means: latent_means() of
+// the set's rows when an edit needs them. The one path every experiment and the viewer take.
+std::vector<double> edited_proba(const CsrMatrix& acts, const cbm::LogRegFit& m, const std::vector<LatentEdit>& edits,
+                                 const std::vector<double>& base, const EvalSet& set, const std::vector<double>& means = {});
+
 // Metrics of class probabilities proba [rows, C] on the set (bootstrap with seed).
 Scored score(const EvalSet& set, const std::vector<double>& proba, int n_boot, uint64_t seed);
 

@@ -11,10 +11,8 @@
 namespace cl::explain {
 
 EditOp parse_edit_op(const std::string& s) {
-  if (s == "zero") return EditOp::zero;
-  if (s == "scale") return EditOp::scale;
-  if (s == "clamp") return EditOp::clamp;
-  if (s == "mean") return EditOp::mean;
+  for (size_t i = 0; i < kEditOpNames.size(); ++i)
+    if (s == kEditOpNames[i]) return static_cast<EditOp>(i);
   throw_usage("edit '{}': expected zero, scale, clamp or mean", s);
 }
 
@@ -76,25 +74,15 @@ std::vector<LatentEdit> read_edits(const std::string& path, int64_t n_latents) {
 }
 
 const char* edit_op_name(EditOp op) {
-  switch (op) {
-    case EditOp::zero: return "zero";
-    case EditOp::scale: return "scale";
-    case EditOp::clamp: return "clamp";
-    case EditOp::mean: return "mean";
-  }
-  return "?";
+  const auto i = static_cast<size_t>(op);
+  CL_ASSERT(i < kEditOpNames.size(), "an EditOp without a name");
+  return kEditOpNames[i];
 }
 
 bool needs_means(const std::vector<LatentEdit>& edits) {
   for (const auto& e : edits)
     if (e.op == EditOp::mean) return true;
   return false;
-}
-
-std::vector<LatentEdit> zero_edits(const std::vector<int64_t>& latents) {
-  std::vector<LatentEdit> out;
-  for (int64_t j : latents) out.push_back({j, EditOp::zero, 0.0});
-  return out;
 }
 
 std::vector<double> latent_means(const CsrMatrix& acts, const std::vector<int64_t>& rows) {

@@ -4,6 +4,7 @@
 // recompute, so an edit costs a pass over the rows' non-zeros.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@ enum class EditOp {
   clamp,  // a' = value on every image (a latent forced on, or held at a level)
   mean,   // a' = the latent's mean activation on every image
 };
+// The one name table, in enum order (parsing, printing, JSON, the viewer's combo).
+inline constexpr std::array<const char*, 4> kEditOpNames = {"zero", "scale", "clamp", "mean"};
+static_assert(static_cast<size_t>(EditOp::mean) + 1 == kEditOpNames.size(), "one name per EditOp");
 EditOp parse_edit_op(const std::string& s);  // "zero" | "scale" | "clamp" | "mean"; UsageError otherwise
 const char* edit_op_name(EditOp op);
 
@@ -38,9 +42,6 @@ struct LatentEdit {
 std::vector<LatentEdit> edits_from_json(const nlohmann::json& j, const std::string& source, int64_t n_latents = -1);
 // The same from a file (InputError when it is missing, a folder or not JSON).
 std::vector<LatentEdit> read_edits(const std::string& path, int64_t n_latents = -1);
-
-// Edits that zero each of the given latents.
-std::vector<LatentEdit> zero_edits(const std::vector<int64_t>& latents);
 
 // Whether any edit needs latent_means() (EditOp::mean).
 bool needs_means(const std::vector<LatentEdit>& edits);

@@ -30,37 +30,6 @@ void validate(const MatchParams& p) {
 
 namespace {
 
-std::vector<std::vector<double>> latent_aps(const CscMatrix& csc, const std::vector<ConceptLabels>& concepts,
-                                            int threads) {
-  const int64_t L = csc.cols();
-  std::vector<int64_t> n_pos(concepts.size(), 0), n_neg(concepts.size(), 0);
-  for (size_t c = 0; c < concepts.size(); ++c)
-    for (int8_t v : concepts[c]) n_pos[c] += v == 1, n_neg[c] += v == 0;
-  std::vector<std::vector<double>> out(concepts.size(), std::vector<double>(static_cast<size_t>(L)));
-  const SparseIndex* colptr = csc.outerIndexPtr();
-  const SparseIndex* rows = csc.innerIndexPtr();
-  const float* vals = csc.valuePtr();
-  parallel_for(L, threads, [&](int64_t j) {
-    std::vector<SparseIndex> order(static_cast<size_t>(colptr[j + 1] - colptr[j]));
-    std::iota(order.begin(), order.end(), colptr[j]);
-    std::sort(order.begin(), order.end(), [&](SparseIndex u, SparseIndex v) { return vals[u] < vals[v]; });
-    std::vector<float> s;
-    std::vector<int8_t> l;
-    for (size_t c = 0; c < concepts.size(); ++c) {
-      s.clear(), l.clear();
-      int64_t pos = 0, neg = 0;
-      for (SparseIndex q : order) {
-        const int8_t y = concepts[c][static_cast<size_t>(rows[q])];
-        if (y < 0) continue;
-        s.push_back(vals[q]), l.push_back(y), (y ? pos : neg) += 1;
-      }
-      out[c][static_cast<size_t>(j)] =
-          cbm::average_precision_sorted(s.data(), l.data(), s.size(), 0.0, n_pos[c] - pos, n_neg[c] - neg);
-    }
-  });
-  return out;
-}
-
 // The smallest-penalty fit on the L1 path with at most k non-zero weights: walk the path from the
 // alpha that zeroes every weight downwards (warm-started) and stop at the first fit with more than
 // k; when latents enter in a jump past k, bisect (in log alpha) between the last two fits. Null
@@ -71,13 +40,15 @@ std::optional<cbm::LogRegFit> l1_path_fit(const CsrMatrix& X, const std::vector<
   lp.penalty = "l1";
   lp.standardize = true;  // latents differ in scale; the path should not favour large ones
   lp.max_iter = 200;
-  const double hi = cbm::l1_alpha_max(X, y, rows, true);
+  // One column view of the rows for the whole path (a conversion per fit dominated the run).
+  const auto D = cbm::make_design(X, rows, lp.standardize);
+  const double hi = cbm::l1_alpha_max(*D, y, rows);
   if (!(hi > 0)) return std::nullopt;
   std::optional<cbm::LogRegFit> best;
   double a_in = hi;  // largest alpha known to give <= k
   for (double a : cbm::log_alphas(hi * 0.999, hi * 1e-3, p.path_alphas)) {
     lp.alpha = a;
-    cbm::LogRegFit f = cbm::fit_logreg(X, y, 2, lp, rows, best ? &*best : nullptr);
+    cbm::LogRegFit f = cbm::fit_logreg(*D, y, 2, lp, rows, best ? &*best : nullptr);
     if (f.nnz() <= p.max_latents) {
       if (f.nnz() > 0) best = std::move(f);
       a_in = a;
@@ -86,7 +57,7 @@ std::optional<cbm::LogRegFit> l1_path_fit(const CsrMatrix& X, const std::vector<
     double a_out = a;  // gives > k
     for (int it = 0; it < 12 && a_in / a_out > 1.001; ++it) {
       lp.alpha = std::sqrt(a_in * a_out);
-      cbm::LogRegFit g = cbm::fit_logreg(X, y, 2, lp, rows, best ? &*best : nullptr);
+      cbm::LogRegFit g = cbm::fit_logreg(*D, y, 2, lp, rows, best ? &*best : nullptr);
       if (g.nnz() <= p.max_latents) {
         if (g.nnz() > 0 && (!best || g.nnz() >= best->nnz())) best = std::move(g);
         a_in = lp.alpha;
@@ -175,11 +146,15 @@ MatchReport match_concepts(const CsrMatrix& acts, const std::vector<std::string>
   MatchReport r;
   const CscMatrix csc = to_csc(acts);
   r.auroc = latent_aurocs(csc, labels, p.threads);
-  r.ap = latent_aps(csc, labels, p.threads);
+  r.ap = latent_scores(csc, labels, LatentMetric::average_precision, p.threads);
   prog.add(1);
   const int64_t L = acts.n_cols;
-  for (size_t c = 0; c < names.size(); ++c) {
-    ConceptSummary s;
+  // Concepts are independent (each its own splits and L1 paths): one per thread, in any order,
+  // each written to its own slot, so the report is the sequential one.
+  r.concepts.resize(names.size());
+  parallel_for(static_cast<int64_t>(names.size()), p.threads, [&](int64_t ci) {
+    const size_t c = static_cast<size_t>(ci);
+    ConceptSummary& s = r.concepts[c];
     s.name = names[c];
     for (int8_t v : labels[c]) s.n_pos += v == 1, s.n_neg += v == 0;
     std::vector<int64_t> order;
@@ -191,9 +166,8 @@ MatchReport match_concepts(const CsrMatrix& acts, const std::vector<std::string>
     s.margin = order.size() >= 2 ? r.auroc[c][order[0]] - r.auroc[c][order[1]] : std::nan("");
     if (s.n_pos > 0 && s.n_neg > 0) held_out(acts, emb, labels[c], p, s);
     else s.note = "one class only among the annotated images";
-    r.concepts.push_back(std::move(s));
     prog.add(1);
-  }
+  });
   // Per latent: its best concept (latents that never fire have no AUROC worth naming).
   const CsrMatrix& a = acts;
   std::vector<int64_t> fires(static_cast<size_t>(L), 0);

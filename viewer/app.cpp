@@ -188,7 +188,7 @@ bool write_png(const std::string& path, int w, int h) {
 
 int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
   const auto panel = parse_panel(o.panel);
-  if (!panel) throw_usage("--panel '{}': expected overview, latents, latent, global, image, intervene, subgroups, curves or problems", o.panel);
+  if (!panel) throw_usage("--panel '{}': expected one of {}", o.panel, panel_choices());
   if (!o.select.empty() && o.select.rfind("latent=", 0) != 0 && o.select.rfind("image=", 0) != 0)
     throw_usage("--select '{}': expected latent=N or image=ID", o.select);
   if (o.width < 320 || o.height < 240 || o.width > 8192 || o.height > 8192)

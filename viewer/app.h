@@ -10,6 +10,9 @@
 
 namespace cl::viewer {
 
+// The panel names --panel takes, "overview|latents|..." (from the one table in ui.h).
+std::string panel_choices();
+
 struct ViewerOptions {
   WorkspacePaths paths;
   std::string screenshot_path;  // non-empty: render headless, write this PNG, exit

@@ -10,7 +10,7 @@
 namespace cl::viewer {
 
 void draw_curves(Ui& ui) {
-  if (ui.curves.empty()) {
+  if (ui.model->curves.empty()) {
     ImGui::TextDisabled("No curve.csv in this workspace (the pipeline's intervene step writes it).");
     return;
   }
@@ -18,8 +18,8 @@ void draw_curves(Ui& ui) {
   help_marker("weight: the latents with the largest CBM weights first; annotation: those that best detect the curve's "
               "concept column; random: latents the CBM uses in random order (mean over seeds).");
   double kmax = 1, lo = 1, hi = 0;
-  for (const auto& c : ui.curves)
-    for (size_t i = 0; i < c.k.size(); ++i) kmax = std::max(kmax, c.k[i]), lo = std::min(lo, c.auroc[i]), hi = std::max(hi, c.auroc[i]);
+  for (const auto& c : ui.model->curves)
+    for (size_t i = 0; i < c.x.size(); ++i) kmax = std::max(kmax, c.x[i]), lo = std::min(lo, c.y[i]), hi = std::max(hi, c.y[i]);
   lo = std::floor(lo * 20) / 20, hi = std::ceil(hi * 20) / 20;
   if (hi <= lo) hi = lo + 0.05;
   const ImVec2 avail = ImGui::GetContentRegionAvail();
@@ -46,15 +46,15 @@ void draw_curves(Ui& ui) {
   dl->AddText(ImVec2(X(kmax / 2) - fs * 4, Y(lo) + fs * 1.4f), text, "latents zeroed (k)");
   static const ImU32 colours[] = {IM_COL32(66, 135, 245, 255), IM_COL32(245, 160, 50, 255), IM_COL32(160, 160, 170, 255),
                                   IM_COL32(90, 200, 110, 255), IM_COL32(220, 80, 70, 255)};
-  for (size_t c = 0; c < ui.curves.size(); ++c) {
-    const auto& cv = ui.curves[c];
+  for (size_t c = 0; c < ui.model->curves.size(); ++c) {
+    const auto& cv = ui.model->curves[c];
     const ImU32 col = colours[c % 5];
-    for (size_t i = 0; i + 1 < cv.k.size(); ++i)
-      dl->AddLine(ImVec2(X(cv.k[i]), Y(cv.auroc[i])), ImVec2(X(cv.k[i + 1]), Y(cv.auroc[i + 1])), col, 2.5f);
-    for (size_t i = 0; i < cv.k.size(); ++i) dl->AddCircleFilled(ImVec2(X(cv.k[i]), Y(cv.auroc[i])), 3.5f, col);
+    for (size_t i = 0; i + 1 < cv.x.size(); ++i)
+      dl->AddLine(ImVec2(X(cv.x[i]), Y(cv.y[i])), ImVec2(X(cv.x[i + 1]), Y(cv.y[i + 1])), col, 2.5f);
+    for (size_t i = 0; i < cv.x.size(); ++i) dl->AddCircleFilled(ImVec2(X(cv.x[i]), Y(cv.y[i])), 3.5f, col);
     const float ly = p0.y + fs * 1.6f * float(c);
     dl->AddRectFilled(ImVec2(X(kmax) + fs, ly + fs * 0.3f), ImVec2(X(kmax) + fs * 2, ly + fs * 0.9f), col);
-    dl->AddText(ImVec2(X(kmax) + fs * 2.5f, ly), text, cv.rule.c_str());
+    dl->AddText(ImVec2(X(kmax) + fs * 2.5f, ly), text, cv.name.c_str());
   }
   ImGui::Dummy(ImVec2(avail.x, h + bottom));
 }

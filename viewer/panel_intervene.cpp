@@ -15,32 +15,30 @@ namespace cl::viewer {
 
 namespace {
 
-const char* kOps[] = {"zero", "scale", "clamp", "mean"};
+
+std::string rule_help() {
+  std::string s;
+  for (const auto& r : explain::kRules)
+    if (r.rule != explain::Rule::random) s += fmt::format("{}{}: {}", s.empty() ? "" : "\n", r.name, r.help);
+  return s;
+}
 
 void add_by_rule(Ui& ui) {
-  const std::string concept_name = ui.concept_buf;
-  const int by = ui.rule_by, top_n = ui.rule_top_n;
-  if (by != 2 && concept_name.empty()) {
+  explain::RuleEdits r;
+  r.concept_name = ui.concept_buf;
+  r.by = explain::rule_name(ui.rule_by);
+  r.top_n = ui.rule_top_n;
+  if (explain::rule_needs_concept(ui.rule_by) && r.concept_name.empty()) {
     ui.last_error = "type a concept name (a latent name, or an annotated column for 'annotation')";
     return;
   }
   const WorkspaceModel* m = ui.model.get();
-  ui.jobs.submit("pick latents", [&ui, m, concept_name, by, top_n](ProgressSink&) -> std::function<void()> {
-    std::vector<int64_t> ranking;
-    if (by == 0) {
-      ranking = explain::latents_named(m->names, concept_name, m->cbm);
-      if (ranking.empty()) throw_input("no latent is named '{}'", concept_name);
-    } else if (by == 1) {
-      const auto& L = *m->labelled;
-      ranking = explain::latents_by_annotation(
-          L.data.X, explain::read_annotations(m->paths.csv, m->paths.id_col, {concept_name}, L.data.ids).labels[0]);
-    } else {
-      ranking = explain::latents_by_weight(m->cbm);
-    }
-    if (static_cast<int>(ranking.size()) > top_n) ranking.resize(static_cast<size_t>(top_n));
-    return [&ui, ranking] {
-      for (auto j : ranking) ui.add_edit(j);
-      ui.status_line = fmt::format("added {} latent(s)", ranking.size());
+  ui.jobs.submit("pick latents", [&ui, m, r](ProgressSink&) -> std::function<void()> {
+    const auto picked = explain::rule_latents(r, m->rule_inputs());
+    if (picked.empty()) throw_input("rule {} found no latent for '{}'", r.by, r.concept_name);
+    return [&ui, picked] {
+      for (auto j : picked) ui.add_edit(j);
+      ui.status_line = fmt::format("added {} latent(s)", picked.size());
     };
   });
 }
@@ -104,8 +102,11 @@ void draw_intervene(Ui& ui) {
   ImGui::InputTextWithHint("##concept", "concept", ui.concept_buf, sizeof(ui.concept_buf));
   ImGui::SameLine();
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 7);
-  const char* rules[] = {"named", "annotation", "top weight"};
-  ImGui::Combo("##by", &ui.rule_by, rules, 3);
+  if (ImGui::BeginCombo("##by", explain::rule_name(ui.rule_by))) {
+    for (const auto& r : explain::kRules)
+      if (r.rule != explain::Rule::random && ImGui::Selectable(r.name, r.rule == ui.rule_by)) ui.rule_by = r.rule;
+    ImGui::EndCombo();
+  }
   ImGui::SameLine();
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 5);
   ImGui::InputInt("##topn", &ui.rule_top_n);
@@ -113,8 +114,7 @@ void draw_intervene(Ui& ui) {
   ImGui::SameLine();
   if (ImGui::Button("Add")) add_by_rule(ui);
   if (ImGui::IsItemHovered())
-    ImGui::SetTooltip("named: latents whose name is the concept, by CBM weight\nannotation: best AUROC against the "
-                      "concept's 0/1 column\ntop weight: the largest CBM weights");
+    ImGui::SetTooltip("%s", rule_help().c_str());
   ImGui::Separator();
   int remove = -1;
   if (ImGui::BeginTable("edits", 4, ImGuiTableFlags_RowBg | ImGuiTableFlags_SizingStretchProp | ImGuiTableFlags_ScrollY,
@@ -134,7 +134,7 @@ void draw_intervene(Ui& ui) {
       ImGui::TableNextColumn();
       int op = static_cast<int>(e.edit.op);
       ImGui::SetNextItemWidth(ImGui::GetFontSize() * 4.5f);
-      if (ImGui::Combo("##op", &op, kOps, 4)) {
+      if (ImGui::Combo("##op", &op, explain::kEditOpNames.data(), static_cast<int>(explain::kEditOpNames.size()))) {
         e.edit.op = static_cast<explain::EditOp>(op);
         if (e.edit.op == explain::EditOp::scale && e.edit.value == 0) e.edit.value = 0.5;
         ui.edits_changed();
@@ -161,10 +161,11 @@ void draw_intervene(Ui& ui) {
   if (ImGui::IsItemHovered())
     ImGui::SetTooltip("Bootstrap 95%% intervals (1000 draws) and the random-latent control (20 seeds), as "
                       "`conceptlab intervene` computes them; on the worker thread.");
-  static char path_buf[512] = "";
-  if (!path_buf[0] && !ui.edits_path.empty()) std::snprintf(path_buf, sizeof(path_buf), "%s", ui.edits_path.c_str());
+  char* path_buf = ui.edits_path_buf;
+  const size_t path_buf_size = sizeof(ui.edits_path_buf);
+  if (!path_buf[0] && !ui.edits_path.empty()) std::snprintf(path_buf, path_buf_size, "%s", ui.edits_path.c_str());
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 16);
-  ImGui::InputText("##path", path_buf, sizeof(path_buf));
+  ImGui::InputText("##path", path_buf, path_buf_size);
   ImGui::SameLine();
   if (ImGui::Button("Save")) {
     try {

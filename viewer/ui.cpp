@@ -2,6 +2,8 @@
 // cache and the small widgets the panels share.
 #include "viewer/ui.h"
 
+#include "core/workspace_layout.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -12,38 +14,27 @@
 #include <spdlog/spdlog.h>
 
 #include "core/csv.h"
+#include "core/error.h"
 #include "core/parse.h"
 
 namespace cl::viewer {
 
-namespace {
-
-const std::vector<std::pair<Panel, const char*>>& panel_names() {
-  static const std::vector<std::pair<Panel, const char*>> names = {
-      {Panel::overview, "overview"}, {Panel::latents, "latents"},     {Panel::latent, "latent"},
-      {Panel::global, "global"},     {Panel::image, "image"},         {Panel::intervene, "intervene"},
-      {Panel::subgroups, "subgroups"}, {Panel::curves, "curves"},     {Panel::problems, "problems"}};
-  return names;
-}
-
-}  // namespace
-
 const char* panel_name(Panel p) {
-  for (const auto& [q, n] : panel_names())
-    if (q == p) return n;
-  return "?";
+  const auto i = static_cast<size_t>(p);
+  CL_ASSERT(i < kPanelNames.size(), "a Panel without a name");
+  return kPanelNames[i];
 }
 
 std::optional<Panel> parse_panel(const std::string& s) {
-  for (const auto& [q, n] : panel_names())
-    if (s == n) return q;
+  for (size_t i = 0; i < kPanelNames.size(); ++i)
+    if (s == kPanelNames[i]) return static_cast<Panel>(i);
   return std::nullopt;
 }
 
-const std::vector<Panel>& all_panels() {
-  static const std::vector<Panel> p = {Panel::overview, Panel::latents,   Panel::latent, Panel::global, Panel::image,
-                                       Panel::intervene, Panel::subgroups, Panel::curves, Panel::problems};
-  return p;
+std::string panel_choices() {
+  std::string s;
+  for (const char* n : kPanelNames) s += (s.empty() ? "" : "|") + std::string(n);
+  return s;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,32 +150,7 @@ void Ui::on_model_loaded() {
       spdlog::warn("{}: {}", model->paths.cbm, e.what());
     }
   }
-  if (edits_path.empty() && !model->paths.dir.empty()) edits_path = model->paths.dir + "/edits.json";
-  curves.clear();
-  if (!model->paths.curve.empty() && std::ifstream(model->paths.curve).good()) {
-    try {
-      const CsvTable t = read_csv(model->paths.curve);
-      const size_t rc = t.col("rule"), kc = t.col("k"), ac = t.col("auroc");
-      for (const auto& row : t.rows) {
-        double k, a;
-        if (!parse_number(row[kc], k) || !parse_number(row[ac], a)) continue;
-        std::string rule = row[rc];
-        if (rule.rfind("random:", 0) == 0) rule = "random";  // one line per seed: averaged below
-        auto it = std::find_if(curves.begin(), curves.end(), [&](const Curve& c) { return c.rule == rule; });
-        if (it == curves.end()) curves.push_back({rule, {}, {}}), it = curves.end() - 1;
-        it->k.push_back(k), it->auroc.push_back(a);
-      }
-      for (auto& c : curves) {  // mean over seeds at each k
-        std::map<double, std::pair<double, int>> acc;
-        for (size_t i = 0; i < c.k.size(); ++i) acc[c.k[i]].first += c.auroc[i], acc[c.k[i]].second++;
-        c.k.clear(), c.auroc.clear();
-        for (auto& [k, v] : acc) c.k.push_back(k), c.auroc.push_back(v.first / v.second);
-      }
-    } catch (const std::exception& e) {
-      model->issues.push_back({model->paths.curve, e.what()});
-      spdlog::warn("{}: {}", model->paths.curve, e.what());
-    }
-  }
+  if (edits_path.empty() && !model->paths.dir.empty()) edits_path = model->paths.dir + "/" + workspace::kEdits;
 }
 
 void Ui::ensure_concept_directions() {

@@ -3,6 +3,7 @@
 // over it; nothing here runs heavy work on the frame thread.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "core/device.h"
 #include "explain/contrib.h"
 #include "explain/experiment.h"
+#include "explain/rules.h"
 #include "viewer/model/intervention_session.h"
 #include "viewer/model/jobs.h"
 #include "viewer/model/latent_table.h"
@@ -26,9 +28,13 @@
 namespace cl::viewer {
 
 enum class Panel { overview, latents, latent, global, image, intervene, subgroups, curves, problems };
+// The one name table, in enum order (--panel, screenshots, logs).
+inline constexpr std::array<const char*, 9> kPanelNames = {"overview", "latents",   "latent", "global",  "image",
+                                                           "intervene", "subgroups", "curves", "problems"};
+static_assert(static_cast<size_t>(Panel::problems) + 1 == kPanelNames.size(), "one name per Panel");
 const char* panel_name(Panel p);                 // "overview", ...
 std::optional<Panel> parse_panel(const std::string& s);
-const std::vector<Panel>& all_panels();
+std::string panel_choices();                     // "overview|latents|..."
 
 // GL textures of decoded thumbnails, by image path (uploaded on the frame thread).
 class TextureCache {
@@ -95,7 +101,8 @@ struct Ui {
   std::string status_line;
   char concept_buf[64] = "";
   int rule_top_n = 3;
-  int rule_by = 0;                 // 0 named, 1 annotation, 2 weight
+  explain::Rule rule_by = explain::Rule::named;
+  char edits_path_buf[512] = "";   // the Save/Load path being typed
 
   // Subgroups (linked view).
   std::string group_column, group_value;
@@ -104,13 +111,6 @@ struct Ui {
   // Query by example.
   char query_path[512] = "";
   std::optional<QueryResult> query;
-
-  // Curves (curve.csv).
-  struct Curve {
-    std::string rule;
-    std::vector<double> k, auroc;
-  };
-  std::vector<Curve> curves;
 
   std::string last_error;
   float ui_scale = 1.0f;

@@ -13,6 +13,7 @@
 #include "explain/experiment.h"
 #include "explain/match.h"
 #include "explain/naming.h"
+#include "explain/rules.h"
 #include "explain/stats.h"
 #include "explain/sweep.h"
 #include "sae/sae.h"
@@ -73,6 +74,7 @@ TEST_CASE("every configs/*.json mirrors its params struct field for field") {
   check_config<explain::MatchParams>("explain-match.json", true, [](const auto& p) { explain::validate(p); });
   check_config<explain::NameParams>("explain-name.json", true, [](const auto& p) { explain::validate(p); });
   check_config<explain::InterveneParams>("intervene.json", true, [](const auto& p) { explain::validate(p); });
+  check_config<explain::CurveParams>("explain-curve.json", true, [](const auto& p) { explain::validate(p); });
   check_config<explain::SweepParams>("sae-sweep.json", true, [](const auto& p) { explain::validate(p); });
   {
     // Not a params struct: a grid (lists of TrainParams values), read the way `sae sweep --grid` reads it.

@@ -37,30 +37,10 @@ namespace {
 
 // Small, fast settings over precomputed embeddings (paths relative to the dataset folder).
 PipelineParams test_params() {
-  PipelineParams p;
-  p.data.csv = "meta.csv";
-  p.data.embeddings = "emb.h5";
-  p.data.concept_cols = {"c0", "c1", "c2", "c3", "grp"};
-  p.data.subgroup_col = "grp";
-  // BatchTopK: per-image top-k spends its k slots on noise when fewer concepts are present
-  // (AUROC 0.71-0.86 for some concepts here), BatchTopK lets sparsity vary per image (1.000).
-  p.sae.arch = "batchtopk";
-  p.sae.k = 4;
-  p.sae.n_latents = 16;
-  p.sae.batch = 64;
-  p.sae.epochs = 100;
-  p.sae.lr = 1e-3;
-  p.sae.pre_bias_init = "zero";
+  PipelineParams p = cl::test::planted_params();
   p.sae.checkpoint_every = 1;
-  p.match.splits = 2;
-  p.global_top = 5;
-  p.montage_top = 4;
-  p.intervene.random_control = 5;
   p.interventions = {{"grp", "annotation", 2, "zero"}, {"grp", "named", 2, "zero"}};
-  p.curve.by = {"weight", "annotation", "random"};
-  p.curve.concept_col = "grp";
   p.curve.max_k = 3;
-  p.curve.seeds = 2;
   return p;
 }
 
@@ -82,6 +62,47 @@ bool same_floats(const std::vector<float>& a, const std::vector<float>& b) {
 
 }  // namespace
 
+TEST_CASE("pipeline: deleting any file of a finished workspace re-runs exactly the step that writes it, same report") {
+  TempDir t;
+  cl::test::write_viewer_dataset(t.file("data"), 300, 24, 5);
+  PipelineParams p = test_params();
+  p.sae.epochs = 40;
+  p.data.image_root = "images";
+  resolve_paths(p, t.file("data"));
+  RunOptions o;
+  o.workspace = t.file("ws");
+  o.device = "cpu";
+  const auto first = run_pipeline(p, o);
+  // Which step claims each file: step_outputs plus what the step recorded (the montages).
+  const auto state = nlohmann::json::parse(cl::test::read_text(t.file("ws/workspace.json")));
+  std::map<std::string, std::string> writer;
+  for (const auto& s : step_names())
+    for (const auto& f : state["steps"][s]["outputs"]) {
+      CHECK_MESSAGE(writer.count(f.get<std::string>()) == 0, f);
+      writer[f.get<std::string>()] = s;
+    }
+  for (const auto& f : step_outputs("explain", p)) CHECK(writer.at(f) == "explain");
+  int n_montages = 0;
+  for (const auto& e : fs::directory_iterator(t.file("ws"))) {
+    const std::string name = e.path().filename().string();
+    if (name == "workspace.json") continue;
+    n_montages += name.rfind("montage_", 0) == 0;
+    INFO(name);
+    REQUIRE_MESSAGE(writer.count(name) == 1, "a workspace file no step claims");  // every file has a writer
+  }
+  CHECK(n_montages >= 3);
+  for (const auto& [name, step] : writer) {
+    INFO(name);
+    fs::remove(t.file("ws/" + name));
+    const auto r = run_pipeline(p, o);
+    auto want = all(false);
+    want[step] = true;
+    CHECK(ran(r) == want);
+    CHECK(fs::exists(t.file("ws/" + name)));
+    CHECK(r.report == first.report);
+  }
+}
+
 TEST_CASE("pipeline: a second run is all cached, and a changed setting re-runs exactly its step and the later ones") {
   TempDir t;
   cl::test::write_viewer_dataset(t.file("data"), 600, 24, 5);
@@ -95,8 +116,7 @@ TEST_CASE("pipeline: a second run is all cached, and a changed setting re-runs e
   auto r1 = run_pipeline(p, o);
   CHECK(ran(r1) == all(true));
   for (const auto& s : step_names())
-    for (const auto& f : step_outputs(s))
-      if (s != "embed") CHECK_MESSAGE(fs::exists(t.file("ws/" + f)), f);
+    for (const auto& f : step_outputs(s, p)) CHECK_MESSAGE(fs::exists(t.file("ws/" + f)), f);
   CHECK_FALSE(fs::exists(t.file("ws/embeddings.h5")));  // precomputed embeddings are read in place
   CHECK(fs::exists(t.file("ws/cbm_unbiased.h5")));
   CHECK(fs::exists(t.file("ws/curve.png")));

@@ -12,6 +12,9 @@
 
 #include "core/error.h"
 #include "core/latent_names.h"
+#include "core/params.h"
+#include "explain/rules.h"
+#include "tools/pipeline/pipeline.h"
 #include "tests/test_util.h"
 #include "tests/viewer_model/fixture.h"
 #include "viewer/model/intervention_session.h"
@@ -216,6 +219,55 @@ TEST_CASE("viewer model: interventions give exactly the numbers conceptlab inter
   const auto bad_cli = test::run_cli(cli_args);
   CHECK(bad_cli.exit_code == 1);
   CHECK(bad_cli.err.find("e.json: latent 16") != std::string::npos);
+}
+
+TEST_CASE("one home for the rules: the pipeline, the CLI and the viewer's model give the same curve and intervention") {
+  const std::string ws = shared_workspace();
+  const auto m = WorkspaceModel::load(WorkspacePaths::from_workspace(ws));
+  REQUIRE(m->issues.empty());
+  const auto p = params_from_json<pipeline::PipelineParams>(load_json_file(ws + "/workspace.json")["config"], "workspace.json");
+  REQUIRE(p.curve.by == std::vector<std::string>{"weight", "annotation", "random"});
+  test::TempDir t;
+  const auto& d = p.data;
+  const std::vector<std::string> data_args = {"--cbm", m->paths.cbm, "--activations", m->paths.activations, "--labels", d.csv,
+                                              "--label-col", d.label_col, "--split-col", d.split_col, "--eval-split",
+                                              d.eval_split, "--subgroup-col", d.subgroup_col, "-q"};
+  // The curve: the pipeline's curve.csv, `explain curve --csv` and the viewer's session, byte for byte.
+  auto curve_args = std::vector<std::string>{"explain", "curve", "--by", "weight,annotation,random", "--concept-col",
+                                             p.curve.concept_col, "--max-k", std::to_string(p.curve.max_k), "--seeds",
+                                             std::to_string(p.curve.seeds), "--csv", t.file("cli.csv")};
+  curve_args.insert(curve_args.end(), data_args.begin(), data_args.end());
+  const auto cli = test::run_cli(curve_args);
+  REQUIRE_MESSAGE(cli.exit_code == 0, cli.err);
+  InterventionSession s(*m);
+  write_csv(t.file("viewer.csv"), explain::curve_table(s.curves(p.curve)));
+  const std::string pipeline_csv = test::read_text(ws + "/curve.csv");
+  CHECK(pipeline_csv.find("random:1") != std::string::npos);
+  CHECK(pipeline_csv.find("annotation:grp") != std::string::npos);
+  CHECK(test::read_text(t.file("cli.csv")) == pipeline_csv);
+  CHECK(test::read_text(t.file("viewer.csv")) == pipeline_csv);
+  CHECK(m->curves.size() == 3);  // weight, annotation, random (seeds folded)
+
+  // One intervention with its random control: interventions.json, `intervene --json` and the
+  // viewer's full experiment over the edits the same rule picks.
+  REQUIRE(p.interventions.size() == 1);
+  const auto& spec = p.interventions[0];
+  const auto piped = load_json_file(ws + "/interventions.json")["interventions"][0];
+  REQUIRE(piped.contains("report"));
+  auto iv_args = std::vector<std::string>{"intervene", "--concept", spec.concept_name, "--by", spec.by, "--top-n",
+                                          std::to_string(spec.top_n), "--random-control",
+                                          std::to_string(p.intervene.random_control), "--json"};
+  iv_args.insert(iv_args.end(), data_args.begin(), data_args.end());
+  const auto iv = test::run_cli(iv_args);
+  REQUIRE_MESSAGE(iv.exit_code == 0, iv.err);
+  auto j = nlohmann::json::parse(iv.out);
+  j.erase("n_eval");
+  j.erase("label_col");
+  CHECK(j == piped["report"]);
+  const auto edits = explain::rule_edits(spec, m->rule_inputs());
+  REQUIRE(edits.size() == piped["latents"].size());
+  for (size_t i = 0; i < edits.size(); ++i) CHECK(edits[i].latent == piped["latents"][i].get<int64_t>());
+  CHECK(explain::to_json(s.evaluate_full(edits, p.intervene)) == piped["report"]);
 }
 
 TEST_CASE("viewer model: a rename is saved in the workspace and used by the CLI") {

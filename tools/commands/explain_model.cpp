@@ -1,22 +1,18 @@
 // `conceptlab explain global|local|curve`: explanations of a concept bottleneck over activations,
 // and intervention curves (a metric against the number of latents edited, per ranking rule).
 #include <algorithm>
-#include <fstream>
 
 #include <spdlog/spdlog.h>
 
 #include "cbm/dataset.h"
 #include "cbm/protocol.h"
 #include "core/activations.h"
-#include "core/atomic_file.h"
 #include "core/csv.h"
 #include "core/error.h"
 #include "core/linear_model.h"
-#include "core/random.h"
 #include "core/embeddings.h"
 #include "core/parse.h"
 #include "core/sae_weights.h"
-#include "core/vocab.h"
 #include "explain/contrib.h"
 #include "explain/data.h"
 #include "explain/experiment.h"
@@ -24,6 +20,7 @@
 #include "explain/plot.h"
 #include "explain/rules.h"
 #include "tools/commands/explain_common.h"
+#include "tools/params_cli.h"
 
 namespace cl::cli {
 
@@ -153,117 +150,46 @@ Runner setup_explain_local(CLI::App* s) {
 Runner setup_explain_curve(CLI::App* s) {
   struct Args {
     ModelArgs m;
-    std::vector<std::string> by = {"weight", "random"};
-    std::string concept_col, vocab, concept_name, sae, embeddings, split_col, eval_split = "test", subgroup_col, csv, plot, op = "zero";
-    int64_t max_k = 20;
-    int seeds = 5;
-    uint64_t seed = 0;
+    std::string vocab, sae, embeddings, split_col, eval_split = "test", subgroup_col, csv, plot;
   };
   auto a = std::make_shared<Args>();
+  auto pc = std::make_shared<ParamsCli<explain::CurveParams>>(s, "params JSON (configs/explain-curve.json)");
   add_model_options(s, a->m, true);
-  s->add_option("--by", a->by, "ranking rules: weight | annotation | direction | random (comma list)")->delimiter(',');
-  s->add_option("--concept-col", a->concept_col, "annotation / direction: the 0/1 concept column of --labels");
-  s->add_option("--concept", a->concept_name, "direction with --vocab: the vocabulary entry");
+  pc->option("--by", &explain::CurveParams::by, "ranking rules, a comma list of: " + explain::rule_choices())->delimiter(',');
+  pc->option("--concept-col", &explain::CurveParams::concept_col, "annotation / direction: the 0/1 concept column of --labels");
+  pc->option("--concept", &explain::CurveParams::concept_name, "named: the latent name; direction with --vocab: the entry");
+  pc->option("--max-k", &explain::CurveParams::max_k, "latents edited at most");
+  pc->option("--seeds", &explain::CurveParams::seeds, "random rule: orders averaged");
+  pc->option("--seed", &explain::CurveParams::seed, "random rule: order i uses seed + i");
+  pc->option("--op", &explain::CurveParams::op, "edit: zero | mean");
   s->add_option("--vocab", a->vocab, "direction: concept vectors from a vocabulary (else from --concept-col)");
   s->add_option("--sae", a->sae, "direction: the SAE whose decoder rows are compared");
   s->add_option("--embeddings", a->embeddings, "direction without --vocab: embeddings for the concept vector");
-  s->add_option("--max-k", a->max_k, "latents edited at most");
-  s->add_option("--seeds", a->seeds, "random rule: seeds averaged");
-  s->add_option("--seed", a->seed, "random rule: first seed");
-  s->add_option("--op", a->op, "edit: zero | mean");
-  s->add_option("--split-col", a->split_col, "evaluate on the --eval-split rows of this column");
-  s->add_option("--eval-split", a->eval_split, "split value evaluated");
-  s->add_option("--subgroup-col", a->subgroup_col, "worst-group accuracy over this column x the label");
+  add_split_options(s, a->split_col, a->eval_split, a->subgroup_col);
   s->add_option("--csv", a->csv, "write the curves as CSV");
-  s->add_option("--plot", a->plot, "plot AUROC (and worst-group accuracy) against k (PNG)");
-  return [a](const Context&) -> int {
-    if (a->max_k < 1) throw_usage("--max-k {}: expected >= 1", a->max_k);
-    if (a->seeds < 1) throw_usage("--seeds {}: expected >= 1", a->seeds);
-    const explain::EditOp op = explain::parse_edit_op(a->op);
-    if (op != explain::EditOp::zero && op != explain::EditOp::mean) throw_usage("--op '{}': expected zero or mean", a->op);
+  s->add_option("--plot", a->plot, "plot AUROC against k, one line per rule (PNG)");
+  return [a, pc](const Context&) -> int {
+    const auto p = pc->resolve();
+    explain::validate(p, "explain curve");
     const cbm::Features f = cbm::read_features(a->m.activations);
     std::vector<std::string> classes;
     const auto model = load_cbm(a->m.cbm, f.X, a->m.activations, &classes);
     const cbm::LoadParams lp{a->m.activations, a->m.labels, a->m.label_col, a->m.id_col, a->split_col, true};
     const auto L = explain::load_labelled(f, lp, a->subgroup_col, a->eval_split, &classes);
-    const CsrMatrix& X = L.data.X;
-    const std::vector<int64_t> used = explain::latents_by_weight(model);
-    std::vector<explain::CurvePoint> all;
-    std::vector<explain::Series> series;
-    auto add = [&](const std::string& rule, const std::vector<int64_t>& ranking) {
-      const auto c = explain::intervention_curve(X, model, L.eval, rule, ranking, a->max_k, op);
-      explain::Series sr{rule, {}, {}, {}, {}};
-      for (const auto& pt : c) sr.x.push_back(double(pt.k)), sr.y.push_back(pt.auroc);
-      series.push_back(sr);
-      all.insert(all.end(), c.begin(), c.end());
-    };
-    for (const auto& rule : a->by) {
-      if (rule == "weight") {
-        add("weight", used);
-      } else if (rule == "annotation" || rule == "direction") {
-        if (a->concept_col.empty() && !(rule == "direction" && !a->vocab.empty()))
-          throw_usage("--by {} needs --concept-col (the 0/1 concept column of --labels)", rule);
-        if (rule == "annotation") {
-          const auto ann = explain::read_annotations(a->m.labels, a->m.id_col, {a->concept_col}, L.data.ids);
-          add("annotation:" + a->concept_col, explain::latents_by_annotation(X, ann.labels[0]));
-          continue;
-        }
-        if (a->sae.empty()) throw_usage("--by direction needs --sae");
-        std::vector<float> vec;
-        std::string label;
-        if (!a->vocab.empty()) {
-          const Vocab v = read_vocab(a->vocab);
-          const auto it = std::find(v.names.begin(), v.names.end(), a->concept_name);
-          if (it == v.names.end()) throw_input("{}: no entry '{}'", a->vocab, a->concept_name);
-          const size_t i = static_cast<size_t>(it - v.names.begin());
-          vec.assign(v.embeddings.begin() + i * v.dim, v.embeddings.begin() + (i + 1) * v.dim);
-          label = a->concept_name;
-        } else {
-          if (a->embeddings.empty()) throw_usage("--by direction without --vocab needs --embeddings");
-          const Embeddings e = read_embeddings(a->embeddings);
-          const auto ann = explain::read_annotations(a->m.labels, a->m.id_col, {a->concept_col}, e.ids);
-          vec = explain::concept_vectors(csr_from_dense(e.data.data(), e.n, e.dim), ann.labels);
-          label = a->concept_col;
-        }
-        add("direction:" + label, explain::latents_by_direction(read_sae(a->sae), vec));
-      } else if (rule == "random") {
-        std::vector<std::vector<double>> per_k(static_cast<size_t>(a->max_k + 1));
-        for (int sd = 0; sd < a->seeds; ++sd) {
-          std::vector<int64_t> r = used;
-          Rng rng(splitmix64(a->seed + static_cast<uint64_t>(sd)));
-          rng.shuffle(r);
-          const auto c = explain::intervention_curve(X, model, L.eval, "random", r, a->max_k, op);
-          for (const auto& pt : c) per_k[static_cast<size_t>(pt.k)].push_back(pt.auroc);
-          for (auto pt : c) pt.rule = fmt::format("random:{}", a->seed + sd), all.push_back(pt);
-        }
-        explain::Series sr{fmt::format("random, {} seeds", a->seeds), {}, {}, {}, {}};
-        for (size_t k = 0; k < per_k.size() && !per_k[k].empty(); ++k) {
-          const auto sm = cbm::summarize(per_k[k]);
-          sr.x.push_back(double(k)), sr.y.push_back(sm.mean), sr.lo.push_back(sm.lo), sr.hi.push_back(sm.hi);
-        }
-        series.push_back(sr);
-      } else {
-        throw_usage("--by '{}': expected weight, annotation, direction or random", rule);
-      }
-    }
-    if (!a->csv.empty()) {
-      CsvTable t;
-      t.header = {"rule", "k", "auroc", "accuracy", "balanced_accuracy", "worst_group_accuracy"};
-      for (const auto& pt : all)
-        t.rows.push_back({pt.rule, std::to_string(pt.k), format_number(pt.auroc), format_number(pt.accuracy),
-                          format_number(pt.balanced_accuracy), format_number(pt.worst_group_accuracy)});
-      write_csv(a->csv, t, {a->m.activations, a->m.cbm, a->m.labels});
-    }
+    const LatentNames names = load_names(a->m.names, a->m.activations);
+    explain::RuleInputs in{&L.data.X, &L.data.ids, &model, &names, a->m.labels, a->m.id_col, a->vocab, a->sae, a->embeddings};
+    const auto all = explain::intervention_curves(L.data.X, model, L.eval, in, p);
+    if (!a->csv.empty()) write_csv(a->csv, explain::curve_table(all), {a->m.activations, a->m.cbm, a->m.labels});
     if (!a->plot.empty())
       explain::write_line_chart(a->plot, fmt::format("{}: AUROC on {} images as latents are edited ({})", a->m.label_col,
-                                                     L.eval.rows.size(), a->op),
-                                "latents edited (k)", "AUROC", series, {a->m.activations, a->m.cbm});
+                                                     L.eval.rows.size(), p.op),
+                                "latents edited (k)", "AUROC", explain::curve_series(all), {a->m.activations, a->m.cbm});
     if (a->m.json) {
       print_json({{"curves", explain::to_json(all)}, {"csv", a->csv}, {"plot", a->plot}});
       return 0;
     }
     for (const auto& pt : all)
-      if (pt.k == 0 || pt.k == a->max_k || pt.k == std::min<int64_t>(a->max_k, 5))
+      if (pt.k == 0 || pt.k == p.max_k || pt.k == std::min(p.max_k, 5))
         fmt::print("{:<28} k {:<4} AUROC {:.4f}  accuracy {:.4f}  worst-group {}\n", pt.rule, pt.k, pt.auroc,
                    pt.accuracy, std::isnan(pt.worst_group_accuracy) ? "-" : fmt::format("{:.4f}", pt.worst_group_accuracy));
     return 0;

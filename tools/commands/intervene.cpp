@@ -2,7 +2,6 @@
 // or a rule) and report what the classifier does before and after, with bootstrap intervals,
 // subgroups, a random-latent control, an optional refit and the same edit in embedding space.
 #include <algorithm>
-#include <fstream>
 
 #include <spdlog/spdlog.h>
 
@@ -15,7 +14,6 @@
 #include "core/params.h"
 #include "core/parse.h"
 #include "core/sae_weights.h"
-#include "core/vocab.h"
 #include "explain/contrib.h"
 #include "explain/data.h"
 #include "explain/experiment.h"
@@ -31,9 +29,9 @@ namespace {
 
 struct Args {
   std::string cbm, activations, labels, label_col, id_col = "ImageID", names, split_col, eval_split = "test";
-  std::string subgroup_col, zero, mean, edits_file, concept_name, concept_col, by = "annotation", vocab;
+  std::string subgroup_col, zero, mean, edits_file, vocab;
   std::vector<std::string> scale, clamp;
-  int64_t top_n = 5;
+  explain::RuleEdits rule;  // --concept, --by, --top-n, --concept-col: defaults from the struct
   std::string sae, probe, embeddings, out, device = "cpu";
   bool json = false;
 };
@@ -50,41 +48,6 @@ std::vector<std::pair<int64_t, double>> parse_pairs(const std::string& flag, con
     out.emplace_back(static_cast<int64_t>(j), v);
   }
   return out;
-}
-
-// The concept vector for direction rules: a vocabulary entry, or the probe direction of the
-// concept's annotation column on the embeddings.
-std::vector<float> concept_vector(const Args& a, const std::string& col) {
-  if (!a.vocab.empty()) {
-    const Vocab v = read_vocab(a.vocab);
-    const auto it = std::find(v.names.begin(), v.names.end(), a.concept_name);
-    if (it == v.names.end()) throw_input("{}: no entry '{}'", a.vocab, a.concept_name);
-    const size_t i = static_cast<size_t>(it - v.names.begin());
-    return {v.embeddings.begin() + i * v.dim, v.embeddings.begin() + (i + 1) * v.dim};
-  }
-  if (a.embeddings.empty()) throw_usage("--by direction without --vocab needs --embeddings");
-  const Embeddings e = read_embeddings(a.embeddings);
-  const auto ann = explain::read_annotations(a.labels, a.id_col, {col}, e.ids);
-  return explain::concept_vectors(csr_from_dense(e.data.data(), e.n, e.dim), ann.labels);
-}
-
-// The latents a rule picks for a concept (see explain/rules.h), at most top_n.
-std::vector<int64_t> latents_by_rule(const Args& a, const explain::Labelled& L, const cbm::LogRegFit& model) {
-  const std::string col = a.concept_col.empty() ? a.concept_name : a.concept_col;
-  std::vector<int64_t> ranking;
-  if (a.by == "annotation") {
-    ranking = explain::latents_by_annotation(L.data.X, explain::read_annotations(a.labels, a.id_col, {col}, L.data.ids).labels[0]);
-  } else if (a.by == "direction") {
-    if (a.sae.empty()) throw_usage("--by direction needs --sae");
-    ranking = explain::latents_by_direction(read_sae(a.sae), concept_vector(a, col));
-  } else if (a.by == "weight" || a.by == "named") {
-    ranking = explain::latents_named(load_names(a.names, a.activations), a.concept_name, model);
-    if (ranking.empty()) throw_input("no latent is named '{}' (run `explain match` or pass --names)", a.concept_name);
-  } else {
-    throw_usage("--by '{}': expected annotation, direction or named", a.by);
-  }
-  if (static_cast<int64_t>(ranking.size()) > a.top_n) ranking.resize(static_cast<size_t>(a.top_n));
-  return ranking;
 }
 
 void print_scored(const char* name, const explain::Scored& s) {
@@ -113,15 +76,14 @@ Command command_intervene() {
             s.add_option("--scale", a->scale, "scale latents: LATENT=FACTOR,...")->delimiter(',');
             s.add_option("--clamp", a->clamp, "hold latents at a value on every image: LATENT=VALUE,...")->delimiter(',');
             s.add_option("--edits", a->edits_file, "JSON edit file {\"edits\": [{\"latent\": 3, \"op\": \"scale\", \"value\": 0.5}]}");
-            s.add_option("--concept", a->concept_name, "rule: edit the latents of this concept");
-            s.add_option("--top-n", a->top_n, "rule: how many latents");
-            s.add_option("--by", a->by, "rule: annotation | direction | named (latents named after the concept, by CBM weight)");
-            s.add_option("--concept-col", a->concept_col, "rule: the 0/1 column of the concept (default: --concept)");
+            s.add_option("--concept", a->rule.concept_name, "rule: edit the latents of this concept");
+            s.add_option("--top-n", a->rule.top_n, "rule: how many latents")->capture_default_str();
+            s.add_option("--by", a->rule.by, "rule: " + explain::rule_choices() + " (see docs/explain.md)")->capture_default_str();
+            s.add_option("--rule-op", a->rule.op, "rule: zero | mean")->capture_default_str();
+            s.add_option("--concept-col", a->rule.concept_col, "rule: the 0/1 column of the concept (default: --concept)");
             s.add_option("--vocab", a->vocab, "rule --by direction: concept vectors from a vocabulary");
-            s.add_option("--names", a->names, "rule --by weight: latent names (default: A.names.h5)");
-            s.add_option("--split-col", a->split_col, "split column: evaluate on --eval-split rows, refit on 'train'");
-            s.add_option("--eval-split", a->eval_split, "split value evaluated");
-            s.add_option("--subgroup-col", a->subgroup_col, "per-subgroup accuracy (this column x the label)");
+            s.add_option("--names", a->names, "rule --by named: latent names (default: A.names.h5)");
+            add_split_options(&s, a->split_col, a->eval_split, a->subgroup_col);
             pc->option("--bootstrap", &explain::InterveneParams::bootstrap, "bootstrap draws for 95% intervals");
             pc->option("--random-control", &explain::InterveneParams::random_control, "random-latent control seeds (0: off)");
             pc->option("--seed", &explain::InterveneParams::seed, "seed of the bootstrap and the control");
@@ -151,9 +113,15 @@ Command command_intervene() {
               for (auto [j, v] : parse_pairs("--clamp", a->clamp)) edits.push_back({j, explain::EditOp::clamp, v});
               if (!a->edits_file.empty())
                 for (const auto& e : explain::read_edits(a->edits_file, f.X.n_cols)) edits.push_back(e);
-              if (!a->concept_name.empty()) {
-                if (a->top_n < 1) throw_usage("--top-n {}: expected >= 1", a->top_n);
-                for (auto j : latents_by_rule(*a, L, model)) edits.push_back({j, explain::EditOp::zero, 0});
+              if (!a->rule.concept_name.empty() || a->rule.by != explain::RuleEdits{}.by) {
+                const LatentNames names = load_names(a->names, a->activations);
+                const explain::RuleInputs in{&L.data.X, &L.data.ids, &model, &names, a->labels, a->id_col,
+                                             a->vocab,  a->sae,       a->embeddings};
+                const auto picked = explain::rule_edits(a->rule, in);
+                if (picked.empty())
+                  throw_input("--by {} found no latent for '{}'{}", a->rule.by, a->rule.concept_name,
+                              a->rule.by == "named" ? " (no latent is named so: run `explain match` or pass --names)" : "");
+                edits.insert(edits.end(), picked.begin(), picked.end());
               }
               if (edits.empty()) throw_usage("intervene: no edit (--zero, --scale, --clamp, --mean, --edits or --concept)");
               for (const auto& e : edits)
@@ -180,11 +148,7 @@ Command command_intervene() {
               nlohmann::json j = explain::to_json(r);
               j["n_eval"] = L.eval.rows.size();
               j["label_col"] = a->label_col;
-              if (!a->out.empty()) {
-                AtomicOutput out(a->out, {a->activations, a->cbm, a->labels});
-                std::ofstream(out.temp_path()) << j.dump(2) << "\n";
-                out.commit();
-              }
+              if (!a->out.empty()) write_file_atomic(a->out, j.dump(2) + "\n", {a->activations, a->cbm, a->labels, a->edits_file});
               if (a->json) {
                 print_json(j);
                 return 0;

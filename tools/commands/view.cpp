@@ -36,7 +36,7 @@ Command command_view() {
             sub.add_option("--index", a->index, "latent index file (default ACTIVATIONS.index.h5)");
             sub.add_option("--edits", a->edits, "edit file to open in the intervention panel");
             auto* shot = sub.add_option("--screenshot", a->screenshot, "render headless and write this PNG, then exit");
-            sub.add_option("--panel", a->panel, "with --screenshot: overview|latents|latent|global|image|intervene|subgroups|curves|problems");
+            sub.add_option("--panel", a->panel, "with --screenshot: " + viewer::panel_choices());
             sub.add_option("--select", a->select, "with --screenshot: latent=N or image=ID");
             sub.add_option("--size", a->size, "window size WxH");
             sub.add_option("--device", a->device, "query by example: cpu | cuda | auto");

@@ -27,6 +27,7 @@
 #include "core/random.h"
 #include "core/sae_weights.h"
 #include "core/vocab.h"
+#include "core/workspace_layout.h"
 #include "explain/contrib.h"
 #include "explain/data.h"
 #include "explain/plot.h"
@@ -82,7 +83,19 @@ struct Workspace {
   std::string recorded_key(const std::string& step) const {
     return state["steps"].contains(step) ? state["steps"][step].value("key", std::string()) : "";
   }
-  void save() const { write_json(file("workspace.json"), state); }
+  void save() const { write_json(file(workspace::kState), state); }
+  // The step's files: `fixed` (step_outputs) and those it recorded when it last ran.
+  std::vector<std::string> recorded_outputs(const std::string& step, std::vector<std::string> fixed) const {
+    if (state["steps"].contains(step) && state["steps"][step].contains("outputs") && state["steps"][step]["outputs"].is_array())
+      for (const auto& o : state["steps"][step]["outputs"])
+        if (o.is_string() && std::find(fixed.begin(), fixed.end(), o.get<std::string>()) == fixed.end()) {
+          // Only plain names inside the workspace: workspace.json is not trusted to point elsewhere.
+          const std::string name = o.get<std::string>();
+          if (!name.empty() && name.find('/') == std::string::npos && name != ".." && name != workspace::kState)
+            fixed.push_back(name);
+        }
+    return fixed;
+  }
 };
 
 Workspace open_workspace(const std::string& dir, const PipelineParams& p) {
@@ -91,7 +104,7 @@ Workspace open_workspace(const std::string& dir, const PipelineParams& p) {
   if (ec) throw_input("{}: cannot create the workspace folder ({})", dir, ec.message());
   Workspace w;
   w.dir = dir;
-  const std::string path = w.file("workspace.json");
+  const std::string path = w.file(workspace::kState);
   if (fs::exists(path)) {
     try {
       w.state = load_json_file(path);
@@ -116,7 +129,7 @@ cbm::LoadParams load_params(const PipelineParams& p, const std::string& features
 }
 
 std::string embeddings_path(const PipelineParams& p, const Workspace& w) {
-  return p.data.embeddings.empty() ? w.file("embeddings.h5") : p.data.embeddings;
+  return p.data.embeddings.empty() ? w.file(workspace::kEmbeddings) : p.data.embeddings;
 }
 
 // Training rows of a split resampled so that P(subgroup | label) is the same for every label: the
@@ -193,14 +206,9 @@ void validate(const PipelineParams& p) {
   if (p.global_top < 1 || p.montage_top < 1) throw_usage("pipeline: global_top and montage_top must be >= 1");
   for (const auto& iv : p.interventions) {
     if (iv.concept_name.empty()) throw_usage("pipeline: an intervention needs concept_name");
-    if (iv.by != "named" && iv.by != "annotation" && iv.by != "direction")
-      throw_usage("pipeline: intervention by '{}': expected named, annotation or direction", iv.by);
-    if (iv.op != "zero" && iv.op != "mean") throw_usage("pipeline: intervention op '{}': expected zero or mean", iv.op);
-    if (iv.top_n < 1) throw_usage("pipeline: intervention top_n {}: expected >= 1", iv.top_n);
+    explain::validate(iv, "pipeline: intervention");
   }
-  if (p.curve.max_k < 1 || p.curve.seeds < 1) throw_usage("pipeline: curve.max_k and curve.seeds must be >= 1");
-  for (const auto& b : p.curve.by)
-    if (b != "weight" && b != "random" && b != "annotation") throw_usage("pipeline: curve rule '{}': expected weight, random or annotation", b);
+  explain::validate(p.curve, "pipeline: curve");
 }
 
 void resolve_paths(PipelineParams& p, const std::string& base_dir) {
@@ -214,15 +222,36 @@ const std::vector<std::string>& step_names() {
   return names;
 }
 
-std::vector<std::string> step_outputs(const std::string& step) {
-  if (step == "embed") return {"embeddings.h5"};
-  if (step == "sae") return {"sae.h5"};
-  if (step == "encode") return {"activations.h5"};
-  if (step == "classify") return {"cbm.h5", "probe.h5", "classify.json"};
-  if (step == "explain") return {"activations.index.h5", "match.json", "global.json", "global.png"};
-  if (step == "intervene") return {"interventions.json"};
-  if (step == "report") return {"report.json", "report.md"};
-  throw_usage("step '{}': expected one of embed, sae, encode, classify, explain, intervene, report", step);
+size_t step_index(const std::string& step) {
+  const auto& names = step_names();
+  const auto it = std::find(names.begin(), names.end(), step);
+  if (it == names.end()) throw_usage("step '{}': expected one of embed, sae, encode, classify, explain, intervene, report", step);
+  return static_cast<size_t>(it - names.begin());
+}
+
+std::vector<std::string> step_outputs(const std::string& step, const PipelineParams& p) {
+  namespace ws = workspace;
+  switch (step_index(step)) {
+    case 0: return p.data.embeddings.empty() ? std::vector<std::string>{ws::kEmbeddings} : std::vector<std::string>{};
+    case 1: return p.sae_sweep.empty() ? std::vector<std::string>{ws::kSae, ws::kSaeLog} : std::vector<std::string>{ws::kSae};
+    case 2: return {ws::kActivations};
+    case 3: {
+      std::vector<std::string> out = {ws::kCbm, ws::kProbe, ws::kClassify};
+      if (!p.data.subgroup_col.empty() && !p.data.split_col.empty()) out.push_back(ws::kCbmUnbiased);
+      return out;
+    }
+    case 4: {
+      std::vector<std::string> out = {ws::kIndex, ws::kNames, ws::kMatch, ws::kGlobal, ws::kGlobalPng};
+      if (!p.data.vocab.empty()) out.push_back(ws::kName);
+      return out;  // + a montage per concept that named a latent (recorded in workspace.json)
+    }
+    case 5: {
+      std::vector<std::string> out = {ws::kInterventions};
+      if (!p.curve.by.empty()) out.push_back(ws::kCurve), out.push_back(ws::kCurvePng);
+      return out;
+    }
+    default: return {ws::kReport, ws::kReportMd};
+  }
 }
 
 namespace {
@@ -249,6 +278,7 @@ struct Runner {
   ProgressSink& progress;
   std::map<std::string, std::string> keys;  // step -> key (also the key of its outputs)
   bool resume = false;                      // the step being run was interrupted before with this key
+  std::vector<std::string> extra_outputs;   // files the running step wrote beyond step_outputs (montages)
 
   std::string f(const std::string& name) const { return w.file(name); }
   std::string emb() const { return embeddings_path(p, w); }
@@ -266,7 +296,7 @@ struct Runner {
     ep.csv = p.data.csv;
     ep.image_root = p.data.image_root;
     ep.image_col = p.data.id_col;
-    ep.out = f("embeddings.h5");
+    ep.out = f(workspace::kEmbeddings);
     ep.resume = resume;  // continue an interrupted embed of the same settings
     if (!resume) std::filesystem::remove(embed::partial_path(ep.out));
     embed::embed_images(ep, embed::resolve_preprocess(ep), device, progress);
@@ -285,14 +315,14 @@ struct Runner {
         throw_input("{}: the sweep's pick has input dim {}, the workspace's embeddings {} have {} (sweep these "
                     "embeddings)",
                     picked, d_sae, emb(), d_emb);
-      AtomicOutput out(f("sae.h5"), {picked});
+      AtomicOutput out(f(workspace::kSae), {picked});
       fs::copy_file(picked, out.temp_path(), fs::copy_options::overwrite_existing);
       out.commit();
       return;
     }
     EmbeddingsReader reader(emb());
     sae::TrainOptions opt;
-    opt.out_path = f("sae.h5");
+    opt.out_path = f(workspace::kSae);
     opt.inputs = {emb()};
     if (resume && fs::exists(opt.out_path + ".ckpt")) opt.resume_path = opt.out_path + ".ckpt";
     write_sae(opt.out_path, sae::train(reader, p.sae, device, opt, progress), {emb()});
@@ -302,9 +332,9 @@ struct Runner {
   // ---- encode
   std::string encode_key() const { return hex_key({"encode", keys.at("sae"), keys.at("embed")}); }
   void run_encode() {
-    const sae::Model m = sae::Model::load(f("sae.h5"), device);
+    const sae::Model m = sae::Model::load(f(workspace::kSae), device);
     EmbeddingsReader reader(emb());
-    m.encode_file(reader, f("activations.h5"), {}, progress);
+    m.encode_file(reader, f(workspace::kActivations), {}, progress);
   }
 
   // ---- classify
@@ -322,17 +352,17 @@ struct Runner {
     return cbm::run_fixed_split(d, train, valid, test, pp);
   }
   void run_classify() {
-    const auto feats = cbm::read_features(f("activations.h5"));
-    const cbm::Dataset d = cbm::load_dataset(load_params(p, f("activations.h5")), feats);
+    const auto feats = cbm::read_features(f(workspace::kActivations));
+    const cbm::Dataset d = cbm::load_dataset(load_params(p, f(workspace::kActivations)), feats);
     std::vector<int64_t> train, test;
     const auto cbm_res = fit(d, p.cbm, &train, &test);
     const nlohmann::json cfg = {{"model", p.cbm.model}, {"labels", p.data.csv}, {"label_col", p.data.label_col}};
-    write_linear(f("cbm.h5"), cbm::to_linear_model(cbm_res.model, d, cbm_res.to_json(false), cfg), {f("activations.h5")});
+    write_linear(f(workspace::kCbm), cbm::to_linear_model(cbm_res.model, d, cbm_res.to_json(false), cfg), {f(workspace::kActivations)});
     const cbm::Dataset de = cbm::load_dataset(load_params(p, emb()));
     cbm::ProtocolParams pp = p.cbm;
     pp.model = p.probe;
     const auto probe_res = fit(de, pp, nullptr, nullptr);
-    write_linear(f("probe.h5"), cbm::to_linear_model(probe_res.model, de, probe_res.to_json(false), {{"model", p.probe}}),
+    write_linear(f(workspace::kProbe), cbm::to_linear_model(probe_res.model, de, probe_res.to_json(false), {{"model", p.probe}}),
                  {emb()});
     nlohmann::json j = {{"cbm", cbm_res.to_json(false)}, {"probe", probe_res.to_json(false)}};
     if (!p.data.subgroup_col.empty() && !p.data.split_col.empty()) {
@@ -344,9 +374,9 @@ struct Runner {
       j["unbiased"] = {{"subgroup_col", p.data.subgroup_col},
                        {"n_train", rows.size()},
                        {"test", cbm::to_json(u.report.test, d.n_classes())}};
-      write_linear(f("cbm_unbiased.h5"), cbm::to_linear_model(u.model, d, u.to_json(false), cfg), {f("activations.h5")});
+      write_linear(f(workspace::kCbmUnbiased), cbm::to_linear_model(u.model, d, u.to_json(false), cfg), {f(workspace::kActivations)});
     }
-    write_json(f("classify.json"), j);
+    write_json(f(workspace::kClassify), j);
   }
 
   // ---- explain
@@ -356,10 +386,10 @@ struct Runner {
                     file_key(p.data.csv)});
   }
   void run_explain() {
-    const Activations acts = read_activations(f("activations.h5"));
+    const Activations acts = read_activations(f(workspace::kActivations));
     LatentIndex idx = explain::build_index(acts.acts, p.stats, progress);
-    idx.config = {{"activations", f("activations.h5")}, {"params", p.stats}};
-    write_latent_index(f("activations.index.h5"), idx, {f("activations.h5")});
+    idx.config = {{"activations", f(workspace::kActivations)}, {"params", p.stats}};
+    write_latent_index(f(workspace::kIndex), idx, {f(workspace::kActivations)});
     LatentNames names;
     nlohmann::json match = nlohmann::json::object();
     if (!p.data.concept_cols.empty()) {
@@ -370,24 +400,24 @@ struct Runner {
         if (b.named) names.set({b.latent, r.concepts[static_cast<size_t>(b.concept_index)].name, "annotation", b.auroc});
       match = explain::to_json(r);
     }
-    write_json(f("match.json"), match);
-    const auto model = cbm::from_linear_model(read_linear(f("cbm.h5")));
+    write_json(f(workspace::kMatch), match);
+    const auto model = cbm::from_linear_model(read_linear(f(workspace::kCbm)));
     if (!p.data.vocab.empty()) {
       const Vocab v = read_vocab(p.data.vocab);
-      const SaeWeights sw = read_sae(f("sae.h5"));
+      const SaeWeights sw = read_sae(f(workspace::kSae));
       if (v.dim != sw.d_in) throw_input("{}: vocabulary of dim {}, the SAE has dim {}", p.data.vocab, v.dim, sw.d_in);
       const auto rank = explain::importance_ranks(model);
       const auto r = explain::name_by_direction(sw.W_dec, sw.n_latents, sw.d_in, v.names, v.embeddings, {}, rank, {}, p.name);
       for (const auto& m : r.matches)
         if (m.latent >= 0 && !names.find(m.latent)) names.set({m.latent, m.concept_name, "direction", m.cosine});
-      write_json(f("name.json"), explain::to_json(r));
+      write_json(f(workspace::kName), explain::to_json(r));
     }
     names.config = {{"workspace", w.dir}};
-    write_latent_names(f("activations.names.h5"), names, {f("activations.h5")});
+    write_latent_names(f(workspace::kNames), names, {f(workspace::kActivations)});
     // Global explanations over the labelled rows.
-    const auto lm = read_linear(f("cbm.h5"));
-    const auto feats = cbm::read_features(f("activations.h5"));
-    const cbm::Dataset d = cbm::load_dataset(load_params(p, f("activations.h5")), feats, &lm.classes);
+    const auto lm = read_linear(f(workspace::kCbm));
+    const auto feats = cbm::read_features(f(workspace::kActivations));
+    const cbm::Dataset d = cbm::load_dataset(load_params(p, f(workspace::kActivations)), feats, &lm.classes);
     const auto g = explain::global_explanations(model, lm.classes, d.X, d.y, p.global_top);
     nlohmann::json gj = explain::to_json(g);
     std::vector<explain::BarPanel> panels;
@@ -401,8 +431,8 @@ struct Runner {
       }
       panels.push_back(std::move(panel));
     }
-    write_json(f("global.json"), gj);
-    explain::write_bar_charts(f("global.png"), panels, "weight");
+    write_json(f(workspace::kGlobal), gj);
+    explain::write_bar_charts(f(workspace::kGlobalPng), panels, "weight");
     // One montage per concept that named a latent: its strongest images.
     const std::string root = p.data.image_root.empty() ? fs::path(p.data.csv).parent_path().string() : p.data.image_root;
     int64_t n_missing = 0;
@@ -419,7 +449,8 @@ struct Runner {
         tiles.push_back({found ? cv::imread(img.string()) : cv::Mat(),
                          fmt::format("{:.3g}\n{}", h.value, id)});
       }
-      explain::write_montage(f("montage_" + c + ".png"),
+      extra_outputs.push_back(workspace::montage_file(c));
+      explain::write_montage(f(workspace::montage_file(c)),
                              fmt::format("latent {} ({}): its strongest images", named[0], c), tiles, 5);
     }
     if (n_missing) spdlog::warn("explain: {} montage image(s) not found under {}; their tiles are blank", n_missing, root);
@@ -432,36 +463,23 @@ struct Runner {
                     keys.at("sae"), file_key(p.data.vocab), file_key(p.data.csv)});
   }
   void run_intervene() {
-    const auto feats = cbm::read_features(f("activations.h5"));
-    const LinearModel lm = read_linear(f("cbm.h5"));
+    const auto feats = cbm::read_features(f(workspace::kActivations));
+    const LinearModel lm = read_linear(f(workspace::kCbm));
     const auto model = cbm::from_linear_model(lm);
-    const auto L = explain::load_labelled(feats, load_params(p, f("activations.h5")), p.data.subgroup_col,
+    const auto L = explain::load_labelled(feats, load_params(p, f(workspace::kActivations)), p.data.subgroup_col,
                                           p.data.split_col.empty() ? "" : p.data.eval_split, &lm.classes);
-    const LatentNames names = read_latent_names(f("activations.names.h5"));
+    const LatentNames names = read_latent_names(f(workspace::kNames));
+    const explain::RuleInputs in{&L.data.X, &L.data.ids, &model, &names, p.data.csv, p.data.id_col, p.data.vocab,
+                                 f(workspace::kSae), emb()};
     nlohmann::json list = nlohmann::json::array();
     for (const auto& spec : p.interventions) {
-      std::vector<int64_t> ranking;
-      if (spec.by == "named") {
-        ranking = explain::latents_named(names, spec.concept_name, model);
-      } else if (spec.by == "annotation") {
-        ranking = explain::latents_by_annotation(
-            L.data.X, explain::read_annotations(p.data.csv, p.data.id_col, {spec.concept_name}, L.data.ids).labels[0]);
-      } else {
-        if (p.data.vocab.empty()) throw_usage("pipeline: intervention by direction needs data.vocab");
-        const Vocab v = read_vocab(p.data.vocab);
-        const auto it = std::find(v.names.begin(), v.names.end(), spec.concept_name);
-        if (it == v.names.end()) throw_input("{}: no entry '{}'", p.data.vocab, spec.concept_name);
-        const size_t i = static_cast<size_t>(it - v.names.begin());
-        ranking = explain::latents_by_direction(read_sae(f("sae.h5")), {v.embeddings.begin() + i * v.dim,
-                                                                         v.embeddings.begin() + (i + 1) * v.dim});
-      }
-      if (static_cast<int>(ranking.size()) > spec.top_n) ranking.resize(static_cast<size_t>(spec.top_n));
-      nlohmann::json entry = {{"concept", spec.concept_name}, {"by", spec.by}, {"latents", ranking}};
-      if (ranking.empty()) {
+      const auto edits = explain::rule_edits(spec, in);
+      std::vector<int64_t> latents;
+      for (const auto& e : edits) latents.push_back(e.latent);
+      nlohmann::json entry = {{"concept", spec.concept_name}, {"by", spec.by}, {"latents", latents}};
+      if (edits.empty()) {
         entry["note"] = "no latent for this concept (none named after it)";
       } else {
-        std::vector<explain::LatentEdit> edits;
-        for (auto j : ranking) edits.push_back({j, explain::parse_edit_op(spec.op), 0});
         const auto r = explain::intervene(L.data.X, model, edits, L.eval, p.intervene, L.train_rows, L.train_y,
                                           p.cbm.model, progress);
         entry["report"] = explain::to_json(r);
@@ -469,56 +487,13 @@ struct Runner {
       list.push_back(entry);
     }
     // Curves: the metric as latents are edited, per ranking rule.
-    std::vector<explain::CurvePoint> points;
-    std::vector<explain::Series> series;
-    for (const auto& rule : p.curve.by) {
-      if (rule == "random") {
-        std::vector<std::vector<double>> per_k(static_cast<size_t>(p.curve.max_k + 1));
-        for (int s = 0; s < p.curve.seeds; ++s) {
-          auto r = explain::latents_by_weight(model);
-          Rng rng(splitmix64(static_cast<uint64_t>(s) + 1));
-          rng.shuffle(r);
-          for (auto pt : explain::intervention_curve(L.data.X, model, L.eval, "random", r, p.curve.max_k)) {
-            per_k[static_cast<size_t>(pt.k)].push_back(pt.auroc);
-            pt.rule = fmt::format("random:{}", s);
-            points.push_back(pt);
-          }
-        }
-        explain::Series sr{fmt::format("random, {} seeds", p.curve.seeds), {}, {}, {}, {}};
-        for (size_t k = 0; k < per_k.size() && !per_k[k].empty(); ++k) {
-          const auto sm = cbm::summarize(per_k[k]);
-          sr.x.push_back(double(k)), sr.y.push_back(sm.mean), sr.lo.push_back(sm.lo), sr.hi.push_back(sm.hi);
-        }
-        series.push_back(sr);
-        continue;
-      }
-      std::vector<int64_t> ranking;
-      std::string name = rule;
-      if (rule == "weight") {
-        ranking = explain::latents_by_weight(model);
-      } else {
-        if (p.curve.concept_col.empty()) throw_usage("pipeline: curve rule annotation needs curve.concept_col");
-        ranking = explain::latents_by_annotation(
-            L.data.X, explain::read_annotations(p.data.csv, p.data.id_col, {p.curve.concept_col}, L.data.ids).labels[0]);
-        name = "annotation:" + p.curve.concept_col;
-      }
-      const auto c = explain::intervention_curve(L.data.X, model, L.eval, name, ranking, p.curve.max_k);
-      explain::Series sr{name, {}, {}, {}, {}};
-      for (const auto& pt : c) sr.x.push_back(double(pt.k)), sr.y.push_back(pt.auroc);
-      series.push_back(sr);
-      points.insert(points.end(), c.begin(), c.end());
+    const auto points = explain::intervention_curves(L.data.X, model, L.eval, in, p.curve);
+    if (!p.curve.by.empty()) {
+      write_csv(f(workspace::kCurve), explain::curve_table(points));
+      explain::write_line_chart(f(workspace::kCurvePng), fmt::format("{}: AUROC as latents are zeroed", p.data.label_col),
+                                "latents zeroed (k)", "AUROC", explain::curve_series(points));
     }
-    if (!series.empty()) {
-      CsvTable t;
-      t.header = {"rule", "k", "auroc", "accuracy", "balanced_accuracy", "worst_group_accuracy"};
-      for (const auto& pt : points)
-        t.rows.push_back({pt.rule, std::to_string(pt.k), format_number(pt.auroc), format_number(pt.accuracy),
-                          format_number(pt.balanced_accuracy), format_number(pt.worst_group_accuracy)});
-      write_csv(f("curve.csv"), t);
-      explain::write_line_chart(f("curve.png"), fmt::format("{}: AUROC as latents are zeroed", p.data.label_col),
-                                "latents zeroed (k)", "AUROC", series);
-    }
-    write_json(f("interventions.json"), {{"interventions", list}, {"curves", explain::to_json(points)}});
+    write_json(f(workspace::kInterventions), {{"interventions", list}, {"curves", explain::to_json(points)}});
   }
 
   // ---- report
@@ -535,21 +510,21 @@ std::string png_line(const std::string& title, const std::string& file, const Wo
 
 void Runner::run_report() {
   nlohmann::json r = {{"format", "conceptlab.report"}, {"schema_version", 1}, {"config", p}, {"workspace", w.dir}};
-  const SaeWeights sw = read_sae(f("sae.h5"));
+  const SaeWeights sw = read_sae(f(workspace::kSae));
   r["sae"] = sw.metrics;
   r["sae"]["n_latents"] = sw.n_latents;
   r["sae"]["arch"] = sw.arch;
   if (!p.sae_sweep.empty()) r["sae"]["from_sweep"] = p.sae_sweep;
   r["embeddings"] = {{"path", emb()}, {"rows", EmbeddingsReader(emb()).rows()}, {"dim", EmbeddingsReader(emb()).dim()}};
-  r["classify"] = load_json_file(f("classify.json"));
-  r["match"] = load_json_file(f("match.json"));
-  if (fs::exists(f("name.json"))) r["name"] = load_json_file(f("name.json"));
-  r["global"] = load_json_file(f("global.json"));
-  r["interventions"] = load_json_file(f("interventions.json"))["interventions"];
-  write_json(f("report.json"), r);
+  r["classify"] = load_json_file(f(workspace::kClassify));
+  r["match"] = load_json_file(f(workspace::kMatch));
+  if (fs::exists(f(workspace::kName))) r["name"] = load_json_file(f(workspace::kName));
+  r["global"] = load_json_file(f(workspace::kGlobal));
+  r["interventions"] = load_json_file(f(workspace::kInterventions))["interventions"];
+  write_json(f(workspace::kReport), r);
 
   std::string md = fmt::format("# conceptlab report: {}\n\nConfig: `{}` (resolved, in report.json). Label: `{}`.\n\n",
-                               w.dir, "workspace.json", p.data.label_col);
+                               w.dir, workspace::kState, p.data.label_col);
   md += fmt::format("## SAE\n{} latents ({}): FVU {:.4f}, L0 {:.1f}, dead {:.1f}%.\n\n", sw.n_latents, sw.arch,
                     sw.metrics.value("fvu", 0.0), sw.metrics.value("l0", 0.0), 100 * sw.metrics.value("dead_fraction", 0.0));
   if (r["match"].contains("concepts")) {
@@ -561,7 +536,7 @@ void Runner::run_report() {
                         c["set_auroc"].is_null() ? "-" : fmt::format("{:.3f}", c["set_auroc"].get<double>()),
                         c["probe_auroc"].is_null() ? "-" : fmt::format("{:.3f}", c["probe_auroc"].get<double>()));
     md += "\n";
-    for (const auto& c : p.data.concept_cols) md += png_line(c, "montage_" + c + ".png", w);
+    for (const auto& c : p.data.concept_cols) md += png_line(c, workspace::montage_file(c), w);
   }
   const auto& cl = r["classify"];
   auto auc = [](const nlohmann::json& rep) {
@@ -572,7 +547,7 @@ void Runner::run_report() {
                     p.data.label_col, auc(cl["cbm"]), auc(cl["probe"]));
   if (cl.contains("unbiased"))
     md += fmt::format("| concept bottleneck fitted without the `{}` bias | {} |\n", p.data.subgroup_col, auc(cl["unbiased"]));
-  md += "\n" + png_line("global explanations", "global.png", w);
+  md += "\n" + png_line("global explanations", workspace::kGlobalPng, w);
   if (!r["interventions"].empty()) {
     md += "## Interventions\n| concept | latents | AUROC before | after | random control (95%) |\n|---|---|---|---|---|\n";
     for (const auto& iv : r["interventions"]) {
@@ -589,9 +564,9 @@ void Runner::run_report() {
       md += fmt::format("| {} | {} | {:.3f} | {:.3f} | {} |\n", iv["concept"].get<std::string>(), iv["latents"].dump(),
                         rep["before"]["auroc"].get<double>(), rep["after"]["auroc"].get<double>(), ctl);
     }
-    md += "\n" + png_line("intervention curves", "curve.png", w);
+    md += "\n" + png_line("intervention curves", workspace::kCurvePng, w);
   }
-  AtomicOutput out(f("report.md"));
+  AtomicOutput out(f(workspace::kReportMd));
   {
     std::ofstream o(out.temp_path());
     o << md;
@@ -616,17 +591,12 @@ RunResult run_pipeline(const PipelineParams& p, const RunOptions& o, ProgressSin
   validate(p);
   if (o.workspace.empty()) throw_usage("run: a workspace folder is required (--workspace)");
   const auto& names = step_names();
-  auto index_of = [&](const std::string& s, size_t fallback) {
-    if (s.empty()) return fallback;
-    const auto it = std::find(names.begin(), names.end(), s);
-    if (it == names.end()) step_outputs(s);  // throws the usage error listing the steps
-    return static_cast<size_t>(it - names.begin());
-  };
+  auto index_of = [&](const std::string& s, size_t fallback) { return s.empty() ? fallback : step_index(s); };
   const size_t force = index_of(o.force, names.size()), from = index_of(o.from, 0), to = index_of(o.to, names.size() - 1);
   if (from > to) throw_usage("run: --from {} comes after --to {}", o.from, o.to);
   check_csv_columns(p);
   Workspace w = open_workspace(o.workspace, p);
-  OutputLock lock(w.file("workspace.json"));  // two runs on one workspace would race on every step
+  OutputLock lock(w.file(workspace::kState));  // two runs on one workspace would race on every step
   Runner r{p, w, pick_device(o.device), progress, {}, false};
   const std::vector<Step> steps = {
       {"embed", [&] { return r.embed_key(); }, [&] { r.run_embed(); }},
@@ -642,9 +612,10 @@ RunResult run_pipeline(const PipelineParams& p, const RunOptions& o, ProgressSin
     const auto& s = steps[i];
     const std::string key = s.key();
     r.keys[s.name] = key;
+    // Every file the step writes, including those it recorded (a deleted one re-runs it).
     bool outputs_there = true;
-    for (const auto& file : step_outputs(s.name))
-      if (!(s.name == "embed" && !p.data.embeddings.empty()) && !fs::exists(w.file(file))) outputs_there = false;
+    for (const auto& file : w.recorded_outputs(s.name, step_outputs(s.name, p)))
+      if (!fs::exists(w.file(file))) outputs_there = false;
     const bool cached = outputs_there && w.recorded_key(s.name) == key;
     if (i < from) {
       if (!cached) throw_input("{}: step {} is not complete for this config; run it first (without --from)", o.workspace, s.name);
@@ -663,14 +634,17 @@ RunResult run_pipeline(const PipelineParams& p, const RunOptions& o, ProgressSin
     w.save();
     spdlog::info("run: {}{}", s.name, r.resume ? " (resuming an interrupted run)" : "");
     const auto t0 = std::chrono::steady_clock::now();
+    r.extra_outputs.clear();
     s.run();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto outputs = step_outputs(s.name, p);
+    outputs.insert(outputs.end(), r.extra_outputs.begin(), r.extra_outputs.end());
     w.state.erase("running");
-    w.state["steps"][s.name] = {{"key", key}, {"seconds", secs}};
+    w.state["steps"][s.name] = {{"key", key}, {"seconds", secs}, {"outputs", outputs}};
     w.save();
     out.steps.push_back({s.name, true, secs});
   }
-  if (fs::exists(w.file("report.json"))) out.report = load_json_file(w.file("report.json"));
+  if (fs::exists(w.file(workspace::kReport))) out.report = load_json_file(w.file(workspace::kReport));
   return out;
 }
 

@@ -21,6 +21,7 @@
 #include "explain/experiment.h"
 #include "explain/match.h"
 #include "explain/naming.h"
+#include "explain/rules.h"
 #include "explain/stats.h"
 #include "sae/sae.h"
 #include "tools/embed/embed.h"
@@ -43,23 +44,10 @@ struct DataParams {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DataParams, csv, image_root, id_col, label_col, split_col, eval_split,
                                                 concept_cols, subgroup_col, embeddings, vocab)
 
-// One configured intervention: the top_n latents of a concept by a rule (see `conceptlab
-// intervene --by`), edited with op.
-struct InterventionSpec {
-  std::string concept_name;
-  std::string by = "named";  // named (latents named after it, by CBM importance) | annotation | direction
-  int top_n = 3;
-  std::string op = "zero";   // zero | mean
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InterventionSpec, concept_name, by, top_n, op)
-
-struct CurveParams {
-  std::vector<std::string> by = {"weight", "random"};  // + "annotation" with concept_col
-  std::string concept_col;
-  int max_k = 20;
-  int seeds = 5;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CurveParams, by, concept_col, max_k, seeds)
+// One configured intervention (the top_n latents of a concept by a rule) and the curves: the
+// same structs `conceptlab intervene` and `explain curve` take (explain/rules.h).
+using InterventionSpec = explain::RuleEdits;
+using CurveParams = explain::CurveParams;
 
 struct PipelineParams {
   DataParams data;
@@ -86,9 +74,12 @@ void validate(const PipelineParams& p);
 // embed.model, embed.preprocess_json, sae_sweep) made relative to base_dir, the config's folder.
 void resolve_paths(PipelineParams& p, const std::string& base_dir);
 
-// The steps in order, and the workspace files each writes.
+// The steps in order, and the workspace files each writes for these params (core/workspace_layout.h
+// names them); the explain step also records the montages it wrote in workspace.json. A step runs
+// again when any of its files is missing.
 const std::vector<std::string>& step_names();
-std::vector<std::string> step_outputs(const std::string& step);
+size_t step_index(const std::string& step);  // UsageError listing the steps for an unknown one
+std::vector<std::string> step_outputs(const std::string& step, const PipelineParams& p);
 
 struct RunOptions {
   std::string workspace;    // folder (created)

@@ -43,9 +43,7 @@ LiveResult InterventionSession::evaluate(const std::vector<explain::LatentEdit>&
   r.before = before_;
   const auto& X = m_.labelled->data.X;
   const auto means = explain::needs_means(edits) ? explain::latent_means(X, set_.rows) : std::vector<double>{};
-  // As explain::intervene computes them (proba from the edited logits), so the numbers agree.
-  const auto z = edits.empty() ? base_ : explain::edited_logits(X, m_.cbm, edits, base_, set_.rows, means);
-  const auto p1 = cbm::proba_from_logits(z, m_.cbm.n_rows, m_.cbm.n_classes);
+  const auto p1 = explain::edited_proba(X, m_.cbm, edits, base_, set_, means);
   r.after = explain::score(set_, p1, 0, 0);
   const int C = m_.cbm.n_classes;
   const auto pred0 = cbm::argmax_rows(p_before_, C), pred1 = cbm::argmax_rows(p1, C);
@@ -67,6 +65,10 @@ explain::InterventionReport InterventionSession::evaluate_full(const std::vector
     refit = params_from_json<cbm::LogRegParams>(m_.cbm_file->config["model"], m_.paths.cbm);
   const auto& L = *m_.labelled;
   return explain::intervene(L.data.X, m_.cbm, edits, set_, p, L.train_rows, L.train_y, refit, progress);
+}
+
+std::vector<explain::CurvePoint> InterventionSession::curves(const explain::CurveParams& p) const {
+  return explain::intervention_curves(m_.labelled->data.X, m_.cbm, set_, m_.rule_inputs(), p);
 }
 
 // ---------------------------------------------------------------------------------------------

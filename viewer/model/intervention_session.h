@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "explain/experiment.h"
+#include "explain/rules.h"
 #include "viewer/model/workspace_model.h"
 
 namespace cl::viewer {
@@ -48,6 +49,8 @@ class InterventionSession {
   explain::InterventionReport evaluate_full(const std::vector<explain::LatentEdit>& edits,
                                             const explain::InterveneParams& p = {},
                                             ProgressSink& progress = silent_progress()) const;
+  // Intervention curves on this eval set, exactly as `explain curve` and the pipeline compute them.
+  std::vector<explain::CurvePoint> curves(const explain::CurveParams& p) const;
 
  private:
   const WorkspaceModel& m_;

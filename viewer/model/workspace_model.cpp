@@ -17,6 +17,7 @@
 #include "core/params.h"
 #include "core/parse.h"
 #include "core/vocab.h"
+#include "core/workspace_layout.h"
 #include "explain/contrib.h"
 #include "explain/naming.h"
 
@@ -36,7 +37,7 @@ bool is_binary_value(const std::string& v) {
 }  // namespace
 
 WorkspacePaths WorkspacePaths::from_workspace(const std::string& dir) {
-  const std::string ws_json = in_dir(dir, "workspace.json");
+  const std::string ws_json = in_dir(dir, workspace::kState);
   if (!fs::is_directory(dir)) throw_input("{}: not a folder (expected a workspace from `conceptlab run`)", dir);
   if (!fs::exists(ws_json)) throw_input("{}: no workspace.json (expected a workspace from `conceptlab run`)", dir);
   const nlohmann::json state = load_json_file(ws_json);
@@ -73,18 +74,18 @@ WorkspacePaths WorkspacePaths::from_workspace(const std::string& dir) {
         else p.config_problems.push_back(fmt::format("config.data.concept_cols holds {}, expected column names", c.dump()));
   }
   const std::string emb = str(data, "embeddings", "");
-  p.embeddings = emb.empty() ? in_dir(dir, "embeddings.h5") : emb;
+  p.embeddings = emb.empty() ? in_dir(dir, workspace::kEmbeddings) : emb;
   where = "config.embed";
   const auto embed = cfg.contains("embed") && cfg["embed"].is_object() ? cfg["embed"] : nlohmann::json::object();
   p.encoder_model = str(embed, "model", "");
   p.preprocess_json = str(embed, "preprocess_json", "");
-  p.activations = in_dir(dir, "activations.h5");
-  p.cbm = in_dir(dir, "cbm.h5");
-  p.probe = in_dir(dir, "probe.h5");
-  p.sae = in_dir(dir, "sae.h5");
-  p.report = in_dir(dir, "report.json");
-  p.classify = in_dir(dir, "classify.json");
-  p.curve = in_dir(dir, "curve.csv");
+  p.activations = in_dir(dir, workspace::kActivations);
+  p.cbm = in_dir(dir, workspace::kCbm);
+  p.probe = in_dir(dir, workspace::kProbe);
+  p.sae = in_dir(dir, workspace::kSae);
+  p.report = in_dir(dir, workspace::kReport);
+  p.classify = in_dir(dir, workspace::kClassify);
+  p.curve = in_dir(dir, workspace::kCurve);
   p.fill_defaults();
   return p;
 }
@@ -136,9 +137,9 @@ void WorkspaceModel::load_all(ProgressSink& progress) {
                                      {paths.classify, "classify"}, {paths.curve, "intervene"}})
       if (!path.empty() && !fs::exists(path))
         issues.push_back({path, fmt::format("not found (written by the {} step of `conceptlab run`)", step)});
-  if (!paths.dir.empty() && fs::exists(in_dir(paths.dir, "workspace.json")))
-    attempt(in_dir(paths.dir, "workspace.json"), [&] { workspace_state = load_json_file(in_dir(paths.dir, "workspace.json")); });
-  for (const auto& c : paths.config_problems) issues.push_back({in_dir(paths.dir, "workspace.json"), c});
+  if (!paths.dir.empty() && fs::exists(in_dir(paths.dir, workspace::kState)))
+    attempt(in_dir(paths.dir, workspace::kState), [&] { workspace_state = load_json_file(in_dir(paths.dir, workspace::kState)); });
+  for (const auto& c : paths.config_problems) issues.push_back({in_dir(paths.dir, workspace::kState), c});
   if (paths.activations.empty()) issues.push_back({"activations", "no activations file given"});
   else attempt(paths.activations, [&] { acts = read_activations(paths.activations); });
   if (!paths.index.empty())
@@ -201,7 +202,22 @@ void WorkspaceModel::load_all(ProgressSink& progress) {
     });
   for (const auto& [path, target] : {std::pair{paths.report, &report}, std::pair{paths.classify, &classify}})
     if (!path.empty() && fs::exists(path)) attempt(path, [&, p = path, t = target] { *t = load_json_file(p); });
+  if (!paths.curve.empty() && fs::exists(paths.curve))
+    attempt(paths.curve, [&] { curves = explain::curve_series(explain::curve_points(read_csv(paths.curve), paths.curve)); });
   build_latent_rows();
+}
+
+explain::RuleInputs WorkspaceModel::rule_inputs() const {
+  explain::RuleInputs in;
+  if (labelled) in.acts = &labelled->data.X, in.ids = &labelled->data.ids;
+  if (has_cbm()) in.model = &cbm;
+  in.names = &names;
+  in.labels_csv = paths.csv;
+  in.id_col = paths.id_col;
+  in.vocab = paths.vocab;
+  in.sae = paths.sae;
+  in.embeddings = paths.embeddings;
+  return in;
 }
 
 void WorkspaceModel::build_latent_rows() {

@@ -23,6 +23,7 @@
 #include "core/progress.h"
 #include "core/sae_weights.h"
 #include "explain/data.h"
+#include "explain/rules.h"
 
 namespace cl::viewer {
 
@@ -87,6 +88,9 @@ class WorkspaceModel {
   // concept activation vectors of the annotated columns (compute_concept_directions()).
   std::vector<std::string> concept_names;
   std::vector<float> concept_vectors;
+  // curve.csv (the pipeline's intervention curves), as plot series: one per rule, the random
+  // orders folded into their mean (explain::curve_series).
+  std::vector<explain::Series> curves;
 
   bool has_acts() const { return acts.acts.n_rows > 0 || !acts.ids.empty(); }
   bool has_index() const { return index.n_latents > 0; }
@@ -108,6 +112,9 @@ class WorkspaceModel {
   // Fills concept_names/concept_vectors (minutes for huge sets: run it on a worker thread).
   // Returns the problem ("" when none) instead of recording it, so the caller's thread does.
   std::optional<LoadIssue> compute_concept_directions(ProgressSink& progress = silent_progress());
+
+  // What the latent ranking rules read, from this workspace (valid while the model lives).
+  explain::RuleInputs rule_inputs() const;
 
   // Renames a latent (origin "user"), saves the names file atomically; the CLI reads it too.
   void rename_latent(int64_t latent, const std::string& name);
