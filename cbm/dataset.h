@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/csv.h"
 #include "core/sparse.h"
 
 namespace cl::cbm {
@@ -12,7 +13,7 @@ namespace cl::cbm {
 struct LoadParams {
   std::string features_path, labels_path;
   std::string label_col;
-  std::string id_col = "ImageID";
+  std::string id_col = kDefaultIdCol;
   std::string split_col;      // optional: kept as strings per row (train/valid/test)
   bool drop_missing = true;   // drop CSV rows whose label is empty (count logged); else error
 };

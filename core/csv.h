@@ -11,6 +11,10 @@
 
 namespace cl {
 
+// The id column (image ids, relative paths under the image root) when none is named: one
+// definition for every command, config and the viewer.
+inline constexpr const char* kDefaultIdCol = "ImageID";
+
 struct CsvTable {
   std::string path;  // for error messages
   std::vector<std::string> header;

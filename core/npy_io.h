@@ -9,13 +9,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/csv.h"
 #include "core/progress.h"
 
 namespace cl {
 
 struct ImportNpyParams {
   std::string npy_path, ids_path, out_path;
-  std::string id_col = "ImageID";
+  std::string id_col = kDefaultIdCol;
   std::vector<std::string> columns;  // metadata columns to keep; empty = all but the id column
   bool no_columns = false;
 };
@@ -34,7 +35,7 @@ NpyImportReport import_npy(const ImportNpyParams& p);
 
 struct ExportNpyParams {
   std::string in_path, out_path, ids_out;
-  std::string id_col = "ImageID";
+  std::string id_col = kDefaultIdCol;
   double max_gb = 8.0;  // refuse dense outputs above this many GiB
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ExportNpyParams, in_path, out_path, ids_out, id_col, max_gb)

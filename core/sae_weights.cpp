@@ -32,7 +32,9 @@ void check_prefixes(const std::string& path, const SaeWeights& w) {
 }  // namespace
 
 bool is_known_sae_arch(const std::string& a) {
-  return a == "relu-l1" || a == "topk" || a == "batchtopk" || is_matryoshka_arch(a);
+  for (const char* n : kSaeArchNames)
+    if (a == n) return true;
+  return false;
 }
 
 std::string nested_sizes_problem(const std::vector<int64_t>& sizes) {

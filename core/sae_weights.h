@@ -6,6 +6,7 @@
 // Meaning: z = act((x - b_dec) W_enc + b_enc), x_hat = z W_dec + b_dec.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,6 +16,11 @@
 #include "core/formats.h"
 
 namespace cl {
+
+// The architectures' names, the one table: sae::Arch follows its order (a static_assert checks),
+// and parsing, printing, --help and the file's `arch` attribute use it.
+inline constexpr std::array<const char*, 5> kSaeArchNames = {"relu-l1", "topk", "batchtopk", "matryoshka-topk",
+                                                             "matryoshka-batchtopk"};
 
 struct SaeWeights {
   std::string arch = "relu-l1";

@@ -59,6 +59,16 @@ std::vector<LatentEdit> edits_from_json(const nlohmann::json& j, const std::stri
   return out;
 }
 
+nlohmann::json edits_to_json(const std::vector<LatentEdit>& edits) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& e : edits) {
+    nlohmann::json j = {{"latent", e.latent}, {"op", edit_op_name(e.op)}};
+    if (e.op == EditOp::scale || e.op == EditOp::clamp) j["value"] = e.value;
+    list.push_back(j);
+  }
+  return {{"format", "conceptlab.edits"}, {"schema_version", 1}, {"edits", list}};
+}
+
 std::vector<LatentEdit> read_edits(const std::string& path, int64_t n_latents) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))

@@ -40,6 +40,9 @@ struct LatentEdit {
 // a latent outside 0..n_latents-1 (n_latents < 0: unchecked) or twice, an unknown op, a scale or
 // clamp without a finite value (as float32), another format or a newer schema.
 std::vector<LatentEdit> edits_from_json(const nlohmann::json& j, const std::string& source, int64_t n_latents = -1);
+// The edit file's JSON for edits ({"format", "schema_version", "edits"}; a value only for scale
+// and clamp), which edits_from_json reads back.
+nlohmann::json edits_to_json(const std::vector<LatentEdit>& edits);
 // The same from a file (InputError when it is missing, a folder or not JSON).
 std::vector<LatentEdit> read_edits(const std::string& path, int64_t n_latents = -1);
 

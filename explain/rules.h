@@ -64,7 +64,7 @@ struct RuleInputs {
   const std::vector<std::string>* ids = nullptr;  // image ids of acts' rows (annotation: joined to labels_csv)
   const cbm::LogRegFit* model = nullptr;          // the CBM over these latents (named, weight, random)
   const LatentNames* names = nullptr;             // named
-  std::string labels_csv, id_col = "ImageID";     // annotation, direction without vocab: the concept column
+  std::string labels_csv, id_col = kDefaultIdCol;     // annotation, direction without vocab: the concept column
   std::string vocab;                              // direction: concept vectors (entry = concept name)
   std::string sae;                                // direction: the SAE whose decoder rows are compared
   std::string embeddings;                         // direction without vocab: the concept's probe direction

@@ -15,7 +15,6 @@ using torch::Tensor;
 
 namespace {
 
-const char* kWeightNames[4] = {"W_enc", "b_enc", "W_dec", "b_dec"};
 
 template <typename T>
 void put(const h5::File& f, const std::string& name, const Tensor& t) {
@@ -55,11 +54,11 @@ void save_checkpoint(const std::string& path, const Trainer& tr, const RunState&
     f.path = path;  // messages name the checkpoint, not its temp file
     f.path = path;
     h5::write_header(f, kSaeCheckpointFormat, nlohmann::json(p).dump());
-    const Tensor* w[4] = {&tr.t.W_enc, &tr.t.b_enc, &tr.t.W_dec, &tr.t.b_dec};
-    for (int i = 0; i < 4; ++i) {
-      put<float>(f, kWeightNames[i], *w[i]);
-      put<float>(f, std::string("adam_m_") + kWeightNames[i], tr.m[i]);
-      put<float>(f, std::string("adam_v_") + kWeightNames[i], tr.v[i]);
+    const auto w = tr.t.params();
+    for (size_t i = 0; i < w.size(); ++i) {
+      put<float>(f, kParamNames[i], *w[i]);
+      put<float>(f, std::string("adam_m_") + kParamNames[i], tr.adam.exp_avg[i]);
+      put<float>(f, std::string("adam_v_") + kParamNames[i], tr.adam.exp_avg_sq[i]);
     }
     put<int64_t>(f, "since_fired", tr.since_fired);
     put<float>(f, "threshold", tr.threshold);
@@ -107,12 +106,12 @@ void load_checkpoint(const std::string& path, Trainer& tr, RunState& rs, Rng& rn
   if (auto sizes_saved = nested_sizes(saved, n), sizes_run = nested_sizes(p, n); sizes_saved != sizes_run)
     throw_input("{}: checkpoint has nested sizes [{}]; the run asks [{}]", path, fmt::join(sizes_saved, ", "),
                 fmt::join(sizes_run, ", "));
-  Tensor* w[4] = {&tr.t.W_enc, &tr.t.b_enc, &tr.t.W_dec, &tr.t.b_dec};
+  const auto w = tr.t.params();
   const std::vector<int64_t> shapes[4] = {{d, n}, {n}, {n, d}, {d}};
-  for (int i = 0; i < 4; ++i) {
-    *w[i] = get<float>(f, kWeightNames[i], shapes[i], dev);
-    tr.m[i] = get<float>(f, std::string("adam_m_") + kWeightNames[i], shapes[i], dev);
-    tr.v[i] = get<float>(f, std::string("adam_v_") + kWeightNames[i], shapes[i], dev);
+  for (size_t i = 0; i < w.size(); ++i) {
+    *w[i] = get<float>(f, kParamNames[i], shapes[i], dev);
+    tr.adam.exp_avg[i] = get<float>(f, std::string("adam_m_") + kParamNames[i], shapes[i], dev);
+    tr.adam.exp_avg_sq[i] = get<float>(f, std::string("adam_v_") + kParamNames[i], shapes[i], dev);
   }
   tr.since_fired = get<int64_t>(f, "since_fired", {n}, dev);
   tr.threshold = get<float>(f, "threshold", {}, dev);

@@ -15,11 +15,8 @@
 namespace cl::sae {
 
 Arch parse_arch(const std::string& s) {
-  if (s == "relu-l1") return Arch::relu_l1;
-  if (s == "topk") return Arch::topk;
-  if (s == "batchtopk") return Arch::batchtopk;
-  if (s == "matryoshka-topk") return Arch::matryoshka_topk;
-  if (s == "matryoshka-batchtopk") return Arch::matryoshka_batchtopk;
+  for (size_t i = 0; i < kSaeArchNames.size(); ++i)
+    if (s == kSaeArchNames[i]) return static_cast<Arch>(i);
   throw_usage("arch '{}': expected relu-l1, topk, batchtopk, matryoshka-topk or matryoshka-batchtopk", s);
 }
 
@@ -32,14 +29,9 @@ Arch activation_of(Arch a) {
 bool is_matryoshka(Arch a) { return a == Arch::matryoshka_topk || a == Arch::matryoshka_batchtopk; }
 
 const char* arch_name(Arch a) {
-  switch (a) {
-    case Arch::relu_l1: return "relu-l1";
-    case Arch::topk: return "topk";
-    case Arch::batchtopk: return "batchtopk";
-    case Arch::matryoshka_topk: return "matryoshka-topk";
-    case Arch::matryoshka_batchtopk: return "matryoshka-batchtopk";
-  }
-  return "?";
+  const auto i = static_cast<size_t>(a);
+  CL_ASSERT(i < kSaeArchNames.size(), "an Arch without a name");
+  return kSaeArchNames[i];
 }
 
 torch::Tensor host_rows(const float* x, int64_t rows, int64_t cols, torch::Device device) {

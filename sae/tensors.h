@@ -2,6 +2,7 @@
 // inference activation of each architecture, and sparse top-k decoding.
 #pragma once
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -11,7 +12,9 @@
 
 namespace cl::sae {
 
+// In the order of kSaeArchNames (core/sae_weights.h), which names them.
 enum class Arch { relu_l1, topk, batchtopk, matryoshka_topk, matryoshka_batchtopk };
+static_assert(static_cast<size_t>(Arch::matryoshka_batchtopk) + 1 == kSaeArchNames.size(), "one name per Arch");
 Arch parse_arch(const std::string& s);  // throws UsageError
 const char* arch_name(Arch a);
 // The activation of an architecture: the matryoshka ones nest the loss, not the activation.
@@ -19,8 +22,14 @@ Arch activation_of(Arch a);
 bool is_matryoshka(Arch a);
 
 // W_enc [D, n], b_enc [n], W_dec [n, D], b_dec [D], float32 on one device.
+// The names of the trained tensors, in the order of every parameter list (Tensors::params(),
+// gradients, Adam's moments, checkpoints).
+inline constexpr std::array<const char*, 4> kParamNames = {"W_enc", "b_enc", "W_dec", "b_dec"};
+
 struct Tensors {
   torch::Tensor W_enc, b_enc, W_dec, b_dec;
+  std::array<torch::Tensor*, 4> params() { return {&W_enc, &b_enc, &W_dec, &b_dec}; }
+  std::array<const torch::Tensor*, 4> params() const { return {&W_enc, &b_enc, &W_dec, &b_dec}; }
   Arch arch = Arch::relu_l1;
   int64_t k = 0;
   double threshold = 0.0;

@@ -1,5 +1,6 @@
-// The SAE optimizer step (relu-l1 / topk / batchtopk) and its losses, Adam with the warm-up /
-// decay schedule, AuxK for top-k architectures and Anthropic-style resampling for relu-l1.
+// The SAE optimizer step (relu-l1 / topk / batchtopk / matryoshka) in parts (forward, loss terms,
+// backward, AuxK, reduction, clipping, learning rate, Adam), AuxK for top-k architectures and
+// Anthropic-style resampling for relu-l1.
 #include "sae/trainer.h"
 
 #include <algorithm>
@@ -80,10 +81,10 @@ void Trainer::init(const Tensor& sample_md) {
   t.b_enc = b_enc.to(device_);
   t.W_dec = W_dec.to(device_);
   t.b_dec = b_dec.to(torch::kFloat32).to(device_);
-  Tensor* params[4] = {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec};
-  for (int i = 0; i < 4; ++i) {
-    m[i] = torch::zeros_like(*params[i]);
-    v[i] = torch::zeros_like(*params[i]);
+  const auto params = t.params();
+  for (size_t i = 0; i < params.size(); ++i) {
+    adam.exp_avg[i] = torch::zeros_like(*params[i]);
+    adam.exp_avg_sq[i] = torch::zeros_like(*params[i]);
   }
   step_count = 0;
   since_fired.zero_();
@@ -124,7 +125,7 @@ void Trainer::check_ranks_agree() const {
   // Identical gradients and identical updates keep the ranks' weights bitwise equal; this makes
   // sure (a backend that reduced differently per rank would be caught here, not in the results).
   auto sum = torch::zeros({}, torch::kFloat64);
-  for (const Tensor* w : {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec})
+  for (const Tensor* w : t.params())
     sum += (w->to(torch::kCPU, torch::kFloat64) * torch::arange(w->numel(), torch::kFloat64).view(w->sizes()).remainder(7).add(1)).sum();
   auto lo = sum.reshape({1}).clone(), hi = lo.clone();
   comm->all_reduce(lo, ReduceOp::min);
@@ -136,7 +137,7 @@ void Trainer::check_ranks_agree() const {
 }
 
 bool Trainer::weights_finite() const {
-  for (const Tensor* w : {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec})
+  for (const Tensor* w : t.params())
     if (!w->isfinite().all().item<bool>()) return false;
   return t.activation() != Arch::batchtopk || std::isfinite(threshold.item<double>());
 }
@@ -232,120 +233,119 @@ Tensor Trainer::rows(Tensor& buf, int64_t b, int64_t cols) {
   return buf.narrow(0, 0, b);
 }
 
-void Trainer::step(const Tensor& x, int64_t total_steps, int64_t batch_rows, const std::vector<int64_t>* pos) {
-  torch::NoGradGuard ng;
-  const bool dist = distributed();
-  CL_ASSERT(!acc_reduced_, "step after epoch_metrics without reset_epoch_metrics");
-  // B: rows of the (global) batch, which every normalisation uses; Bl: rows here (may be 0).
-  const int64_t Bl = x.size(0), B = batch_rows > 0 ? batch_rows : Bl;
-  const double inv_bd = 1.0 / static_cast<double>(B * D_);
-  Tensor flat_enc, flat_dec;  // data-parallel: the gradient buffers are views of flat_grads_
-  if (dist) {
-    if (!flat_grads_.defined())
-      flat_grads_ = torch::empty({2 * D_ * n_ + 2 * n_ + D_}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
-    flat_enc = flat_grads_.narrow(0, 0, D_ * n_).view({D_, n_});
-    flat_dec = flat_grads_.narrow(0, D_ * n_ + n_, n_ * D_).view({n_, D_});
-  }
+// ---- One step, in parts: forward, loss terms, backward, AuxK, encoder gradients, reduction,
+// decoder projection, clipping, learning rate, Adam. Each works on the step's Forward and Grads.
 
-  // Forward. The [B, n] matrices live in reused buffers (allocation of fresh pages costs as
-  // much as the element-wise work on the CPU).
-  Tensor xc = x - t.b_dec;
-  Tensor pre = rows(buf_pre_, Bl, n_);  // grows when a later batch is larger
+Trainer::Forward Trainer::forward(const Tensor& x, int64_t Bl, int64_t B) {
+  Forward f;
+  // The [B, n] matrices live in reused buffers (allocation of fresh pages costs as much as the
+  // element-wise work on the CPU).
+  f.xc = x - t.b_dec;
+  f.pre = rows(buf_pre_, Bl, n_);  // grows when a later batch is larger
   if (p_.bf16)
-    pre.copy_(mm(xc, t.W_enc).add_(t.b_enc));
+    f.pre.copy_(mm(f.xc, t.W_enc).add_(t.b_enc));
   else
-    at::addmm_out(pre, t.b_enc, xc, t.W_enc);
-  Tensor z;
+    at::addmm_out(f.pre, t.b_enc, f.xc, t.W_enc);
   if (t.arch == Arch::relu_l1) {
-    z = pre.relu_();  // relu-l1 needs no pre-activations after this
+    f.z = f.pre.relu_();  // relu-l1 needs no pre-activations after this
   } else if (t.activation() == Arch::topk) {
-    auto [vals, idx] = pre.topk(t.k, 1, true, false);
-    z = rows(buf_z_, Bl, n_).zero_().scatter_(1, idx, vals.relu_());
+    auto [vals, idx] = f.pre.topk(t.k, 1, true, false);
+    f.z = rows(buf_z_, Bl, n_).zero_().scatter_(1, idx, vals.relu_());
   } else {
-    // K of the global batch.
-    const int64_t K = std::min<int64_t>(t.k * B, B * n_);
-    const int64_t kc = 4 * t.k;
-    auto flat = rows(buf_z_, Bl, n_).reshape({-1});
-    // This rank's best m values (all it has when fewer) and their flat indices.
-    auto local_top = [&](int64_t m) -> std::pair<Tensor, Tensor> {
-      m = std::min(m, Bl * n_);
-      if (device_.is_cpu() && kc < n_ && Bl > 0) {
-        // A top-m over B*n values is slow on the CPU; the per-row top 4k candidates hold it
-        // unless some row's smallest positive candidate still reaches the cut (then that row
-        // could have more, and the exact full selection runs instead).
-        auto [cv, ci] = pre.topk(kc, 1, true, false);
-        cv.relu_();
-        auto [gv, gp] = cv.reshape({-1}).topk(std::min<int64_t>(m, Bl * kc), 0, true, false);
-        auto row_min = cv.amin(1);
-        if (!((row_min >= gv.min()) & (row_min > 0)).any().item<bool>())
-          return {gv, torch::div(gp, kc, "floor") * n_ + ci.reshape({-1}).index_select(0, gp)};
-      }
-      auto [v, i] = flat.copy_(pre.reshape({-1})).relu_().topk(m, 0, true, false);
-      return {v, i};
-    };
-    Tensor vals, idx;
-    // The smallest activation kept in this batch; its running mean is the inference threshold.
-    Tensor minpos;
-    if (dist) {
-      minpos = global_top_k(local_top, K, vals, idx);
-    } else {
-      std::tie(vals, idx) = local_top(K);
-      minpos = torch::where(vals > 0, vals, torch::full_like(vals, INFINITY)).min();
-    }
-    z = flat.zero_().scatter_(0, idx, vals).view({Bl, n_});
-    minpos = torch::where(torch::isinf(minpos), threshold, minpos);
-    if (step_count == 0)
-      threshold.copy_(minpos);
-    else
-      threshold.mul_(p_.threshold_momentum).add_(minpos * (1.0 - p_.threshold_momentum));
+    f.z = batch_top_k(f.pre, Bl, B);
   }
   // Reconstruction error(s) [B, D]; matryoshka: one per nested size, the full one last.
-  const int64_t P = static_cast<int64_t>(t.prefixes.size());
-  std::vector<Tensor> errs;
-  Tensor e;
-  if (P == 0) {
-    e = torch::addmm(t.b_dec, z, t.W_dec) - x;
+  if (t.prefixes.empty()) {
+    f.e = torch::addmm(t.b_dec, f.z, t.W_dec) - x;
   } else {
-    errs = nested_errors(x, z, t.W_dec, t.b_dec, t.prefixes);
-    e = errs.back();
+    f.errs = nested_errors(x, f.z, t.W_dec, t.b_dec, t.prefixes);
+    f.e = f.errs.back();
   }
+  return f;
+}
 
-  // Loss = sum e^2 / (B D) + l1 * sum z / B (+ AuxK); accumulated for the epoch log.
-  double l1_eff = 0.0;
-  if (t.arch == Arch::relu_l1) {
-    l1_eff = p_.l1;
-    if (p_.l1_warmup_steps > 0)
-      l1_eff *= std::min(1.0, static_cast<double>(step_count + 1) / static_cast<double>(p_.l1_warmup_steps));
+Tensor Trainer::batch_top_k(const Tensor& pre, int64_t Bl, int64_t B) {
+  // K of the global batch.
+  const int64_t K = std::min<int64_t>(t.k * B, B * n_);
+  const int64_t kc = 4 * t.k;
+  auto flat = rows(buf_z_, Bl, n_).reshape({-1});
+  // This rank's best m values (all it has when fewer) and their flat indices.
+  auto local_top = [&](int64_t m) -> std::pair<Tensor, Tensor> {
+    m = std::min(m, Bl * n_);
+    if (device_.is_cpu() && kc < n_ && Bl > 0) {
+      // A top-m over B*n values is slow on the CPU; the per-row top 4k candidates hold it
+      // unless some row's smallest positive candidate still reaches the cut (then that row
+      // could have more, and the exact full selection runs instead).
+      auto [cv, ci] = pre.topk(kc, 1, true, false);
+      cv.relu_();
+      auto [gv, gp] = cv.reshape({-1}).topk(std::min<int64_t>(m, Bl * kc), 0, true, false);
+      auto row_min = cv.amin(1);
+      if (!((row_min >= gv.min()) & (row_min > 0)).any().item<bool>())
+        return {gv, torch::div(gp, kc, "floor") * n_ + ci.reshape({-1}).index_select(0, gp)};
+    }
+    auto [v, i] = flat.copy_(pre.reshape({-1})).relu_().topk(m, 0, true, false);
+    return {v, i};
+  };
+  Tensor vals, idx;
+  // The smallest activation kept in this batch; its running mean is the inference threshold.
+  Tensor minpos;
+  if (distributed()) {
+    minpos = global_top_k(local_top, K, vals, idx);
+  } else {
+    std::tie(vals, idx) = local_top(K);
+    minpos = torch::where(vals > 0, vals, torch::full_like(vals, INFINITY)).min();
   }
-  auto sse = e.pow(2).sum(torch::kFloat64);
-  auto zsum = z.sum(torch::kFloat64);  // z >= 0, so this is sum |z|
+  Tensor z = flat.zero_().scatter_(0, idx, vals).view({Bl, n_});
+  minpos = torch::where(torch::isinf(minpos), threshold, minpos);
+  if (step_count == 0)
+    threshold.copy_(minpos);
+  else
+    threshold.mul_(p_.threshold_momentum).add_(minpos * (1.0 - p_.threshold_momentum));
+  return z;
+}
+
+double Trainer::l1_coefficient() const {
+  if (t.arch != Arch::relu_l1) return 0.0;
+  double l1 = p_.l1;
+  if (p_.l1_warmup_steps > 0)
+    l1 *= std::min(1.0, static_cast<double>(step_count + 1) / static_cast<double>(p_.l1_warmup_steps));
+  return l1;
+}
+
+Tensor Trainer::loss_terms(const Tensor& x, const Forward& f, int64_t B, double l1) {
+  // Loss = sum e^2 / (B D) + l1 * sum z / B (AuxK added later); accumulated for the epoch log.
+  const double inv_bd = 1.0 / static_cast<double>(B * D_);
+  auto sse = f.e.pow(2).sum(torch::kFloat64);
+  auto zsum = f.z.sum(torch::kFloat64);  // z >= 0, so this is sum |z|
   Tensor recon = sse * inv_bd;
-  if (P > 0) {
+  if (!f.errs.empty()) {
     // Mean over the nested sizes (the full size is the last one).
+    const int64_t P = static_cast<int64_t>(f.errs.size());
     std::vector<Tensor> sse_p;
-    for (int64_t q = 0; q + 1 < P; ++q) sse_p.push_back(errs[static_cast<size_t>(q)].pow(2).sum(torch::kFloat64));
+    for (int64_t q = 0; q + 1 < P; ++q) sse_p.push_back(f.errs[static_cast<size_t>(q)].pow(2).sum(torch::kFloat64));
     sse_p.push_back(sse);
     auto sse_all = torch::stack(sse_p);
     acc_sse_prefix_ += sse_all;
     recon = sse_all.sum() * (inv_bd / static_cast<double>(P));
   }
-  auto loss = recon + zsum * (l1_eff / static_cast<double>(B));
+  auto loss = recon + zsum * (l1 / static_cast<double>(B));
   acc_sse_ += sse;
   acc_var_ += (x - data_mean).pow(2).sum(torch::kFloat64);
-  acc_l0_ += torch::count_nonzero(z).to(torch::kFloat64);
+  acc_l0_ += torch::count_nonzero(f.z).to(torch::kFloat64);
   acc_l1_ += zsum;
   acc_rows_ += B;
-  auto fired = Bl > 0 ? z.amax(0) > 0 : torch::zeros({n_}, z.options().dtype(torch::kBool));  // [n]
+  return loss;
+}
 
-  // Backward.
-  Tensor gW_dec = dist ? flat_dec : rows(buf_gW_dec_, n_, D_);
-  Tensor dpre = rows(buf_dpre_, Bl, n_);
-  Tensor gb_dec;
+void Trainer::backward(const Forward& f, Grads& g, int64_t Bl, int64_t B, double l1) {
+  const double inv_bd = 1.0 / static_cast<double>(B * D_);
+  g.dpre = rows(buf_dpre_, Bl, n_);
+  const int64_t P = static_cast<int64_t>(f.errs.size());
   if (P == 0) {
-    Tensor g = e * (2.0 * inv_bd);
-    mm_into(gW_dec, z.t(), g);  // [n, D]
-    gb_dec = g.sum(0);
-    mm_into(dpre, g, t.W_dec.t());  // [B, n]
+    Tensor e2 = f.e * (2.0 * inv_bd);
+    mm_into(g.W_dec, f.z.t(), e2);  // [n, D]
+    g.b_dec = e2.sum(0);
+    mm_into(g.dpre, e2, t.W_dec.t());  // [B, n]
   } else {
     // The latents of segment s = [m_{s-1}, m_s) enter every reconstruction of size m_p >= m_s,
     // so their error signal is the suffix sum G_s = 2 / (B D P) sum_{p >= s} errs[p]; the
@@ -353,87 +353,85 @@ void Trainer::step(const Tensor& x, int64_t total_steps, int64_t batch_rows, con
     const double c = 2.0 * inv_bd / static_cast<double>(P);
     Tensor G;
     for (int64_t q = P - 1; q >= 0; --q) {
-      const Tensor& eq = errs[static_cast<size_t>(q)];
+      const Tensor& eq = f.errs[static_cast<size_t>(q)];
       G = q == P - 1 ? eq * c : G.add_(eq, c);
       const int64_t lo = q == 0 ? 0 : t.prefixes[static_cast<size_t>(q - 1)];
       const int64_t len = t.prefixes[static_cast<size_t>(q)] - lo;
-      Tensor gW_seg = gW_dec.narrow(0, lo, len), dpre_seg = dpre.narrow(1, lo, len);
-      mm_into(gW_seg, z.narrow(1, lo, len).t(), G);          // [len, D]
+      Tensor gW_seg = g.W_dec.narrow(0, lo, len), dpre_seg = g.dpre.narrow(1, lo, len);
+      mm_into(gW_seg, f.z.narrow(1, lo, len).t(), G);          // [len, D]
       mm_into(dpre_seg, G, t.W_dec.narrow(0, lo, len).t());  // [B, len]
     }
-    gb_dec = G.sum(0);  // G_0: every reconstruction has the bias
+    g.b_dec = G.sum(0);  // G_0: every reconstruction has the bias
   }
-  if (l1_eff > 0) dpre.add_(l1_eff / static_cast<double>(B));
-  at::threshold_backward_out(dpre, dpre, z, 0);  // gradient only through active latents
+  if (l1 > 0) g.dpre.add_(l1 / static_cast<double>(B));
+  at::threshold_backward_out(g.dpre, g.dpre, f.z, 0);  // gradient only through active latents
+}
 
-  if (t.arch != Arch::relu_l1 && p_.aux_alpha > 0 && p_.aux_k > 0) {
-    if (!dead_fresh_ || step_count % 50 == 0) refresh_dead();
-    const int64_t nd = dead_idx_.numel();
-    if (nd > 0) {
-      // AuxK: the top aux_k dead latents reconstruct the residual (a constant), normalised by
-      // its variance, so dead latents get gradient towards what the live ones miss.
-      const int64_t ka = std::min(p_.aux_k, nd);
-      auto pre_dead = pre.index_select(1, dead_idx_);
-      auto [av, ai] = pre_dead.topk(ka, 1, true, false);
-      auto z_aux = torch::zeros_like(pre_dead).scatter_(1, ai, av.relu_());
-      auto W_dead = t.W_dec.index_select(0, dead_idx_);
-      auto r = -e;
-      auto diff = mm(z_aux, W_dead) - r;
-      Tensor denom;
-      if (dist) {
-        // The residual's variance over the global batch: sum r^2 - |sum r|^2 / B over ranks.
-        auto st = torch::cat({r.sum(0, false, torch::kFloat64), r.pow(2).sum(torch::kFloat64).reshape({1})});
-        comm->all_reduce(st, ReduceOp::sum);
-        denom = (st[D_] - st.narrow(0, 0, D_).pow(2).sum() / static_cast<double>(B)).to(torch::kFloat32).clamp_min(1e-12);
-      } else {
-        denom = (r - r.mean(0)).pow(2).sum().clamp_min(1e-12);
-      }
-      auto aux = diff.pow(2).sum() / denom;
-      loss = loss + aux.to(torch::kFloat64) * p_.aux_alpha;
-      auto g_aux = diff * (2.0 * p_.aux_alpha / denom);
-      gW_dec.index_add_(0, dead_idx_, mm(z_aux.t(), g_aux));
-      auto dz_aux = mm(g_aux, W_dead.t()).mul_(z_aux > 0);
-      dpre.index_add_(1, dead_idx_, dz_aux);
-    }
+void Trainer::aux_k(const Forward& f, Grads& g, Tensor& loss, int64_t B) {
+  if (t.arch == Arch::relu_l1 || p_.aux_alpha <= 0 || p_.aux_k <= 0) return;
+  if (!dead_fresh_ || step_count % 50 == 0) refresh_dead();
+  const int64_t nd = dead_idx_.numel();
+  if (nd == 0) return;
+  // AuxK: the top aux_k dead latents reconstruct the residual (a constant), normalised by its
+  // variance, so dead latents get gradient towards what the live ones miss.
+  const int64_t ka = std::min(p_.aux_k, nd);
+  auto pre_dead = f.pre.index_select(1, dead_idx_);
+  auto [av, ai] = pre_dead.topk(ka, 1, true, false);
+  auto z_aux = torch::zeros_like(pre_dead).scatter_(1, ai, av.relu_());
+  auto W_dead = t.W_dec.index_select(0, dead_idx_);
+  auto r = -f.e;
+  auto diff = mm(z_aux, W_dead) - r;
+  Tensor denom;
+  if (distributed()) {
+    // The residual's variance over the global batch: sum r^2 - |sum r|^2 / B over ranks.
+    auto st = torch::cat({r.sum(0, false, torch::kFloat64), r.pow(2).sum(torch::kFloat64).reshape({1})});
+    comm->all_reduce(st, ReduceOp::sum);
+    denom = (st[D_] - st.narrow(0, 0, D_).pow(2).sum() / static_cast<double>(B)).to(torch::kFloat32).clamp_min(1e-12);
+  } else {
+    denom = (r - r.mean(0)).pow(2).sum().clamp_min(1e-12);
   }
-  acc_loss_ += loss * static_cast<double>(B);
+  auto aux = diff.pow(2).sum() / denom;
+  loss = loss + aux.to(torch::kFloat64) * p_.aux_alpha;
+  auto g_aux = diff * (2.0 * p_.aux_alpha / denom);
+  g.W_dec.index_add_(0, dead_idx_, mm(z_aux.t(), g_aux));
+  auto dz_aux = mm(g_aux, W_dead.t()).mul_(z_aux > 0);
+  g.dpre.index_add_(1, dead_idx_, dz_aux);
+}
 
-  Tensor gW_enc = dist ? flat_enc : rows(buf_gW_enc_, D_, n_);
-  mm_into(gW_enc, xc.t(), dpre);  // [D, n]
-  Tensor gb_enc = dpre.sum(0);
+void Trainer::encoder_grads(const Forward& f, Grads& g) {
+  mm_into(g.W_enc, f.xc.t(), g.dpre);  // [D, n]
+  g.b_enc = g.dpre.sum(0);
   // The tied bias enters as x - b_dec: its encoder-side gradient is -W_enc sum_b dpre.
-  gb_dec.sub_(torch::mv(t.W_enc, gb_enc));
-  if (dist) {
-    // Every gradient is a sum over the batch's rows, so the ranks' sum is the global batch's.
-    flat_grads_.narrow(0, D_ * n_, n_).copy_(gb_enc);
-    flat_grads_.narrow(0, 2 * D_ * n_ + n_, D_).copy_(gb_dec);
-    auto fired_f = flat_grads_.narrow(0, 2 * D_ * n_ + n_ + D_, n_);
-    fired_f.copy_(fired);
-    comm->all_reduce(flat_grads_, ReduceOp::sum);
-    gb_enc = flat_grads_.narrow(0, D_ * n_, n_);
-    gb_dec = flat_grads_.narrow(0, 2 * D_ * n_ + n_, D_);
-    fired = fired_f > 0;
-  }
+  g.b_dec.sub_(torch::mv(t.W_enc, g.b_enc));
+}
 
+void Trainer::reduce(Grads& g, Tensor& fired) {
+  // Every gradient is a sum over the batch's rows, so the ranks' sum is the global batch's. The
+  // weight gradients were written into flat_grads_ already; the rest joins them: one all-reduce.
+  flat_grads_.narrow(0, D_ * n_, n_).copy_(g.b_enc);
+  flat_grads_.narrow(0, 2 * D_ * n_ + n_, D_).copy_(g.b_dec);
+  auto fired_f = flat_grads_.narrow(0, 2 * D_ * n_ + n_ + D_, n_);
+  fired_f.copy_(fired);
+  comm->all_reduce(flat_grads_, ReduceOp::sum);
+  g.b_enc = flat_grads_.narrow(0, D_ * n_, n_);
+  g.b_dec = flat_grads_.narrow(0, 2 * D_ * n_ + n_, D_);
+  fired = fired_f > 0;
+}
+
+void Trainer::project_decoder_grad(Grads& g) const {
   // Unit-norm decoder rows: drop the gradient component parallel to each row.
-  gW_dec.sub_((gW_dec * t.W_dec).sum(1, true) * t.W_dec);
+  g.W_dec.sub_((g.W_dec * t.W_dec).sum(1, true) * t.W_dec);
+}
 
-  Tensor* grads[4] = {&gW_enc, &gb_enc, &gW_dec, &gb_dec};
-  if (capture != nullptr) {
-    capture->loss = loss.item<double>();
-    capture->gW_enc = gW_enc.clone();
-    capture->gb_enc = gb_enc.clone();
-    capture->gW_dec = gW_dec.clone();
-    capture->gb_dec = gb_dec.clone();
-  }
-  if (p_.grad_clip > 0) {
-    auto total = torch::zeros({}, gW_enc.options());
-    for (auto* gr : grads) total += gr->pow(2).sum();
-    auto coef = (p_.grad_clip / (total.sqrt() + 1e-6)).clamp_max(1.0);
-    for (auto* gr : grads) gr->mul_(coef);
-  }
+void Trainer::clip(Grads& g) const {
+  if (p_.grad_clip <= 0) return;
+  auto total = torch::zeros({}, g.W_enc.options());
+  for (auto* gr : g.list()) total += gr->pow(2).sum();
+  auto coef = (p_.grad_clip / (total.sqrt() + 1e-6)).clamp_max(1.0);
+  for (auto* gr : g.list()) gr->mul_(coef);
+}
 
-  // Adam (torch.optim.Adam's formula) with the warm-up / decay schedule.
+double Trainer::learning_rate(int64_t total_steps) const {
   double lr = p_.lr;
   if (p_.lr_warmup_steps > 0)
     lr *= std::min(1.0, static_cast<double>(step_count + 1) / static_cast<double>(p_.lr_warmup_steps));
@@ -442,22 +440,67 @@ void Trainer::step(const Tensor& x, int64_t total_steps, int64_t batch_rows, con
     const double s = static_cast<double>(step_count);
     if (s >= start) lr *= std::max(0.0, (static_cast<double>(total_steps) - s) / (static_cast<double>(total_steps) - start));
   }
+  return lr;
+}
+
+void Trainer::adam_update(Grads& g, double lr) {
+  // torch.optim.Adam's formula; step_count counts this step.
   ++step_count;
   const double bc1 = 1.0 - std::pow(p_.adam_beta1, static_cast<double>(step_count));
   const double bc2 = 1.0 - std::pow(p_.adam_beta2, static_cast<double>(step_count));
-  Tensor* params[4] = {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec};
-  for (int i = 0; i < 4; ++i) {
-    m[i].mul_(p_.adam_beta1).add_(*grads[i], 1.0 - p_.adam_beta1);
-    v[i].mul_(p_.adam_beta2).addcmul_(*grads[i], *grads[i], 1.0 - p_.adam_beta2);
-    auto denom = (v[i].sqrt() / std::sqrt(bc2)).add_(p_.adam_eps);
-    params[i]->addcdiv_(m[i], denom, -lr / bc1);
+  const auto params = t.params();
+  const auto grads = g.list();
+  for (size_t i = 0; i < params.size(); ++i) {
+    adam.exp_avg[i].mul_(p_.adam_beta1).add_(*grads[i], 1.0 - p_.adam_beta1);
+    adam.exp_avg_sq[i].mul_(p_.adam_beta2).addcmul_(*grads[i], *grads[i], 1.0 - p_.adam_beta2);
+    auto denom = (adam.exp_avg_sq[i].sqrt() / std::sqrt(bc2)).add_(p_.adam_eps);
+    params[i]->addcdiv_(adam.exp_avg[i], denom, -lr / bc1);
   }
+}
+
+void Trainer::step(const Tensor& x, int64_t total_steps, int64_t batch_rows, const std::vector<int64_t>* pos) {
+  torch::NoGradGuard ng;
+  const bool dist = distributed();
+  CL_ASSERT(!acc_reduced_, "step after epoch_metrics without reset_epoch_metrics");
+  // B: rows of the (global) batch, which every normalisation uses; Bl: rows here (may be 0).
+  const int64_t Bl = x.size(0), B = batch_rows > 0 ? batch_rows : Bl;
+  Grads g;
+  if (dist) {
+    // Data-parallel: the weight gradients are written straight into the all-reduce buffer.
+    if (!flat_grads_.defined())
+      flat_grads_ = torch::empty({2 * D_ * n_ + 2 * n_ + D_}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
+    g.W_enc = flat_grads_.narrow(0, 0, D_ * n_).view({D_, n_});
+    g.W_dec = flat_grads_.narrow(0, D_ * n_ + n_, n_ * D_).view({n_, D_});
+  } else {
+    g.W_enc = rows(buf_gW_enc_, D_, n_);
+    g.W_dec = rows(buf_gW_dec_, n_, D_);
+  }
+
+  const Forward f = forward(x, Bl, B);
+  const double l1 = l1_coefficient();
+  Tensor loss = loss_terms(x, f, B, l1);
+  Tensor fired = Bl > 0 ? f.z.amax(0) > 0 : torch::zeros({n_}, f.z.options().dtype(torch::kBool));  // [n]
+  backward(f, g, Bl, B, l1);
+  aux_k(f, g, loss, B);
+  acc_loss_ += loss * static_cast<double>(B);
+  encoder_grads(f, g);
+  if (dist) reduce(g, fired);
+  project_decoder_grad(g);
+  if (capture != nullptr) {
+    capture->loss = loss.item<double>();
+    capture->gW_enc = g.W_enc.clone();
+    capture->gb_enc = g.b_enc.clone();
+    capture->gW_dec = g.W_dec.clone();
+    capture->gb_dec = g.b_dec.clone();
+  }
+  clip(g);
+  adam_update(g, learning_rate(total_steps));
   t.W_dec.div_(t.W_dec.norm(2, {1}, true).clamp_min(1e-12));
 
   // Dead-latent bookkeeping: inputs since each latent last fired.
   since_fired = torch::where(fired, torch::zeros_like(since_fired), since_fired + B);
 
-  if (t.arch == Arch::relu_l1 && p_.resample_every > 0 && step_count % p_.resample_every == 0) resample(x, e, B, pos);
+  if (t.arch == Arch::relu_l1 && p_.resample_every > 0 && step_count % p_.resample_every == 0) resample(x, f.e, B, pos);
 }
 
 void Trainer::resample(const Tensor& x, const Tensor& e, int64_t batch_rows, const std::vector<int64_t>* pos) {
@@ -517,12 +560,12 @@ void Trainer::resample(const Tensor& x, const Tensor& e, int64_t batch_rows, con
   t.W_dec.index_copy_(0, dead_d, dirs);
   t.W_enc.index_copy_(1, dead_d, (dirs * (mean_alive * 0.2)).t().contiguous());
   t.b_enc.index_fill_(0, dead_d, 0.0);
-  m[0].index_fill_(1, dead_d, 0.0);
-  v[0].index_fill_(1, dead_d, 0.0);
-  m[1].index_fill_(0, dead_d, 0.0);
-  v[1].index_fill_(0, dead_d, 0.0);
-  m[2].index_fill_(0, dead_d, 0.0);
-  v[2].index_fill_(0, dead_d, 0.0);
+  adam.exp_avg[0].index_fill_(1, dead_d, 0.0);
+  adam.exp_avg_sq[0].index_fill_(1, dead_d, 0.0);
+  adam.exp_avg[1].index_fill_(0, dead_d, 0.0);
+  adam.exp_avg_sq[1].index_fill_(0, dead_d, 0.0);
+  adam.exp_avg[2].index_fill_(0, dead_d, 0.0);
+  adam.exp_avg_sq[2].index_fill_(0, dead_d, 0.0);
   since_fired.index_fill_(0, dead_d, 0);
   spdlog::debug("sae: resampled {} dead latents at step {}", nd, step_count);
 }

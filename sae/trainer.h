@@ -4,6 +4,7 @@
 // dead-latent resampling, and the epoch's running metrics.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <utility>
 
@@ -62,7 +63,10 @@ class Trainer {
   void mark_epoch_start() { dead_fresh_ = false; }
 
   Tensors t;                            // current weights (scaled units)
-  torch::Tensor m[4], v[4];             // Adam moments for W_enc, b_enc, W_dec, b_dec
+  // Adam's moments (torch.optim.Adam's exp_avg, exp_avg_sq), in the order of Tensors::params().
+  struct AdamState {
+    std::array<torch::Tensor, 4> exp_avg, exp_avg_sq;
+  } adam;
   int64_t step_count = 0;               // optimizer steps done
   torch::Tensor since_fired;            // int64 [n]: inputs since each latent last fired
   torch::Tensor threshold;              // float32 scalar (batchtopk running estimate)
@@ -74,6 +78,30 @@ class Trainer {
   mutable int64_t full_offers = 0;
 
  private:
+  // What one step's forward pass leaves for the loss and the backward pass.
+  struct Forward {
+    torch::Tensor xc;                 // x - b_dec [B, D]
+    torch::Tensor pre, z;             // pre-activations and codes [B, n] (relu-l1: one buffer)
+    torch::Tensor e;                  // full reconstruction error [B, D]
+    std::vector<torch::Tensor> errs;  // matryoshka: one error per nested size, the full one last
+  };
+  // The step's gradients, in the order of Tensors::params(), and dL/dpre [B, n].
+  struct Grads {
+    torch::Tensor W_enc, b_enc, W_dec, b_dec, dpre;
+    std::array<torch::Tensor*, 4> list() { return {&W_enc, &b_enc, &W_dec, &b_dec}; }
+  };
+  Forward forward(const torch::Tensor& x_bd, int64_t Bl, int64_t B);
+  torch::Tensor batch_top_k(const torch::Tensor& pre, int64_t Bl, int64_t B);  // also moves the threshold
+  double l1_coefficient() const;  // with its warm-up (relu-l1; 0 otherwise)
+  torch::Tensor loss_terms(const torch::Tensor& x_bd, const Forward& f, int64_t B, double l1);
+  void backward(const Forward& f, Grads& g, int64_t Bl, int64_t B, double l1);
+  void aux_k(const Forward& f, Grads& g, torch::Tensor& loss, int64_t B);
+  void encoder_grads(const Forward& f, Grads& g);
+  void reduce(Grads& g, torch::Tensor& fired);  // data-parallel: one all-reduce
+  void project_decoder_grad(Grads& g) const;
+  void clip(Grads& g) const;
+  double learning_rate(int64_t total_steps) const;
+  void adam_update(Grads& g, double lr);
   torch::Tensor mm(const torch::Tensor& a, const torch::Tensor& b) const;
   // out = a b into a reused buffer: no fresh pages every step on the CPU.
   void mm_into(torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b) const;

@@ -186,6 +186,32 @@ bool write_png(const std::string& path, int w, int h) {
 
 }  // namespace
 
+// Once the workspace has loaded: the panel, --select, the default selection and --edits.
+static void apply_startup_options(Ui& ui, const ViewerOptions& o, Panel panel, bool headless) {
+  ui.panel = panel;
+  if (ui.model->issues.size() && !ui.model->has_acts()) ui.panel = Panel::problems;
+  try {
+    apply_selection(ui, o.select);
+  } catch (const UsageError& e) {
+    if (headless) throw;
+    ui.last_error = e.what();
+  }
+  ui.select_defaults();  // Latent and Image open on something, not an empty page
+  if (!o.edits_path.empty() && (headless || fs::exists(o.edits_path))) {
+    try {
+      if (!ui.session) throw_input("{}: interventions need the concept bottleneck and labels (see Problems)", o.edits_path);
+      for (const auto& e : load_edits(o.edits_path, ui.model->n_latents())) ui.add_edit(e.latent, e.op, e.value);
+      if (headless) run_full_experiment(ui);  // the screenshot shows the random control too
+    } catch (const InputError& e) {
+      if (headless) throw;  // a screenshot of edits that were not applied would mislead
+      ui.last_error = e.what();
+      spdlog::error("{}", e.what());
+    }
+  } else if (!o.edits_path.empty()) {
+    ui.status_line = fmt::format("edits will be saved to {}", o.edits_path);
+  }
+}
+
 int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
   const auto panel = parse_panel(o.panel);
   if (!panel) throw_usage("--panel '{}': expected one of {}", o.panel, panel_choices());
@@ -259,27 +285,7 @@ int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
       ui.large_tex.upload_ready(ui.large);
       if (ui.model && !applied) {
         applied = true;
-        ui.panel = *panel;
-        if (ui.model->issues.size() && !ui.model->has_acts()) ui.panel = Panel::problems;
-        try {
-          apply_selection(ui, o.select);
-        } catch (const UsageError& e) {
-          if (headless) throw;
-          ui.last_error = e.what();
-        }
-        if (!o.edits_path.empty() && (headless || fs::exists(o.edits_path))) {
-          try {
-            if (!ui.session) throw_input("{}: interventions need the concept bottleneck and labels (see Problems)", o.edits_path);
-            for (const auto& e : load_edits(o.edits_path, ui.model->n_latents())) ui.add_edit(e.latent, e.op, e.value);
-            if (headless) run_full_experiment(ui);  // the screenshot shows the random control too
-          } catch (const InputError& e) {
-            if (headless) throw;  // a screenshot of edits that were not applied would mislead
-            ui.last_error = e.what();
-            spdlog::error("{}", e.what());
-          }
-        } else if (!o.edits_path.empty()) {
-          ui.status_line = fmt::format("edits will be saved to {}", o.edits_path);
-        }
+        apply_startup_options(ui, o, *panel, headless);
       }
       post_live(ui);
       int fb_w, fb_h;

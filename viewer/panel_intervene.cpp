@@ -87,14 +87,10 @@ void run_full_experiment(Ui& ui) {
   });
 }
 
-void draw_intervene(Ui& ui) {
-  WorkspaceModel& m = *ui.model;
-  if (!ui.session) {
-    ImGui::TextDisabled("Interventions need the concept bottleneck (cbm.h5) and labels; see Problems.");
-    return;
-  }
-  const float left_w = ImGui::GetContentRegionAvail().x * 0.46f;
-  ImGui::BeginChild("##edits", ImVec2(left_w, 0), true);
+namespace {
+
+// Left: the edit set (add by rule, per-latent op and value, save/load, the replay command).
+void draw_edit_set(Ui& ui, WorkspaceModel& m) {
   ImGui::Text("Edit set");
   help_marker("Latents to edit on every evaluated image: zero (a' = 0), scale (a' = v a), clamp (a' = v), mean (a' = the "
               "latent's mean). Untick to leave one out. Add latents from a latent's page, or here by rule.");
@@ -191,11 +187,12 @@ void draw_intervene(Ui& ui) {
     ImGui::TextDisabled("replay: conceptlab intervene ... --edits %s", ui.edits_path.c_str());
     if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", edits_to_json({}, m.paths, ui.session->subgroup_column(), ui.edits_path)["replay"].get<std::string>().c_str());
   }
-  ImGui::EndChild();
+}
 
-  ImGui::SameLine();
-  ImGui::BeginChild("##results", ImVec2(0, 0), true);
-  const auto cols = m.subgroup_columns();
+// Right: the live scores before/after, the full experiment's intervals and control, subgroups
+// and the selected image.
+void draw_live_results(Ui& ui, WorkspaceModel& m) {
+  const auto& cols = m.subgroup_columns();
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 12);
   if (ImGui::BeginCombo("subgroup column", ui.session->subgroup_column().empty() ? "(none)" : ui.session->subgroup_column().c_str())) {
     if (ImGui::Selectable("(none)")) change_subgroup(ui, "");
@@ -208,7 +205,6 @@ void draw_intervene(Ui& ui) {
   if (ui.live && !ui.live->error().empty()) ImGui::TextColored(ImVec4(1, 0.45f, 0.4f, 1), "%s", ui.live->error().c_str());
   if (!live) {
     ImGui::TextDisabled("evaluating...");
-    ImGui::EndChild();
     return;
   }
   ImGui::Text("%zu evaluated images, %lld edit(s): %lld prediction(s) flipped", ui.session->eval_set().rows.size(),
@@ -274,6 +270,22 @@ void draw_intervene(Ui& ui) {
     for (size_t k = 0; k < live->selected_before.size(); ++k)
       ImGui::Text("P(%s): %.4f -> %.4f", m.classes()[k].c_str(), live->selected_before[k], live->selected_after[k]);
   }
+}
+
+}  // namespace
+
+void draw_intervene(Ui& ui) {
+  WorkspaceModel& m = *ui.model;
+  if (!ui.session) {
+    ImGui::TextDisabled("Interventions need the concept bottleneck (cbm.h5) and labels; see Problems.");
+    return;
+  }
+  ImGui::BeginChild("##edits", ImVec2(ImGui::GetContentRegionAvail().x * 0.46f, 0), true);
+  draw_edit_set(ui, m);
+  ImGui::EndChild();
+  ImGui::SameLine();
+  ImGui::BeginChild("##results", ImVec2(0, 0), true);
+  draw_live_results(ui, m);
   ImGui::EndChild();
 }
 

@@ -15,6 +15,7 @@ void draw_latent(Ui& ui) {
     return;
   }
   const int64_t j = ui.selected_latent;
+  if (!ui.latent_detail && !ui.latent_detail_pending) ui.select_latent(j, false);  // the default latent's first view
   const LatentRow& r = m.latents[static_cast<size_t>(j)];
   ImGui::Text("Latent %lld", static_cast<long long>(j));
   ImGui::SameLine();

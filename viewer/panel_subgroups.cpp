@@ -15,7 +15,7 @@ void draw_subgroups(Ui& ui) {
     ImGui::TextDisabled("Needs labels and the concept bottleneck; see Problems.");
     return;
   }
-  const auto cols = m.subgroup_columns();
+  const auto& cols = m.subgroup_columns();
   bool changed = false;
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 12);
   if (ImGui::BeginCombo("column", ui.group_column.empty() ? "(choose)" : ui.group_column.c_str())) {

@@ -106,6 +106,18 @@ void Ui::select_latent(int64_t j, bool open) {
   if (open) go(Panel::latent);
 }
 
+void Ui::select_defaults() {
+  if (!model || !model->has_acts()) return;
+  // The latent's detail (and the concept directions it lists) is computed when Latent first
+  // draws it, not at open: the probes behind the directions take seconds on large sets.
+  if (selected_latent < 0) selected_latent = model->default_latent(), latent_detail.reset();
+  if (selected_image < 0 && model->n_images() > 0) {
+    // The first evaluated image when there is an eval set (its probabilities move with edits).
+    const bool eval = model->has_labels() && !model->labelled->eval.rows.empty();
+    select_image(eval ? model->acts_row_of_labelled[static_cast<size_t>(model->labelled->eval.rows[0])] : 0, false);
+  }
+}
+
 void Ui::select_image(int64_t row, bool open) {
   if (!model || row < 0 || row >= model->n_images()) return;
   selected_image = row;

@@ -124,6 +124,9 @@ struct Ui {
   std::vector<explain::LatentEdit> active_edits() const;
   void edits_changed() { ++edits_version; }
   void add_edit(int64_t latent, explain::EditOp op = explain::EditOp::zero, double value = 0);
+  // When nothing is selected yet: the classifier's most important latent and the first evaluated
+  // image, so the Latent and Image panels never open blank.
+  void select_defaults();
   bool busy() const;               // jobs, thumbnails or live evaluation still working
   void on_model_loaded();          // derived state: table, global, session, curves
   void ensure_concept_directions();

@@ -39,7 +39,7 @@ namespace {
 PipelineParams test_params() {
   PipelineParams p = cl::test::planted_params();
   p.sae.checkpoint_every = 1;
-  p.interventions = {{"grp", "annotation", 2, "zero"}, {"grp", "named", 2, "zero"}};
+  p.interventions = {{"grp", "annotation", 2, "zero", ""}, {"grp", "named", 2, "zero", ""}};
   p.curve.max_k = 3;
   return p;
 }

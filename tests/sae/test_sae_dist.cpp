@@ -316,7 +316,7 @@ TEST_CASE("sae dist: a rank that never starts is named by the ranks that wait fo
   if (!sae::dist_available(kCpu)) return;
   test::TempDir tmp;
   // World 3, ranks 0 and 1 started: both give up after the timeout, naming rank 2.
-  for (const std::string init : {"file://" + tmp.file("store"), fmt::format("tcp://127.0.0.1:{}", test::free_tcp_port())}) {
+  for (const std::string& init : {"file://" + tmp.file("store"), fmt::format("tcp://127.0.0.1:{}", test::free_tcp_port())}) {
     CAPTURE(init);
     std::vector<std::string> msgs(2);
     std::vector<std::thread> ts;

@@ -88,7 +88,7 @@ inline std::string make_viewer_workspace(const std::string& dir, int64_t n = 600
   write_viewer_dataset(dir + "/data", n, 24, 5);
   pipeline::PipelineParams p = planted_params();
   p.data.image_root = "images";
-  p.interventions = {{"grp", "named", 2, "zero"}};
+  p.interventions = {{"grp", "named", 2, "zero", ""}};
   p.curve.max_k = 4;
   pipeline::resolve_paths(p, dir + "/data");
   pipeline::RunOptions o;

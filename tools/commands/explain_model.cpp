@@ -27,7 +27,7 @@ namespace cl::cli {
 namespace {
 
 struct ModelArgs {
-  std::string cbm, activations, labels, label_col, id_col = "ImageID", names;
+  std::string cbm, activations, labels, label_col, id_col = kDefaultIdCol, names;
   bool json = false;
 };
 

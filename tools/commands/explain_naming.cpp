@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cbm/dataset.h"
+#include "core/csv.h"
 #include "cbm/protocol.h"
 #include "core/activations.h"
 #include "core/embeddings.h"
@@ -33,7 +34,7 @@ CsrMatrix embeddings_for(const std::string& path, const std::vector<std::string>
 
 Runner setup_explain_match(CLI::App* s) {
   struct Args {
-    std::string activations, labels, id_col = "ImageID", embeddings, names_out;
+    std::string activations, labels, id_col = kDefaultIdCol, embeddings, names_out;
     std::vector<std::string> columns;
     bool json = false;
   };
@@ -96,7 +97,7 @@ Runner setup_explain_match(CLI::App* s) {
 
 Runner setup_explain_name(CLI::App* s) {
   struct Args {
-    std::string sae, vocab, embeddings, labels, id_col = "ImageID", cbm, activations, names_out;
+    std::string sae, vocab, embeddings, labels, id_col = kDefaultIdCol, cbm, activations, names_out;
     std::vector<std::string> columns;
     bool json = false;
   };

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cbm/dataset.h"
+#include "core/csv.h"
 #include "cbm/protocol.h"
 #include "core/atomic_file.h"
 #include "core/embeddings.h"
@@ -28,7 +29,7 @@ namespace cl::cli {
 namespace {
 
 struct Args {
-  std::string cbm, activations, labels, label_col, id_col = "ImageID", names, split_col, eval_split = "test";
+  std::string cbm, activations, labels, label_col, id_col = kDefaultIdCol, names, split_col, eval_split = "test";
   std::string subgroup_col, zero, mean, edits_file, vocab;
   std::vector<std::string> scale, clamp;
   explain::RuleEdits rule;  // --concept, --by, --top-n, --concept-col: defaults from the struct

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/device.h"
+#include "core/csv.h"
 #include "core/embeddings.h"
 #include "core/error.h"
 #include "core/output_claim.h"
@@ -20,7 +21,7 @@ namespace cl::cli {
 
 Runner setup_sae_sweep(CLI::App* s) {
   struct Args {
-    std::string embeddings, labels, id_col = "ImageID", grid, out, device = "auto";
+    std::string embeddings, labels, id_col = kDefaultIdCol, grid, out, device = "auto";
     std::vector<std::string> columns;
     bool json = false;
   };

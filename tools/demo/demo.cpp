@@ -94,7 +94,7 @@ pipeline::PipelineParams demo_pipeline_params() {
   p.sae.pre_bias_init = "zero";
   p.sae.checkpoint_every = 0;
   p.match.splits = 3;
-  p.interventions = {{"hair", "named", 3, "zero"}};
+  p.interventions = {{"hair", "named", 3, "zero", ""}};
   p.curve.by = {"weight", "annotation", "random"};
   p.curve.concept_col = "hair";
   p.curve.max_k = 10;

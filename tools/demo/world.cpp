@@ -432,7 +432,7 @@ DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string&
 
   CsvTable meta;
   meta.path = (fs::path(dir) / "meta.csv").string();
-  meta.header = {"ImageID", "label", "malignant", "split"};
+  meta.header = {kDefaultIdCol, "label", "malignant", "split"};
   for (auto& n : concept_names()) meta.header.push_back(n);
   DemoWorldReport rep;
   for (auto& im : world) {

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/csv.h"
 #include "core/device.h"
 #include "core/progress.h"
 #include "tools/embed/decode_pool.h"
@@ -22,7 +23,7 @@ struct EmbedParams {
   std::string model;            // TorchScript file
   std::string preprocess_json;  // "" = the model path with extension .json (ENCODER.pt -> ENCODER.json)
   std::string csv;              // CSV mode: metadata with one row per image
-  std::string image_col = "ImageID";
+  std::string image_col = kDefaultIdCol;
   std::string image_root;       // CSV mode: folder the ids are relative to ("" = the CSV's folder)
   std::string images_dir;       // folder mode: every image below, ids = relative paths, sorted
   std::string out;              // output .h5

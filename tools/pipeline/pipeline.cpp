@@ -547,7 +547,8 @@ void Runner::run_report() {
                     p.data.label_col, auc(cl["cbm"]), auc(cl["probe"]));
   if (cl.contains("unbiased"))
     md += fmt::format("| concept bottleneck fitted without the `{}` bias | {} |\n", p.data.subgroup_col, auc(cl["unbiased"]));
-  md += "\n" + png_line("global explanations", workspace::kGlobalPng, w);
+  md += "\n";
+  md += png_line("global explanations", workspace::kGlobalPng, w);
   if (!r["interventions"].empty()) {
     md += "## Interventions\n| concept | latents | AUROC before | after | random control (95%) |\n|---|---|---|---|---|\n";
     for (const auto& iv : r["interventions"]) {
@@ -564,7 +565,8 @@ void Runner::run_report() {
       md += fmt::format("| {} | {} | {:.3f} | {:.3f} | {} |\n", iv["concept"].get<std::string>(), iv["latents"].dump(),
                         rep["before"]["auroc"].get<double>(), rep["after"]["auroc"].get<double>(), ctl);
     }
-    md += "\n" + png_line("intervention curves", workspace::kCurvePng, w);
+    md += "\n";
+    md += png_line("intervention curves", workspace::kCurvePng, w);
   }
   AtomicOutput out(f(workspace::kReportMd));
   {
@@ -597,7 +599,7 @@ RunResult run_pipeline(const PipelineParams& p, const RunOptions& o, ProgressSin
   check_csv_columns(p);
   Workspace w = open_workspace(o.workspace, p);
   OutputLock lock(w.file(workspace::kState));  // two runs on one workspace would race on every step
-  Runner r{p, w, pick_device(o.device), progress, {}, false};
+  Runner r{p, w, pick_device(o.device), progress, {}, false, {}};
   const std::vector<Step> steps = {
       {"embed", [&] { return r.embed_key(); }, [&] { r.run_embed(); }},
       {"sae", [&] { return r.sae_key(); }, [&] { r.run_sae(); }},

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/csv.h"
 #include "cbm/logreg.h"
 #include "cbm/protocol.h"
 #include "core/device.h"
@@ -32,7 +33,7 @@ namespace cl::pipeline {
 struct DataParams {
   std::string csv;                 // metadata CSV: one row per image (ids, label, annotations)
   std::string image_root;          // folder the ids are relative to ("" = the CSV's folder)
-  std::string id_col = "ImageID";
+  std::string id_col = kDefaultIdCol;
   std::string label_col = "label";  // the classifier's target
   std::string split_col = "split";  // train/valid/test rows ("" = repeated stratified splits)
   std::string eval_split = "test";  // rows interventions and curves are scored on

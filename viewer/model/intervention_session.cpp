@@ -149,28 +149,19 @@ std::vector<std::string> replay_arguments(const WorkspacePaths& p, const std::st
 
 nlohmann::json edits_to_json(const std::vector<explain::LatentEdit>& edits, const WorkspacePaths& p,
                              const std::string& subgroup_col, const std::string& edits_path) {
-  nlohmann::json list = nlohmann::json::array();
-  for (const auto& e : edits) {
-    nlohmann::json j = {{"latent", e.latent}, {"op", explain::edit_op_name(e.op)}};
-    if (e.op == explain::EditOp::scale || e.op == explain::EditOp::clamp) j["value"] = e.value;
-    list.push_back(j);
-  }
+  nlohmann::json j = explain::edits_to_json(edits);
   std::string cmd = "conceptlab intervene";
   for (const auto& arg : replay_arguments(p, subgroup_col, edits_path))
     cmd += " " + (arg.find_first_of(" '\"") == std::string::npos ? arg : "'" + arg + "'");
-  return {{"format", "conceptlab.edits"}, {"schema_version", 1}, {"edits", list}, {"replay", cmd}};
+  j["replay"] = cmd;
+  return j;
 }
 
 void save_edits(const std::string& path, const std::vector<explain::LatentEdit>& edits, const WorkspacePaths& p,
                 const std::string& subgroup_col) {
-  AtomicOutput out(path);
-  {
-    std::ofstream f(out.temp_path());
-    f << edits_to_json(edits, p, subgroup_col, path).dump(2) << "\n";
-    f.flush();
-    if (!f) throw_input("{}: cannot write (disk full?)", path);
-  }
-  out.commit();
+  // Never over a file the workspace reads (a typo in the path box).
+  write_file_atomic(path, edits_to_json(edits, p, subgroup_col, path).dump(2) + "\n",
+                    {p.cbm, p.activations, p.csv, p.sae, p.index, p.names, p.embeddings});
 }
 
 std::vector<explain::LatentEdit> load_edits(const std::string& path, int64_t n_latents) {

@@ -60,7 +60,7 @@ WorkspacePaths WorkspacePaths::from_workspace(const std::string& dir) {
   };
   p.csv = str(data, "csv", "");
   p.image_root = str(data, "image_root", "");
-  p.id_col = str(data, "id_col", "ImageID");
+  p.id_col = str(data, "id_col", kDefaultIdCol);
   p.label_col = str(data, "label_col", "label");
   p.split_col = str(data, "split_col", "");
   p.eval_split = p.split_col.empty() ? "" : str(data, "eval_split", "test");
@@ -170,6 +170,7 @@ void WorkspaceModel::load_all(ProgressSink& progress) {
     attempt(paths.csv, [&] {
       meta = read_csv(paths.csv);
       meta_row_of_id = index_by(meta, paths.id_col);
+      subgroup_columns_ = find_subgroup_columns();  // a scan of the CSV: once, not every frame
     });
   if (has_acts() && has_cbm() && !meta.header.empty() && !paths.label_col.empty())
     attempt(paths.csv, [&] {
@@ -205,6 +206,15 @@ void WorkspaceModel::load_all(ProgressSink& progress) {
   if (!paths.curve.empty() && fs::exists(paths.curve))
     attempt(paths.curve, [&] { curves = explain::curve_series(explain::curve_points(read_csv(paths.curve), paths.curve)); });
   build_latent_rows();
+}
+
+int64_t WorkspaceModel::default_latent() const {
+  int64_t best = latents.empty() ? 0 : latents[0].latent;
+  for (const auto& r : latents)
+    if (r.rank == 1) return r.latent;
+  for (const auto& r : latents)
+    if (r.firing_rate > latents[static_cast<size_t>(best)].firing_rate) best = r.latent;
+  return best;
 }
 
 explain::RuleInputs WorkspaceModel::rule_inputs() const {
@@ -299,7 +309,7 @@ std::vector<std::string> WorkspaceModel::annotation_columns() const {
   return out;
 }
 
-std::vector<std::string> WorkspaceModel::subgroup_columns() const {
+std::vector<std::string> WorkspaceModel::find_subgroup_columns() const {
   std::vector<std::string> out;
   for (size_t c = 0; c < meta.header.size(); ++c) {
     if (meta.header[c] == paths.id_col) continue;

@@ -33,7 +33,7 @@ struct WorkspacePaths {
   std::string dir;                                   // the workspace ("" with explicit files)
   std::string activations, index, names, cbm, probe, sae, embeddings;
   std::string csv, image_root, report, classify, curve;
-  std::string id_col = "ImageID", label_col, split_col, eval_split = "test", subgroup_col;
+  std::string id_col = kDefaultIdCol, label_col, split_col, eval_split = "test", subgroup_col;
   std::vector<std::string> concept_cols;
   std::string vocab, encoder_model, preprocess_json;  // query by example: the workspace's encoder
   std::vector<std::string> config_problems;  // workspace.json fields of the wrong type (shown as problems)
@@ -106,12 +106,16 @@ class WorkspaceModel {
   std::vector<std::pair<std::string, std::string>> metadata(int64_t row) const;
   // 0/1 annotation columns of the CSV (the configured concept columns, else every 0/1 column).
   std::vector<std::string> annotation_columns() const;
-  // Categorical columns usable as subgroups (2..20 distinct values).
-  std::vector<std::string> subgroup_columns() const;
+  // Categorical columns usable as subgroups (2..20 distinct values), found when the CSV loads.
+  const std::vector<std::string>& subgroup_columns() const { return subgroup_columns_; }
 
   // Fills concept_names/concept_vectors (minutes for huge sets: run it on a worker thread).
   // Returns the problem ("" when none) instead of recording it, so the caller's thread does.
   std::optional<LoadIssue> compute_concept_directions(ProgressSink& progress = silent_progress());
+
+  // The latent a panel shows before any choice: the CBM's most important one (rank 1), else the
+  // one that fires on the most images, else 0.
+  int64_t default_latent() const;
 
   // What the latent ranking rules read, from this workspace (valid while the model lives).
   explain::RuleInputs rule_inputs() const;
@@ -121,6 +125,8 @@ class WorkspaceModel {
 
  private:
   void load_all(ProgressSink& progress);
+  std::vector<std::string> find_subgroup_columns() const;
+  std::vector<std::string> subgroup_columns_;
   void build_latent_rows();
 };
 
