@@ -53,7 +53,7 @@ const T& need(const T* p, Rule r, const char* what) {
 // The concept's vector for the direction rule: a vocabulary entry, or the probe direction of the
 // concept's annotation column on the embeddings.
 std::vector<float> concept_vector(const ConceptRef& c, const RuleInputs& in) {
-  if (!in.vocab.empty()) return vocab_entry(read_vocab(in.vocab), c.name.empty() ? c.col() : c.name, in.vocab);
+  if (!in.vocab.empty()) return vocab_entry(read_vocab(in.vocab), c.name_or_col(), in.vocab);
   if (in.embeddings.empty()) throw_usage("the direction rule needs a vocabulary or the embeddings (for the concept's probe direction)");
   if (in.labels_csv.empty()) throw_usage("the direction rule without a vocabulary needs the labels CSV");
   const Embeddings e = read_embeddings(in.embeddings);
@@ -67,7 +67,7 @@ std::vector<int64_t> rank_latents(Rule rule, const ConceptRef& c, const RuleInpu
   if (rule_needs_concept(rule) && c.col().empty()) throw_usage("the {} rule needs a concept", rule_name(rule));
   switch (rule) {
     case Rule::named:
-      return latents_named(need(in.names, rule, "latent names"), c.name.empty() ? c.col() : c.name,
+      return latents_named(need(in.names, rule, "latent names"), c.name_or_col(),
                            need(in.model, rule, "the CBM"));
     case Rule::annotation: {
       if (in.labels_csv.empty()) throw_usage("the annotation rule needs the labels CSV with the concept column");
@@ -99,7 +99,7 @@ std::string ranking_label(Rule rule, const ConceptRef& c, const RuleInputs& in, 
   switch (rule) {
     case Rule::weight: return "weight";
     case Rule::random: return fmt::format("random:{}", seed);
-    case Rule::named: return "named:" + (c.name.empty() ? c.col() : c.name);
+    case Rule::named: return "named:" + c.name_or_col();
     case Rule::direction: return "direction:" + (!in.vocab.empty() && !c.name.empty() ? c.name : c.col());
     case Rule::annotation: return "annotation:" + c.col();
   }

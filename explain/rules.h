@@ -56,6 +56,7 @@ bool rule_needs_concept(Rule r);
 struct ConceptRef {
   std::string name, column;
   const std::string& col() const { return column.empty() ? name : column; }
+  const std::string& name_or_col() const { return name.empty() ? column : name; }
 };
 
 // What the rules read; each reads only what it needs and says which piece is missing.
