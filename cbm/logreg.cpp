@@ -8,10 +8,12 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <atomic>
 
 #include <Eigen/Dense>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace cl::cbm {
 
@@ -50,22 +52,25 @@ struct Design {
   Design& operator=(const Design&) = delete;
   int64_t n = 0, f = 0;
   int64_t n_source_rows = 0;  // rows of the X it was built from (labels are indexed by them)
+  uint64_t serial = 0;        // unique per design made in this process (keys a FitState)
   bool standardized = false;
   CscMatrix X;               // [n, f] scaled values
   const SparseIndex* colptr = nullptr;  // X's buffers, for the hand-written hot loops below
   const SparseIndex* row = nullptr;
   const float* val = nullptr;
   std::vector<double> scale;  // x_scaled = x * scale[j]
+  std::vector<double> norm2, norm1;  // |x_j|_2 and |x_j|_1 of each scaled column (bound a gradient's change)
 };
 
 namespace {
 
-// Fills d in place: the raw pointers point into d.X, so a Design is never copied or moved.
-void make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize, Design& d) {
-  // Eigen's SparseMatrix assignment deep-copies; swapping hands the buffers over.
-  CscMatrix built = rows.empty() ? to_csc(X) : to_csc(X, rows);
+// Fills d in place from the rows by column (given in `built`, swapped in: Eigen's assignment
+// deep-copies); the raw pointers point into d.X, so a Design is never copied or moved.
+void make_design(CscMatrix& built, int64_t n_source_rows, bool standardize, Design& d) {
   d.X.swap(built);
-  d.n_source_rows = X.n_rows;
+  static std::atomic<uint64_t> n_designs{0};
+  d.serial = ++n_designs;
+  d.n_source_rows = n_source_rows;
   d.standardized = standardize;
   d.n = d.X.rows();
   d.f = d.X.cols();
@@ -87,6 +92,14 @@ void make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool stan
   d.colptr = cp;
   d.row = d.X.innerIndexPtr();
   d.val = v;
+  d.norm2.assign(d.f, 0.0);
+  d.norm1.assign(d.f, 0.0);
+  for (int64_t j = 0; j < d.f; ++j) {
+    double ss = 0, sa = 0;
+    for (SparseIndex k = cp[j]; k < cp[j + 1]; ++k) ss += double(v[k]) * v[k], sa += std::abs(v[k]);
+    d.norm2[j] = std::sqrt(ss);
+    d.norm1[j] = sa;
+  }
   // The solvers' tolerances are absolute on the gradient, which grows with the feature scale: at
   // |x| ~ 1e20 a fit never reaches them and runs for hours. Refuse instead of looping.
   constexpr double kMaxAbs = 1e6;
@@ -101,7 +114,33 @@ void make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool stan
     }
 }
 
-double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
+// sum_q x_qj * w[row q] (times h[row q] when given) over column j. Four partial sums: one chain of
+// dependent adds, not memory, limited these loops (the L1 paths of explain match: 2.3x faster).
+double column_dot(const Design& D, int64_t j, const double* w, const double* h = nullptr) {
+  double g0 = 0, g1 = 0, g2 = 0, g3 = 0;
+  int64_t q = D.colptr[j];
+  const int64_t e = D.colptr[j + 1];
+  const SparseIndex* row = D.row;
+  const float* val = D.val;
+  if (h) {
+    for (; q + 4 <= e; q += 4) {
+      g0 += val[q] * h[row[q]] * w[row[q]];
+      g1 += val[q + 1] * h[row[q + 1]] * w[row[q + 1]];
+      g2 += val[q + 2] * h[row[q + 2]] * w[row[q + 2]];
+      g3 += val[q + 3] * h[row[q + 3]] * w[row[q + 3]];
+    }
+    for (; q < e; ++q) g0 += val[q] * h[row[q]] * w[row[q]];
+  } else {
+    for (; q + 4 <= e; q += 4) {
+      g0 += val[q] * w[row[q]];
+      g1 += val[q + 1] * w[row[q + 1]];
+      g2 += val[q + 2] * w[row[q + 2]];
+      g3 += val[q + 3] * w[row[q + 3]];
+    }
+    for (; q < e; ++q) g0 += val[q] * w[row[q]];
+  }
+  return (g0 + g1) + (g2 + g3);
+}
 
 // State of one fit: parameters in the scaled space, logits and probabilities.
 struct Solver {
@@ -128,10 +167,12 @@ struct Solver {
   double eval_loss(const std::vector<double>& zz, std::vector<double>* pp) const {
     double L = 0;
     if (K == 1) {
+      // One exp per sample for both the loss and the probability: softplus(z) = max(z, 0) +
+      // log1p(e) and sigmoid(z) = 1 / (1 + e) or e / (1 + e), with e = exp(-|z|).
       for (int64_t i = 0; i < n(); ++i) {
-        double zi = zz[i];
-        L += c[i] * (softplus(zi) - (y[i] == 1 ? zi : 0.0));
-        if (pp) (*pp)[i] = 1.0 / (1.0 + std::exp(-zi));
+        const double zi = zz[i], e = std::exp(-std::abs(zi));
+        L += c[i] * (std::max(zi, 0.0) + std::log1p(e) - (y[i] == 1 ? zi : 0.0));
+        if (pp) (*pp)[i] = zi >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
       }
     } else {
       for (int64_t i = 0; i < n(); ++i) {
@@ -168,21 +209,25 @@ struct Solver {
     loss = eval_loss(z, &p);
   }
 
-  // Loss gradient for class k: per-sample residual R and G = X^T R (unpenalised).
-  void loss_grad(int k, std::vector<double>& R, std::vector<double>& G, double& Gb) const {
+  // Loss gradient for class k: per-sample residual R and G = X^T R (unpenalised), for every
+  // feature or only those in `cols` (G's other entries are left as they were).
+  void loss_grad(int k, std::vector<double>& R, std::vector<double>& G, double& Gb,
+                 const std::vector<int64_t>* cols = nullptr) const {
     R.resize(n());
-    Gb = 0;
+    double gb = 0;  // a local: summing into the reference measured 5 cycles per row (store forwarding)
     for (int64_t i = 0; i < n(); ++i) {
       R[i] = c[i] * (p[i * K + k] - target(i, k));
-      Gb += R[i];
+      gb += R[i];
     }
+    Gb = gb;
     G.resize(F());
     // By hand: Eigen's X^T r (transposed CSC times a vector through a float->double cast) measured
     // 5% slower on cbm_bench than this loop.
-    for (int64_t j = 0; j < F(); ++j) {
-      double g = 0;
-      for (int64_t q = D.colptr[j], e = D.colptr[j + 1]; q < e; ++q) g += D.val[q] * R[D.row[q]];
-      G[j] = g;
+    auto column = [&](int64_t j) { G[j] = column_dot(D, j, R.data()); };
+    if (cols) {
+      for (int64_t j : *cols) column(j);
+    } else {
+      for (int64_t j = 0; j < F(); ++j) column(j);
     }
   }
 
@@ -192,28 +237,22 @@ struct Solver {
     return std::max(0.0, std::abs(g) - a1);
   }
 
-  double class_gap(int k, const std::vector<double>& G, double Gb) const {
+  double class_gap(int k, const std::vector<double>& G, double Gb, const std::vector<int64_t>* cols = nullptr) const {
     double gap = intercept ? std::abs(Gb) : 0.0;
-    for (int64_t j = 0; j < F(); ++j) gap = std::max(gap, violation(V[k * F() + j], G[j]));
-    return gap;
-  }
-
-  double full_gap() const {
-    std::vector<double> R, G;
-    double Gb, gap = 0;
-    for (int k = 0; k < K; ++k) {
-      loss_grad(k, R, G, Gb);
-      gap = std::max(gap, class_gap(k, G, Gb));
+    if (cols) {
+      for (int64_t j : *cols) gap = std::max(gap, violation(V[k * F() + j], G[j]));
+    } else {
+      for (int64_t j = 0; j < F(); ++j) gap = std::max(gap, violation(V[k * F() + j], G[j]));
     }
     return gap;
   }
 
   // One proximal Newton step on class k (others fixed): coordinate descent on the quadratic
   // model over the active set, then an Armijo line search on the true objective.
-  bool cd_step(int k, const std::vector<double>& G, double Gb, double gap_k) {
+  bool cd_step(int k, const std::vector<double>& G, double Gb, double gap_k, const std::vector<int64_t>& candidates) {
     const int64_t Fn = F();
     std::vector<int64_t> active;
-    for (int64_t j = 0; j < Fn; ++j)
+    for (int64_t j : candidates)
       if (V[k * Fn + j] != 0 || violation(0.0, G[j]) > 0) active.push_back(j);
     std::vector<double> h(n());
     double hsum = 0;
@@ -228,12 +267,19 @@ struct Solver {
     std::vector<double> a(active.size()), m(active.size(), 0.0), dv(active.size(), 0.0), r(n(), 0.0);
     for (size_t t = 0; t < active.size(); ++t) {
       int64_t j = active[t];
-      double s2 = 0, s1 = 0;
-      for (int64_t q = D.colptr[j], e = D.colptr[j + 1]; q < e; ++q) {
-        double hv = h[D.row[q]] * D.val[q];
-        s1 += hv;
-        s2 += hv * D.val[q];
+      double s1 = 0, s2 = 0, t1 = 0, t2 = 0;  // two chains each, as in column_dot
+      int64_t q = D.colptr[j];
+      const int64_t e = D.colptr[j + 1];
+      for (; q + 2 <= e; q += 2) {
+        const double hv = h[D.row[q]] * D.val[q], hw = h[D.row[q + 1]] * D.val[q + 1];
+        s1 += hv, s2 += hv * D.val[q];
+        t1 += hw, t2 += hw * D.val[q + 1];
       }
+      for (; q < e; ++q) {
+        const double hv = h[D.row[q]] * D.val[q];
+        s1 += hv, s2 += hv * D.val[q];
+      }
+      s1 += t1, s2 += t2;
       if (intercept) {
         m[t] = s1 / hsum;
         a[t] = std::max(0.0, s2 - hsum * m[t] * m[t]);
@@ -249,8 +295,7 @@ struct Solver {
         int64_t j = active[t];
         double u = V[k * Fn + j] + dv[t];
         if ((nonzero_only && u == 0) || a[t] + a2 <= 0) continue;
-        double gq = G[j] - m[t] * (Gb + hr);
-        for (int64_t q = D.colptr[j], e = D.colptr[j + 1]; q < e; ++q) gq += D.val[q] * h[D.row[q]] * r[D.row[q]];
+        const double gq = G[j] - m[t] * (Gb + hr) + column_dot(D, j, r.data(), h.data());
         double w = a[t] * u - gq;
         double un = (w > a1 ? w - a1 : w < -a1 ? w + a1 : 0.0) / (a[t] + a2);
         double d = un - u;
@@ -309,23 +354,115 @@ struct Solver {
     return false;
   }
 
-  void run_cd(int& iters, double& gap) {
-    std::vector<double> R;
-    std::vector<std::vector<double>> G(K);
-    std::vector<double> Gb(K);
-    for (iters = 0;; ++iters) {
-      gap = 0;
+  // Gradients of the loss per class: G[k][j] is exact at the current weights for the features of
+  // the working set and those the last check computed; G_ref[k] holds every feature's gradient
+  // at the residual R_ref[k] (the last full pass, or a FitState's).
+  std::vector<std::vector<double>> G, G_ref, R_ref;
+  std::vector<double> Gb;
+
+  // The optimality check over every feature without a pass over X when it can be avoided: a
+  // feature at zero violates only if |G_j| > a1, and |G_j - G_ref_j| <= min(|x_j|_2 |R - R_ref|_2,
+  // |x_j|_1 |R - R_ref|_inf) (Cauchy-Schwarz, Hoelder), so only the features whose bound reaches a1 (and the non-zero ones) get
+  // their exact gradient. A full pass when too many remain, which resets the reference. Returns
+  // the largest violation, exact; `checked` gets the features whose gradient is now exact.
+  double check(const std::vector<char>& in_ws, std::vector<int64_t>& checked) {
+    std::vector<std::vector<double>> R(K);
+    for (int k = 0; k < K; ++k) {
+      R[k].resize(n());
+      double gb = 0;
+      for (int64_t i = 0; i < n(); ++i) gb += R[k][i] = c[i] * (p[i * K + k] - target(i, k));
+      Gb[k] = gb;
+    }
+    checked.clear();
+    bool full = R_ref.empty() || !(a1 > 0);
+    if (!full) {
+      std::vector<double> delta2(K), delta_inf(K);
       for (int k = 0; k < K; ++k) {
-        loss_grad(k, R, G[k], Gb[k]);
+        double ss = 0, mx = 0;
+        for (int64_t i = 0; i < n(); ++i) {
+          const double d = R[k][i] - R_ref[k][i];
+          ss += d * d, mx = std::max(mx, std::abs(d));
+        }
+        delta2[k] = std::sqrt(ss) * (1 + 1e-9);  // a margin for the rounding of the bound itself
+        delta_inf[k] = mx * (1 + 1e-9);
+      }
+      const double limit = a1 * (1 - 1e-9);
+      for (int64_t j = 0; j < F(); ++j) {
+        if (in_ws[j]) continue;  // exact already
+        bool need = false;
+        for (int k = 0; k < K && !need; ++k)
+          need = V[k * F() + j] != 0 ||
+                 std::abs(G_ref[k][j]) + std::min(D.norm2[j] * delta2[k], D.norm1[j] * delta_inf[k]) > limit;
+        if (need) checked.push_back(j);
+      }
+      full = static_cast<int64_t>(checked.size()) * 4 > F();
+    }
+    double gap = 0;
+    for (int k = 0; k < K; ++k) gap = std::max(gap, intercept ? std::abs(Gb[k]) : 0.0);
+    if (full) {
+      checked.clear();
+      for (int k = 0; k < K; ++k) {
+        for (int64_t j = 0; j < F(); ++j) G[k][j] = column_dot(D, j, R[k].data());
         gap = std::max(gap, class_gap(k, G[k], Gb[k]));
       }
+      G_ref = G;
+      R_ref = std::move(R);
+      for (int64_t j = 0; j < F(); ++j) checked.push_back(j);
+      return gap;
+    }
+    for (int64_t j = 0; j < F(); ++j)
+      if (in_ws[j]) checked.push_back(j);  // kept exact by the inner loop
+    for (int k = 0; k < K; ++k) {
+      for (int64_t j : checked)
+        if (!in_ws[j]) G[k][j] = column_dot(D, j, R[k].data());
+      gap = std::max(gap, class_gap(k, G[k], Gb[k], &checked));
+    }
+    return gap;
+  }
+
+  // Proximal Newton steps on a working set: the features that are non-zero or violated the
+  // optimality conditions at a check. Steps and their gradients touch only those columns; a check
+  // over every feature (see check) confirms convergence or grows the set. Most of X never enters
+  // an L1 fit, and a pass over it per step dominated the cost of an L1 path.
+  // Features near the threshold join the working set too: most of them enter the solution as the
+  // fit moves, and admitting them early saves the checks and steps that would discover them one by one.
+  static constexpr double kWsMargin = 0.5;
+  void run_cd(int& iters, double& gap) {
+    std::vector<double> R;
+    G.resize(K);
+    for (auto& g : G) g.resize(F());
+    Gb.resize(K);
+    std::vector<int64_t> ws, checked;
+    std::vector<char> in_ws(F(), 0);
+    bool stalled = false;
+    for (iters = 0;;) {
+      gap = check(in_ws, checked);
       if (gap <= tol || iters >= max_iter) return;
-      bool moved = false;
-      for (int k = 0; k < K; ++k) {
-        if (k > 0) loss_grad(k, R, G[k], Gb[k]);  // earlier classes' steps changed p
-        moved = cd_step(k, G[k], Gb[k], class_gap(k, G[k], Gb[k])) || moved;
+      const size_t ws_before = ws.size();
+      for (int64_t j : checked)
+        for (int k = 0; k < K && !in_ws[j]; ++k)
+          if (V[k * F() + j] != 0 || std::abs(G[k][j]) > kWsMargin * a1) in_ws[j] = 1, ws.push_back(j);
+      // No descent step existed at double precision and no new feature can help: report the gap as is.
+      if (stalled && ws.size() == ws_before) return;
+      stalled = false;
+      for (;;) {
+        bool moved = false;
+        for (int k = 0; k < K; ++k) {
+          if (k > 0) loss_grad(k, R, G[k], Gb[k], &ws);  // earlier classes' steps changed p
+          moved = cd_step(k, G[k], Gb[k], class_gap(k, G[k], Gb[k], &ws), ws) || moved;
+        }
+        ++iters;
+        if (!moved) {  // a failed step changes nothing
+          stalled = true;
+          break;
+        }
+        double gap_ws = 0;
+        for (int k = 0; k < K; ++k) {
+          loss_grad(k, R, G[k], Gb[k], &ws);
+          gap_ws = std::max(gap_ws, class_gap(k, G[k], Gb[k], &ws));
+        }
+        if (gap_ws <= tol || iters >= max_iter) break;
       }
-      if (!moved) return;  // no descent step exists at double precision: report the gap as is
     }
   }
 
@@ -424,6 +561,11 @@ struct Solver {
   }
 };
 
+void make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize, Design& d) {
+  CscMatrix built = rows.empty() ? to_csc(X) : to_csc(X, rows);
+  make_design(built, X.n_rows, standardize, d);
+}
+
 }  // namespace
 
 std::shared_ptr<const Design> make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize) {
@@ -432,17 +574,38 @@ std::shared_ptr<const Design> make_design(const CsrMatrix& X, const std::vector<
   return d;
 }
 
+std::shared_ptr<const Design> make_design(const CscMatrix& X_by_col, const std::vector<int64_t>& rows, bool standardize) {
+  auto d = std::make_shared<Design>();
+  CscMatrix built = rows.empty() ? CscMatrix(X_by_col) : take_rows(X_by_col, rows);
+  make_design(built, X_by_col.rows(), standardize, *d);
+  return d;
+}
+
+namespace {
+// A fit starts from `start` when it belongs to this design and labels, else from warm's weights,
+// else from the class priors.
+LogRegFit fit_impl(const Design& D, const std::vector<int>& y, int n_classes, const LogRegParams& p,
+                   const std::vector<int64_t>& rows, const LogRegFit* warm, const FitState* start, FitState* end);
+}  // namespace
+
 LogRegFit fit_logreg(const CsrMatrix& X, const std::vector<int>& y, int n_classes, const LogRegParams& p,
                      const std::vector<int64_t>& rows, const LogRegFit* warm) {
   validate(p);
   CL_ASSERT(static_cast<int64_t>(y.size()) == X.n_rows, "labels and features differ in rows");
   Design D;
   make_design(X, rows, p.standardize, D);
-  return fit_logreg(D, y, n_classes, p, rows, warm);
+  return fit_impl(D, y, n_classes, p, rows, warm, nullptr, nullptr);
 }
 
 LogRegFit fit_logreg(const Design& D, const std::vector<int>& y, int n_classes, const LogRegParams& p,
-                     const std::vector<int64_t>& rows, const LogRegFit* warm) {
+                     const std::vector<int64_t>& rows, const FitState* start, FitState* end) {
+  return fit_impl(D, y, n_classes, p, rows, nullptr, start, end);
+}
+
+namespace {
+
+LogRegFit fit_impl(const Design& D, const std::vector<int>& y, int n_classes, const LogRegParams& p,
+                   const std::vector<int64_t>& rows, const LogRegFit* warm, const FitState* start, FitState* end) {
   validate(p);
   CL_ASSERT(n_classes >= 2, "need at least two classes");
   CL_ASSERT(static_cast<int64_t>(y.size()) == D.n_source_rows, "labels and features differ in rows");
@@ -472,28 +635,45 @@ LogRegFit fit_logreg(const Design& D, const std::vector<int>& y, int n_classes, 
   s.c.resize(D.n);
   for (int64_t i = 0; i < D.n; ++i) s.c[i] = cw[s.y[i]] / D.n;
 
+  // The loss and its gradient depend on the design, the labels, their weights and the intercept
+  // setting, not on alpha.
+  uint64_t key = splitmix64(D.serial ^ splitmix64(static_cast<uint64_t>(n_classes)));
+  key = splitmix64(key ^ (p.class_weight == "balanced") ^ (uint64_t{p.fit_intercept} << 1));
+  uint64_t labels = 0xcbf29ce484222325ULL;  // FNV-1a over the labels: a multiply per row, not a full mix
+  for (int64_t i = 0; i < D.n; ++i) labels = (labels ^ static_cast<uint64_t>(s.y[i])) * 0x100000001b3ULL;
+  key = splitmix64(key ^ labels);
+  key |= 1;  // never 0 (an empty state)
+
   const int K = s.K;
-  s.V.assign(K * D.f, 0.0);
-  s.b.assign(K, 0.0);
-  if (warm && warm->n_rows == K && warm->n_features == D.f) {
-    for (int k = 0; k < K; ++k)
-      for (int64_t j = 0; j < D.f; ++j) s.V[k * D.f + j] = warm->weights[k * D.f + j] / D.scale[j];
-    if (p.fit_intercept) s.b = warm->bias;
-  } else if (p.fit_intercept) {
-    // Start from the (weighted) class priors: the optimum when no feature is used.
-    std::vector<double> q(n_classes, 0.0);
-    for (int64_t i = 0; i < D.n; ++i) q[s.y[i]] += s.c[i];
-    double tot = std::accumulate(q.begin(), q.end(), 0.0);
-    for (auto& v : q) v = std::clamp(v / tot, 1e-6, 1 - 1e-6);
-    if (K == 1) {
-      s.b[0] = std::log(q[1] / q[0]);
-    } else {
-      double mean = 0;
-      for (int k = 0; k < K; ++k) mean += std::log(q[k]) / K;
-      for (int k = 0; k < K; ++k) s.b[k] = std::log(q[k]) - mean;
+  const bool resume = start && start->key == key;
+  if (resume) {
+    CL_ASSERT(start->V.size() == static_cast<size_t>(K * D.f) && start->G_ref.size() == static_cast<size_t>(K),
+              "a FitState of another shape");
+    s.V = start->V, s.b = start->b, s.z = start->z, s.p = start->p, s.loss = start->loss;
+    s.G_ref = start->G_ref, s.R_ref = start->R_ref;
+  } else {
+    s.V.assign(K * D.f, 0.0);
+    s.b.assign(K, 0.0);
+    if (warm && warm->n_rows == K && warm->n_features == D.f) {
+      for (int k = 0; k < K; ++k)
+        for (int64_t j = 0; j < D.f; ++j) s.V[k * D.f + j] = warm->weights[k * D.f + j] / D.scale[j];
+      if (p.fit_intercept) s.b = warm->bias;
+    } else if (p.fit_intercept) {
+      // Start from the (weighted) class priors: the optimum when no feature is used.
+      std::vector<double> q(n_classes, 0.0);
+      for (int64_t i = 0; i < D.n; ++i) q[s.y[i]] += s.c[i];
+      double tot = std::accumulate(q.begin(), q.end(), 0.0);
+      for (auto& v : q) v = std::clamp(v / tot, 1e-6, 1 - 1e-6);
+      if (K == 1) {
+        s.b[0] = std::log(q[1] / q[0]);
+      } else {
+        double mean = 0;
+        for (int k = 0; k < K; ++k) mean += std::log(q[k]) / K;
+        for (int k = 0; k < K; ++k) s.b[k] = std::log(q[k]) - mean;
+      }
     }
+    s.compute_z();
   }
-  s.compute_z();
 
   LogRegFit out;
   bool use_cd = p.solver == "cd" || (p.solver == "auto" && s.a1 > 0);
@@ -509,8 +689,17 @@ LogRegFit fit_logreg(const Design& D, const std::vector<int>& y, int n_classes, 
   out.bias = s.b;
   out.objective = s.loss + s.penalty(s.V);
   out.converged = out.gap <= p.tol;
+  if (end && use_cd) {  // the solver is done: its buffers move out
+    end->key = key;
+    end->V = std::move(s.V), end->b = std::move(s.b), end->z = std::move(s.z), end->p = std::move(s.p);
+    end->G_ref = std::move(s.G_ref), end->R_ref = std::move(s.R_ref), end->loss = s.loss;
+  } else if (end) {
+    *end = FitState{};
+  }
   return out;
 }
+
+}  // namespace
 
 std::vector<double> decision_function(const CsrMatrix& X, const LogRegFit& m, const std::vector<int64_t>& rows) {
   CL_ASSERT(X.n_cols == m.n_features, "feature count differs from the model");
@@ -559,12 +748,13 @@ std::vector<LogRegFit> fit_alpha_path(const CsrMatrix& X, const std::vector<int>
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return alphas[a] > alphas[b]; });
   std::vector<LogRegFit> fits(alphas.size());
   const LogRegFit* prev = nullptr;
+  FitState state;
   validate(p);
   const auto D = make_design(X, rows, p.standardize);
   for (size_t o : order) {
     LogRegParams q = p;
     q.alpha = alphas[o];
-    fits[o] = fit_logreg(*D, y, n_classes, q, rows, prev);
+    fits[o] = fit_impl(*D, y, n_classes, q, rows, prev, &state, &state);
     prev = &fits[o];
   }
   return fits;

@@ -62,8 +62,26 @@ LogRegFit fit_logreg(const CsrMatrix& X, const std::vector<int>& y, int n_classe
 // L1 path and its bisection) build it once and give the same fits.
 struct Design;
 std::shared_ptr<const Design> make_design(const CsrMatrix& X, const std::vector<int64_t>& rows, bool standardize);
+// The same from X already by column (X_by_col = to_csc(X)); rows strictly increasing here.
+std::shared_ptr<const Design> make_design(const CscMatrix& X_by_col, const std::vector<int64_t>& rows, bool standardize);
+
+// The coordinate-descent solver where one fit ended, for the next fit on the same design, labels
+// and class weights (an L1 path and its bisection): weights, logits, probabilities, loss and a
+// reference gradient of every feature with its residual. Starting from it usually costs no pass
+// over X; starting from a LogRegFit's weights costs a pass and a loss evaluation. Opaque to callers.
+struct FitState {
+  uint64_t key = 0;  // the design, labels and class weights it belongs to (0: empty)
+  std::vector<double> V, b, z, p;
+  std::vector<std::vector<double>> G_ref, R_ref;  // per class: [F] exact at the residual [n]
+  double loss = 0;
+};
+
+// start (optional): the end of an earlier fit on the same design and labels to start from (an
+// empty state: start from the class priors). end (optional) receives where this fit ended (CD
+// solver; an L-BFGS fit leaves it empty). They may be the same object.
 LogRegFit fit_logreg(const Design& D, const std::vector<int>& y, int n_classes, const LogRegParams& p,
-                     const std::vector<int64_t>& rows = {}, const LogRegFit* warm = nullptr);
+                     const std::vector<int64_t>& rows = {}, const FitState* start = nullptr,
+                     FitState* end = nullptr);
 
 // Logits [rows.size(), n_rows] row-major, X W^T + b (all rows when rows is empty): a sparse x
 // dense product (Eigen) over the stored non-zeros.

@@ -104,9 +104,45 @@ CsrView CsrMatrix::view() const {
   return CsrView(n_rows, n_cols, nnz(), indptr.data(), indices.data(), values.data());
 }
 
+CsrMatrix::RowView CsrMatrix::row(int64_t r) const {
+  CL_ASSERT(r >= 0 && r < n_rows, "CSR row out of range");
+  const size_t a = static_cast<size_t>(indptr[static_cast<size_t>(r)]), b = static_cast<size_t>(indptr[static_cast<size_t>(r) + 1]);
+  return {{indices.data() + a, values.data() + a}, {indices.data() + b, values.data() + b}};
+}
+
 CscMatrix to_csc(const CsrMatrix& m) {
   CscMatrix c = m.view();
   c.makeCompressed();
+  return c;
+}
+
+CscMatrix take_rows(const CscMatrix& m, const std::vector<int64_t>& rows) {
+  std::vector<SparseIndex> new_row(static_cast<size_t>(m.rows()), -1);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    CL_ASSERT(rows[i] >= 0 && rows[i] < m.rows(), "take_rows: row index out of range");
+    CL_ASSERT(i == 0 || rows[i] > rows[i - 1], "take_rows: rows must be strictly increasing");
+    new_row[static_cast<size_t>(rows[i])] = static_cast<SparseIndex>(i);
+  }
+  CL_ASSERT(m.isCompressed(), "take_rows: a compressed matrix");
+  const SparseIndex* colptr = m.outerIndexPtr();
+  const SparseIndex* row = m.innerIndexPtr();
+  const float* val = m.valuePtr();
+  int64_t nnz = 0;
+  for (int64_t q = 0; q < m.nonZeros(); ++q) nnz += new_row[static_cast<size_t>(row[q])] >= 0;
+  CscMatrix c(static_cast<int64_t>(rows.size()), m.cols());
+  c.resizeNonZeros(nnz);
+  SparseIndex* out_ptr = c.outerIndexPtr();
+  SparseIndex* out_row = c.innerIndexPtr();
+  float* out_val = c.valuePtr();
+  SparseIndex at = 0;
+  for (int64_t j = 0; j < m.cols(); ++j) {
+    out_ptr[j] = at;
+    for (SparseIndex q = colptr[j]; q < colptr[j + 1]; ++q) {
+      const SparseIndex r = new_row[static_cast<size_t>(row[q])];
+      if (r >= 0) out_row[at] = r, out_val[at] = val[q], ++at;
+    }
+  }
+  out_ptr[m.cols()] = at;
   return c;
 }
 

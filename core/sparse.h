@@ -45,12 +45,35 @@ struct CsrMatrix {
 
   // Eigen view over the buffers (valid while this matrix is alive and unchanged).
   CsrView view() const;
+
+  // One row's stored entries, for range-for: `for (const auto [col, value] : m.row(r))`.
+  struct Entry {
+    SparseIndex col;
+    float value;
+  };
+  struct RowIterator {
+    const SparseIndex* col;
+    const float* value;
+    Entry operator*() const { return {*col, *value}; }
+    RowIterator& operator++() { return ++col, ++value, *this; }
+    bool operator!=(const RowIterator& o) const { return col != o.col; }
+  };
+  struct RowView {
+    RowIterator first, last;
+    RowIterator begin() const { return first; }
+    RowIterator end() const { return last; }
+    int64_t size() const { return last.col - first.col; }
+  };
+  RowView row(int64_t r) const;
 };
 
 // The column-major copy: column j holds the rows where column j is non-zero, rows ascending.
 CscMatrix to_csc(const CsrMatrix& m);
 // The same for a subset of rows: row i of the result is row rows[i] of m (rows may repeat).
 CscMatrix to_csc(const CsrMatrix& m, const std::vector<int64_t>& rows);
+// Rows of a column-major matrix, strictly increasing: row i of the result is row rows[i] of m.
+// One sequential pass over m (several subsets of one matrix convert it to CSC once).
+CscMatrix take_rows(const CscMatrix& m, const std::vector<int64_t>& rows);
 
 // Dense row-major x_nd [n, d] -> CSR keeping the non-zero entries (exact zeros dropped).
 CsrMatrix csr_from_dense(const float* x_nd, int64_t n, int64_t d);

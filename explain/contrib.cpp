@@ -40,8 +40,7 @@ std::vector<ClassGlobal> global_explanations(const cbm::LogRegFit& m, const std:
   for (int64_t i = 0; i < acts.n_rows; ++i) {
     const int g = y.empty() ? 0 : y[static_cast<size_t>(i)];
     ++count[static_cast<size_t>(g)];
-    for (SparseIndex q = acts.indptr[static_cast<size_t>(i)]; q < acts.indptr[static_cast<size_t>(i) + 1]; ++q)
-      sum[static_cast<size_t>(g * F + acts.indices[static_cast<size_t>(q)])] += acts.values[static_cast<size_t>(q)];
+    for (const auto [j, v] : acts.row(i)) sum[static_cast<size_t>(g * F + j)] += v;
   }
   const auto rank = importance_ranks(m);
   std::vector<ClassGlobal> out;
@@ -88,9 +87,8 @@ std::vector<ClassLocal> local_explanation(const cbm::LogRegFit& m, const std::ve
     const int64_t r = m.n_rows == 1 ? 0 : k;
     cl.logit = sign * logits[static_cast<size_t>(r)];
     cl.bias = sign * m.bias[static_cast<size_t>(r)];
-    for (SparseIndex q = acts.indptr[static_cast<size_t>(row)]; q < acts.indptr[static_cast<size_t>(row) + 1]; ++q) {
-      const int64_t j = acts.indices[static_cast<size_t>(q)];
-      const double w = class_weight(m, k, j), a = acts.values[static_cast<size_t>(q)];
+    for (const auto [j, a] : acts.row(row)) {
+      const double w = class_weight(m, k, j);
       if (w != 0) cl.terms.push_back({j, w, a, w * a, rank[static_cast<size_t>(j)]});
     }
     std::stable_sort(cl.terms.begin(), cl.terms.end(), [](const LatentTerm& a, const LatentTerm& b) {

@@ -150,10 +150,8 @@ std::vector<float> edit_embeddings(const float* x_nd, const CsrMatrix& acts, con
   for (int64_t i = 0; i < acts.n_rows; ++i) {
     cols.clear(), vals.clear();
     std::map<int32_t, float> d;
-    for (SparseIndex q = acts.indptr[static_cast<size_t>(i)]; q < acts.indptr[static_cast<size_t>(i) + 1]; ++q)
-      d[acts.indices[static_cast<size_t>(q)]] += acts.values[static_cast<size_t>(q)];
-    for (SparseIndex q = after.indptr[static_cast<size_t>(i)]; q < after.indptr[static_cast<size_t>(i) + 1]; ++q)
-      d[after.indices[static_cast<size_t>(q)]] -= after.values[static_cast<size_t>(q)];
+    for (const auto [j, v] : acts.row(i)) d[j] += v;
+    for (const auto [j, v] : after.row(i)) d[j] -= v;
     for (auto [j, v] : d)
       if (v != 0) cols.push_back(j), vals.push_back(v);
     delta.append_row_sorted(cols.data(), vals.data(), static_cast<int64_t>(cols.size()));

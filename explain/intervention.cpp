@@ -100,8 +100,7 @@ std::vector<double> latent_means(const CsrMatrix& acts, const std::vector<int64_
   const int64_t n = rows.empty() ? acts.n_rows : static_cast<int64_t>(rows.size());
   for (int64_t i = 0; i < n; ++i) {
     const int64_t r = rows.empty() ? i : rows[static_cast<size_t>(i)];
-    for (SparseIndex q = acts.indptr[static_cast<size_t>(r)]; q < acts.indptr[static_cast<size_t>(r) + 1]; ++q)
-      sum[static_cast<size_t>(acts.indices[static_cast<size_t>(q)])] += acts.values[static_cast<size_t>(q)];
+    for (const auto [j, v] : acts.row(r)) sum[static_cast<size_t>(j)] += v;
   }
   for (auto& s : sum) s = n > 0 ? s / static_cast<double>(n) : 0.0;
   return sum;

@@ -34,35 +34,42 @@ namespace {
 // alpha that zeroes every weight downwards (warm-started) and stop at the first fit with more than
 // k; when latents enter in a jump past k, bisect (in log alpha) between the last two fits. Null
 // when no latent enters at all.
-std::optional<cbm::LogRegFit> l1_path_fit(const CsrMatrix& X, const std::vector<int>& y,
-                                          const std::vector<int64_t>& rows, const MatchParams& p) {
+std::optional<cbm::LogRegFit> l1_path_fit(const CscMatrix& X_by_col, const std::vector<int>& y,
+                                          std::vector<int64_t> rows, const MatchParams& p) {
   cbm::LogRegParams lp;
   lp.penalty = "l1";
   lp.standardize = true;  // latents differ in scale; the path should not favour large ones
   lp.max_iter = 200;
-  // One column view of the rows for the whole path (a conversion per fit dominated the run).
-  const auto D = cbm::make_design(X, rows, lp.standardize);
+  // One design for the whole path, cut from the caller's column view (a conversion per fit, then
+  // per path, dominated the run); the fit does not depend on the order of its rows.
+  std::sort(rows.begin(), rows.end());
+  const auto D = cbm::make_design(X_by_col, rows, lp.standardize);
   const double hi = cbm::l1_alpha_max(*D, y, rows);
   if (!(hi > 0)) return std::nullopt;
+  // Each fit starts where the last one within k ended (the best so far, or an empty fit).
   std::optional<cbm::LogRegFit> best;
+  cbm::FitState start, end;
+  auto fit = [&](double alpha) {
+    lp.alpha = alpha;
+    return cbm::fit_logreg(*D, y, 2, lp, rows, &start, &end);
+  };
   double a_in = hi;  // largest alpha known to give <= k
   for (double a : cbm::log_alphas(hi * 0.999, hi * 1e-3, p.path_alphas)) {
-    lp.alpha = a;
-    cbm::LogRegFit f = cbm::fit_logreg(*D, y, 2, lp, rows, best ? &*best : nullptr);
+    cbm::LogRegFit f = fit(a);
     if (f.nnz() <= p.max_latents) {
-      if (f.nnz() > 0) best = std::move(f);
+      if (f.nnz() > 0) best = std::move(f), std::swap(start, end);
       a_in = a;
       continue;
     }
     double a_out = a;  // gives > k
     for (int it = 0; it < 12 && a_in / a_out > 1.001; ++it) {
-      lp.alpha = std::sqrt(a_in * a_out);
-      cbm::LogRegFit g = cbm::fit_logreg(*D, y, 2, lp, rows, best ? &*best : nullptr);
+      const double mid = std::sqrt(a_in * a_out);
+      cbm::LogRegFit g = fit(mid);
       if (g.nnz() <= p.max_latents) {
-        if (g.nnz() > 0 && (!best || g.nnz() >= best->nnz())) best = std::move(g);
-        a_in = lp.alpha;
+        if (g.nnz() > 0 && (!best || g.nnz() >= best->nnz())) best = std::move(g), std::swap(start, end);
+        a_in = mid;
       } else {
-        a_out = lp.alpha;
+        a_out = mid;
       }
     }
     break;
@@ -79,13 +86,13 @@ double test_auroc(const CsrMatrix& X, const cbm::LogRegFit& f, const std::vector
   return cbm::auroc(s, l);
 }
 
-void held_out(const CsrMatrix& acts, const CsrMatrix* emb, const ConceptLabels& labels, const MatchParams& p,
+void held_out(const CsrMatrix& acts, const CscMatrix& csc, const CsrMatrix* emb, const ConceptLabels& labels, const MatchParams& p,
               ConceptSummary& out) {
   std::vector<int64_t> rows;
   std::vector<int> y(labels.size(), 0), y_sub;
   for (size_t i = 0; i < labels.size(); ++i)
     if (labels[i] >= 0) rows.push_back(static_cast<int64_t>(i)), y[i] = labels[i], y_sub.push_back(labels[i]);
-  if (const auto f = l1_path_fit(acts, y, rows, p))
+  if (const auto f = l1_path_fit(csc, y, rows, p))
     for (int64_t j = 0; j < f->n_features; ++j)
       if (f->weights[static_cast<size_t>(j)] != 0) out.latent_set.push_back(j);
   std::vector<double> set_a, set_n, probe_a;
@@ -101,7 +108,7 @@ void held_out(const CsrMatrix& acts, const CsrMatrix* emb, const ConceptLabels& 
     for (auto i : sp.train) train.push_back(rows[static_cast<size_t>(i)]);
     for (auto i : sp.test) test.push_back(rows[static_cast<size_t>(i)]);
     std::vector<int64_t> set;
-    set_a.push_back(heldout_set_auroc(acts, y, train, test, p, &set));
+    set_a.push_back(heldout_set_auroc(acts, csc, y, train, test, p, &set));
     set_n.push_back(static_cast<double>(set.size()));
     if (emb) probe_a.push_back(heldout_probe_auroc(*emb, y, train, test));
   }
@@ -115,10 +122,11 @@ void held_out(const CsrMatrix& acts, const CsrMatrix* emb, const ConceptLabels& 
 
 }  // namespace
 
-double heldout_set_auroc(const CsrMatrix& acts, const std::vector<int>& y, const std::vector<int64_t>& train,
-                         const std::vector<int64_t>& test, const MatchParams& p, std::vector<int64_t>* latents_out) {
+double heldout_set_auroc(const CsrMatrix& acts, const CscMatrix& csc, const std::vector<int>& y,
+                         const std::vector<int64_t>& train, const std::vector<int64_t>& test, const MatchParams& p,
+                         std::vector<int64_t>* latents_out) {
   if (latents_out) latents_out->clear();
-  const auto f = l1_path_fit(acts, y, train, p);
+  const auto f = l1_path_fit(csc, y, train, p);
   if (!f) return 0.5;  // no latent enters the path before it exceeds K: chance
   if (latents_out)
     for (int64_t j = 0; j < f->n_features; ++j)
@@ -164,7 +172,7 @@ MatchReport match_concepts(const CsrMatrix& acts, const std::vector<std::string>
     for (size_t k = 0; k < order.size() && k < static_cast<size_t>(p.top); ++k)
       s.best.push_back({order[k], r.auroc[c][static_cast<size_t>(order[k])], r.ap[c][static_cast<size_t>(order[k])]});
     s.margin = order.size() >= 2 ? r.auroc[c][order[0]] - r.auroc[c][order[1]] : std::nan("");
-    if (s.n_pos > 0 && s.n_neg > 0) held_out(acts, emb, labels[c], p, s);
+    if (s.n_pos > 0 && s.n_neg > 0) held_out(acts, csc, emb, labels[c], p, s);
     else s.note = "one class only among the annotated images";
     prog.add(1);
   });

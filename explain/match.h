@@ -85,7 +85,9 @@ nlohmann::json to_json(const MatchReport& r);
 // and what `sae sweep` scores on its held-out rows). y [n_rows] holds 0/1 for the rows listed.
 // The K-latent set: the L1 path fitted on train_rows of acts_nl (at most p.max_latents latents),
 // scored on test_rows; 0.5 (chance) when no latent enters the path. latents_out gets the set.
-double heldout_set_auroc(const CsrMatrix& acts_nl, const std::vector<int>& y, const std::vector<int64_t>& train_rows,
+// acts_by_latent is to_csc(acts_nl), made once by the caller for all its concepts and splits.
+double heldout_set_auroc(const CsrMatrix& acts_nl, const CscMatrix& acts_by_latent, const std::vector<int>& y,
+                         const std::vector<int64_t>& train_rows,
                          const std::vector<int64_t>& test_rows, const MatchParams& p,
                          std::vector<int64_t>* latents_out = nullptr);
 // The linear probe: an L2 logistic model on embeddings_nd fitted on train_rows, scored on test_rows.

@@ -111,8 +111,7 @@ std::vector<Hit> top_images(const LatentIndex& idx, int64_t latent, int64_t top)
 std::vector<Hit> top_latents(const CsrMatrix& acts, int64_t row, int64_t top) {
   if (row < 0 || row >= acts.n_rows) throw_input("image row {}: expected 0..{}", row, acts.n_rows - 1);
   std::vector<Hit> out;
-  for (SparseIndex q = acts.indptr[static_cast<size_t>(row)]; q < acts.indptr[static_cast<size_t>(row) + 1]; ++q)
-    out.push_back({acts.indices[static_cast<size_t>(q)], acts.values[static_cast<size_t>(q)]});
+  for (const auto [j, v] : acts.row(row)) out.push_back({j, v});
   std::stable_sort(out.begin(), out.end(), [](const Hit& u, const Hit& v) { return u.value > v.value; });
   if (static_cast<int64_t>(out.size()) > top) out.resize(static_cast<size_t>(std::max<int64_t>(top, 0)));
   return out;

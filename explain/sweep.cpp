@@ -251,7 +251,7 @@ SweepResult sweep_saes(const SweepData& data, const std::vector<sae::TrainParams
           if (!std::isnan(a) && (s.best_latent < 0 || a > s.auroc_train)) s.best_latent = j, s.auroc_train = a;
         }
         if (s.best_latent >= 0) s.auroc = au_test[c][static_cast<size_t>(s.best_latent)];
-        s.set_auroc = heldout_set_auroc(acts, cols[c].y, cols[c].train, cols[c].test, mp, &s.latent_set);
+        s.set_auroc = heldout_set_auroc(acts, csc, cols[c].y, cols[c].train, cols[c].test, mp, &s.latent_set);
         s.probe_auroc = probe[c];
       }
       best.push_back(s.auroc), sets.push_back(s.set_auroc);

@@ -212,19 +212,15 @@ static void apply_startup_options(Ui& ui, const ViewerOptions& o, Panel panel, b
   }
 }
 
-int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
-  const auto panel = parse_panel(o.panel);
-  if (!panel) throw_usage("--panel '{}': expected one of {}", o.panel, panel_choices());
-  if (!o.select.empty() && o.select.rfind("latent=", 0) != 0 && o.select.rfind("image=", 0) != 0)
-    throw_usage("--select '{}': expected latent=N or image=ID", o.select);
-  if (o.width < 320 || o.height < 240 || o.width > 8192 || o.height > 8192)
-    throw_usage("--size {}x{}: expected 320x240 to 8192x8192", o.width, o.height);
-  const bool headless = !o.screenshot_path.empty();
+namespace {
 
+// A GLFW window with an OpenGL 3.0 context (hidden when headless); null, with the reason logged,
+// where there is no display or no GL driver.
+GLFWwindow* open_window(const ViewerOptions& o, bool headless) {
   glfwSetErrorCallback([](int code, const char* msg) { spdlog::error("glfw {}: {}", code, msg); });
   if (!glfwInit()) {
     spdlog::error("view: cannot open a window (no display? set DISPLAY, or run under xvfb-run)");
-    return 1;
+    return nullptr;
   }
   glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
   glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
@@ -233,22 +229,22 @@ int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
   if (!win) {
     spdlog::error("view: cannot create an OpenGL 3.0 window (no display, or no GL driver: install libgl1-mesa-dri)");
     glfwTerminate();
-    return 1;
+    return nullptr;
   }
   glfwMakeContextCurrent(win);
   spdlog::debug("view: OpenGL {} on {}", reinterpret_cast<const char*>(glGetString(GL_VERSION)),
                 reinterpret_cast<const char*>(glGetString(GL_RENDERER)));
   glfwSwapInterval(headless ? 0 : 1);
-  float xs = 1, ys = 1;
-  glfwGetWindowContentScale(win, &xs, &ys);
-  const float scale = std::max(1.0f, std::max(xs, ys));
+  return win;
+}
 
+// ImGui on the window: style and font scaled to the monitor. ini_path ("" for none) must outlive
+// the context. Returns the font size in pixels.
+float init_imgui(GLFWwindow* win, float scale, const std::string& ini_path) {
   IMGUI_CHECKVERSION();
   ImGui::CreateContext();
   ImGuiIO& io = ImGui::GetIO();
-  // The layout persists in the workspace; screenshots ignore it so they are reproducible.
-  std::string ini = (!headless && !o.paths.dir.empty()) ? (fs::path(o.paths.dir) / "imgui.ini").string() : "";
-  io.IniFilename = ini.empty() ? nullptr : ini.c_str();
+  io.IniFilename = ini_path.empty() ? nullptr : ini_path.c_str();
   ImGui::StyleColorsDark();
   ImGuiStyle& style = ImGui::GetStyle();
   style.WindowRounding = 0, style.FrameRounding = 3, style.ItemSpacing = ImVec2(8, 6), style.CellPadding = ImVec2(6, 3);
@@ -258,6 +254,107 @@ int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
   else io.Fonts->AddFontDefault();
   ImGui_ImplGlfw_InitForOpenGL(win, true);
   ImGui_ImplOpenGL3_Init("#version 130");
+  return font_px;
+}
+
+void shutdown(GLFWwindow* win) {
+  ImGui_ImplOpenGL3_Shutdown();
+  ImGui_ImplGlfw_Shutdown();
+  ImGui::DestroyContext();
+  glfwDestroyWindow(win);
+  glfwTerminate();
+}
+
+// Work finished on the worker threads lands in the model and the textures, between frames.
+void take_finished_work(Ui& ui) {
+  ui.jobs.drain();
+  if (auto err = ui.jobs.take_error(); !err.empty()) ui.last_error = err, spdlog::error("{}", err);
+  ui.thumb_tex.upload_ready(ui.thumbs);
+  ui.large_tex.upload_ready(ui.large);
+}
+
+// One frame laid out and rendered into the back buffer; returns [layout end, start] times.
+std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point> render_frame(Ui& ui, int fb_w,
+                                                                                                        int fb_h) {
+  const auto f0 = std::chrono::steady_clock::now();
+  ui.tiles_drawn = 0;
+  ImGui_ImplOpenGL3_NewFrame();
+  ImGui_ImplGlfw_NewFrame();
+  ImGui::NewFrame();
+  draw_frame(ui);
+  ImGui::Render();
+  const auto f1 = std::chrono::steady_clock::now();
+  glViewport(0, 0, fb_w, fb_h);
+  const ImVec4 bg = ImGui::GetStyleColorVec4(ImGuiCol_WindowBg);
+  glClearColor(bg.x, bg.y, bg.z, 1.0f);
+  glClear(GL_COLOR_BUFFER_BIT);
+  ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+  return {f1, f0};
+}
+
+// Headless runs: capture once loading, thumbnails and evaluations have settled for a few frames
+// (the layout of a frame depends on the one before), or after a minute regardless; with
+// --bench-frames, time that many frames first.
+struct HeadlessClock {
+  enum class Step { draw, start_bench, capture };
+  int idle_frames = 0, bench_left = 0;
+  bool bench_started = false;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+
+  bool timing() const { return bench_left > 0 && bench_started; }
+  void timed_frame_done() {
+    if (--bench_left == 0) idle_frames = 1000;  // capture now
+  }
+  Step next(const Ui& ui) {
+    idle_frames = (ui.model && !ui.busy()) ? idle_frames + 1 : 0;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (idle_frames >= 4 && bench_left > 0 && !bench_started) {
+      bench_started = true;
+      return Step::start_bench;
+    }
+    if (idle_frames < 4 && secs <= 60) return Step::draw;
+    if (secs > 60) spdlog::warn("view: still busy after 60 s; capturing anyway");
+    if (secs > 60 && bench_left > 0) spdlog::warn("view: the benchmark did not start (still busy)");
+    return Step::capture;
+  }
+};
+
+// The screenshot and what the caller wants to know about it; 0 or the exit code of a failure.
+int capture(const Ui& ui, const ViewerOptions& o, int fb_w, int fb_h, float font_px, int frames, ScreenshotInfo* info) {
+  int exit_code = 0;
+  if (!write_png(o.screenshot_path, fb_w, fb_h)) {
+    spdlog::error("{}: cannot write the screenshot", o.screenshot_path);
+    exit_code = 1;
+  } else {
+    spdlog::info("view: wrote {} ({}x{}, panel {})", o.screenshot_path, fb_w, fb_h, panel_name(ui.panel));
+  }
+  if (info) {
+    info->panel = panel_name(ui.panel), info->font_px = font_px, info->frames = frames;
+    info->n_issues = ui.model ? int(ui.model->issues.size()) : 0;
+    info->thumbnails_drawn = ui.tiles_drawn;
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
+  const auto panel = parse_panel(o.panel);
+  if (!panel) throw_usage("--panel '{}': expected one of {}", o.panel, panel_choices());
+  if (!o.select.empty() && o.select.rfind("latent=", 0) != 0 && o.select.rfind("image=", 0) != 0)
+    throw_usage("--select '{}': expected latent=N or image=ID", o.select);
+  if (o.width < 320 || o.height < 240 || o.width > 8192 || o.height > 8192)
+    throw_usage("--size {}x{}: expected 320x240 to 8192x8192", o.width, o.height);
+  const bool headless = !o.screenshot_path.empty();
+
+  GLFWwindow* win = open_window(o, headless);
+  if (!win) return 1;
+  float xs = 1, ys = 1;
+  glfwGetWindowContentScale(win, &xs, &ys);
+  const float scale = std::max(1.0f, std::max(xs, ys));
+  // The layout persists in the workspace; screenshots ignore it so they are reproducible.
+  const std::string ini = (!headless && !o.paths.dir.empty()) ? (fs::path(o.paths.dir) / "imgui.ini").string() : "";
+  const float font_px = init_imgui(win, scale, ini);
 
   int exit_code = 0;
   {
@@ -273,16 +370,14 @@ int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
         ui.on_model_loaded();
       };
     });
-    bool applied = false, bench_started = false;
-    int frames = 0, idle_frames = 0, bench_left = o.bench_frames;
-    const auto t0 = std::chrono::steady_clock::now();
+    bool applied = false;
+    int frames = 0;
+    HeadlessClock clock;
+    clock.bench_left = o.bench_frames;
     while (!glfwWindowShouldClose(win)) {
       if (headless) glfwPollEvents();
       else glfwWaitEventsTimeout(ui.busy() ? 0.016 : 0.25);  // idle: no busy loop
-      ui.jobs.drain();
-      if (auto err = ui.jobs.take_error(); !err.empty()) ui.last_error = err, spdlog::error("{}", err);
-      ui.thumb_tex.upload_ready(ui.thumbs);
-      ui.large_tex.upload_ready(ui.large);
+      take_finished_work(ui);
       if (ui.model && !applied) {
         applied = true;
         apply_startup_options(ui, o, *panel, headless);
@@ -290,22 +385,9 @@ int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
       post_live(ui);
       int fb_w, fb_h;
       glfwGetFramebufferSize(win, &fb_w, &fb_h);
-      const bool timing = bench_left > 0 && bench_started;
-      // Scroll the latent table a row per frame: every frame lays out new rows.
-      if (timing) ui.bench_scroll = frames % 1000;
-      const auto f0 = std::chrono::steady_clock::now();
-      ui.tiles_drawn = 0;
-      ImGui_ImplOpenGL3_NewFrame();
-      ImGui_ImplGlfw_NewFrame();
-      ImGui::NewFrame();
-      draw_frame(ui);
-      ImGui::Render();
-      const auto f1 = std::chrono::steady_clock::now();
-      glViewport(0, 0, fb_w, fb_h);
-      const ImVec4 bg = ImGui::GetStyleColorVec4(ImGuiCol_WindowBg);
-      glClearColor(bg.x, bg.y, bg.z, 1.0f);
-      glClear(GL_COLOR_BUFFER_BIT);
-      ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+      const bool timing = clock.timing();
+      if (timing) ui.bench_scroll = frames % 1000;  // a row per frame: every frame lays out new rows
+      const auto [f1, f0] = render_frame(ui, fb_w, fb_h);
       ++frames;
       if (timing) {
         glFinish();  // the frame's rendering, not only its submission
@@ -313,45 +395,15 @@ int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
           info->frame_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - f0).count());
           info->cpu_ms.push_back(std::chrono::duration<double, std::milli>(f1 - f0).count());
         }
-        if (--bench_left == 0) idle_frames = 1000;  // capture now
-        glfwSwapBuffers(win);
-        continue;
-      }
-      if (headless) {
-        // Capture once loading, thumbnails and evaluations have settled for a few frames (the
-        // layout of a frame depends on the one before), or after a minute regardless.
-        idle_frames = (ui.model && !ui.busy()) ? idle_frames + 1 : 0;
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (idle_frames >= 4 && bench_left > 0 && !bench_started) {
-          bench_started = true;
-          glfwSwapBuffers(win);
-          continue;
-        }
-        if (idle_frames >= 4 || secs > 60) {
-          if (secs > 60) spdlog::warn("view: still busy after 60 s; capturing anyway");
-          if (secs > 60 && bench_left > 0) spdlog::warn("view: the benchmark did not start (still busy)");
-          if (!write_png(o.screenshot_path, fb_w, fb_h)) {
-            spdlog::error("{}: cannot write the screenshot", o.screenshot_path);
-            exit_code = 1;
-          } else {
-            spdlog::info("view: wrote {} ({}x{}, panel {})", o.screenshot_path, fb_w, fb_h, panel_name(ui.panel));
-          }
-          if (info) {
-            info->panel = panel_name(ui.panel), info->font_px = font_px, info->frames = frames;
-            info->n_issues = ui.model ? int(ui.model->issues.size()) : 0;
-            info->thumbnails_drawn = ui.tiles_drawn;
-          }
-          break;
-        }
+        clock.timed_frame_done();
+      } else if (headless && clock.next(ui) == HeadlessClock::Step::capture) {
+        exit_code = capture(ui, o, fb_w, fb_h, font_px, frames, info);
+        break;
       }
       glfwSwapBuffers(win);
     }
   }  // the Ui (threads, textures) goes before the GL context
-  ImGui_ImplOpenGL3_Shutdown();
-  ImGui_ImplGlfw_Shutdown();
-  ImGui::DestroyContext();
-  glfwDestroyWindow(win);
-  glfwTerminate();
+  shutdown(win);
   return exit_code;
 }
 

@@ -9,6 +9,7 @@
 #include "core/linear_model.h"
 #include "tools/command.h"
 #include "tools/params_cli.h"
+#include "tools/commands/flags.h"
 
 namespace cl::cli {
 
@@ -19,10 +20,10 @@ using cbm::ProtocolParams;
 void add_load_options(CLI::App* s, cbm::LoadParams& l, bool with_labels) {
   s->add_option("--features", l.features_path, "conceptlab.activations or conceptlab.embeddings file")->required();
   if (with_labels) {
-    s->add_option("--labels", l.labels_path, "labels CSV")->required();
-    s->add_option("--label-col", l.label_col, "label column")->required();
+    add_labels_flag(s, l.labels_path)->required();
+    add_label_col_flag(s, l.label_col)->required();
   }
-  s->add_option("--id-col", l.id_col, "id column joining CSV rows to feature ids");
+  add_id_col_flag(s, l.id_col);
 }
 
 void print_summary(const cbm::ProtocolReport& r) {
@@ -76,7 +77,7 @@ Runner setup_fit(CLI::App* s) {
   c.option("--test-size", &ProtocolParams::test_size, "test share of each split");
   c.option("--seed", &ProtocolParams::seed, "split seed");
   c.option("--threads", &ProtocolParams::threads, "parallel splits (0 = all cores)");
-  s->add_option("--split-col", a->load.split_col, "fixed split column (train/valid/test)");
+  add_split_col_flag(s, a->load.split_col);  // a fixed split
   s->add_option("--train-ids", a->train_ids, "fixed split: file with one training id per line");
   s->add_option("--test-ids", a->test_ids, "fixed split: file with one test id per line");
   c.option("--tune", &ProtocolParams::tune, "'alpha': choose alpha on the validation rows (fixed split)");

@@ -70,13 +70,3 @@ std::vector<int64_t> parse_latent_list(const std::string& flag, const std::strin
 }
 
 }  // namespace cl::cli
-
-namespace cl::cli {
-
-void add_split_options(CLI::App* s, std::string& split_col, std::string& eval_split, std::string& subgroup_col) {
-  s->add_option("--split-col", split_col, "split column: evaluate on the --eval-split rows (and refit on 'train')");
-  s->add_option("--eval-split", eval_split, "split value evaluated")->capture_default_str();
-  s->add_option("--subgroup-col", subgroup_col, "per-subgroup metrics and worst-group accuracy (this column x the label)");
-}
-
-}  // namespace cl::cli

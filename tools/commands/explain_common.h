@@ -9,6 +9,7 @@
 
 #include "core/latent_names.h"
 #include "tools/command.h"
+#include "tools/commands/flags.h"
 
 namespace cl::cli {
 
@@ -34,10 +35,6 @@ std::string latent_label(const LatentNames& names, int64_t latent);
 std::string image_root_for(const std::string& activations_path, const std::string& override_root);
 // Decoded image (BGR) or an empty Mat when it cannot be read.
 cv::Mat load_image(const std::string& root, const std::string& id);
-
-// --split-col, --eval-split, --subgroup-col: the rows an experiment scores and their subgroups
-// (intervene, explain curve), declared once.
-void add_split_options(CLI::App* s, std::string& split_col, std::string& eval_split, std::string& subgroup_col);
 
 // Comma list of integers ("3,17,42"); UsageError naming the flag on anything else.
 std::vector<int64_t> parse_latent_list(const std::string& flag, const std::string& text);

@@ -34,10 +34,10 @@ struct ModelArgs {
 void add_model_options(CLI::App* s, ModelArgs& a, bool labels_required) {
   s->add_option("--cbm", a.cbm, "conceptlab.linear model over the activations")->required();
   s->add_option("--activations", a.activations, "conceptlab.activations file")->required();
-  auto* l = s->add_option("--labels", a.labels, "labels CSV");
-  auto* c = s->add_option("--label-col", a.label_col, "label column");
+  auto* l = add_labels_flag(s, a.labels);
+  auto* c = add_label_col_flag(s, a.label_col);
   if (labels_required) l->required(), c->required();
-  s->add_option("--id-col", a.id_col, "id column joining CSV rows to image ids");
+  add_id_col_flag(s, a.id_col);
   s->add_option("--names", a.names, "latent names (default: A.names.h5 beside the activations when present)");
   s->add_flag("--json", a.json, "print one JSON object");
 }

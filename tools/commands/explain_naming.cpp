@@ -41,8 +41,8 @@ Runner setup_explain_match(CLI::App* s) {
   auto a = std::make_shared<Args>();
   auto pc = std::make_shared<ParamsCli<explain::MatchParams>>(s, "match params JSON (configs/explain-match.json)");
   s->add_option("--activations", a->activations, "conceptlab.activations file")->required();
-  s->add_option("--labels", a->labels, "CSV with 0/1 annotation columns")->required();
-  s->add_option("--id-col", a->id_col, "id column joining CSV rows to image ids");
+  add_labels_flag(s, a->labels)->required();
+  add_id_col_flag(s, a->id_col);
   s->add_option("--columns", a->columns, "annotation columns (comma list)")->required()->delimiter(',');
   s->add_option("--embeddings", a->embeddings, "embeddings of the same images: adds a linear probe per concept");
   s->add_option("--names-out", a->names_out, "names file (default: A.names.h5 beside the activations)");
@@ -106,8 +106,8 @@ Runner setup_explain_name(CLI::App* s) {
   s->add_option("--sae", a->sae, "SAE whose decoder rows are named")->required();
   s->add_option("--vocab", a->vocab, "conceptlab.vocab: text embeddings of concept phrases");
   s->add_option("--embeddings", a->embeddings, "embeddings: concept vectors from annotations (with --labels)");
-  s->add_option("--labels", a->labels, "CSV with 0/1 annotation columns (with --embeddings)");
-  s->add_option("--id-col", a->id_col, "id column of the CSV");
+  add_labels_flag(s, a->labels);  // with --embeddings
+  add_id_col_flag(s, a->id_col);
   s->add_option("--columns", a->columns, "annotation columns (comma list)")->delimiter(',');
   s->add_option("--cbm", a->cbm, "only latents with a non-zero weight in this model; reports their importance rank");
   s->add_option("--activations", a->activations, "activations: compares with the annotation-best latents, writes names");

@@ -69,9 +69,9 @@ Command command_intervene() {
             auto pc = std::make_shared<ParamsCli<explain::InterveneParams>>(&s, "params JSON (configs/intervene.json)");
             s.add_option("--cbm", a->cbm, "conceptlab.linear model over the activations")->required();
             s.add_option("--activations", a->activations, "conceptlab.activations file")->required();
-            s.add_option("--labels", a->labels, "labels CSV")->required();
-            s.add_option("--label-col", a->label_col, "label column")->required();
-            s.add_option("--id-col", a->id_col, "id column");
+            add_labels_flag(&s, a->labels)->required();
+            add_label_col_flag(&s, a->label_col)->required();
+            add_id_col_flag(&s, a->id_col);
             s.add_option("--zero", a->zero, "zero these latents (comma list)");
             s.add_option("--mean", a->mean, "set these latents to their mean activation (comma list)");
             s.add_option("--scale", a->scale, "scale latents: LATENT=FACTOR,...")->delimiter(',');

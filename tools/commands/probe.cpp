@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "tools/command.h"
 #include "tools/params_cli.h"
+#include "tools/commands/flags.h"
 
 namespace cl::cli {
 
@@ -59,10 +60,10 @@ Command command_probe() {
             auto pc = std::make_shared<ParamsCli<ProbeParams>>(&s, "probe params JSON (configs/probe-panderm.json)");
             s.add_option("--embeddings", a->load.features_path, "conceptlab.embeddings (or activations) file")
                 ->required();
-            s.add_option("--labels", a->load.labels_path, "labels CSV")->required();
+            add_labels_flag(&s, a->load.labels_path)->required();
             s.add_option("--label-col", a->label_cols, "label column(s), comma-separated")->required()->delimiter(',');
-            s.add_option("--id-col", a->load.id_col, "id column");
-            s.add_option("--split-col", a->load.split_col, "official split column (train/valid/test); panderm only");
+            add_id_col_flag(&s, a->load.id_col);
+            add_split_col_flag(&s, a->load.split_col);  // the official split; panderm only
             auto& c = *pc;
             c.option("--protocol", &ProbeParams::protocol, "panderm | kshot");
             c.option("--shots", &ProbeParams::shots, "kshot: k values")->delimiter(',');

@@ -14,6 +14,7 @@
 #include "explain/sweep.h"
 #include "tools/command.h"
 #include "tools/params_cli.h"
+#include "tools/commands/flags.h"
 
 namespace fs = std::filesystem;
 
@@ -29,11 +30,11 @@ Runner setup_sae_sweep(CLI::App* s) {
   using P = explain::SweepParams;
   auto pc = std::make_shared<ParamsCli<P>>(s, "sweep params JSON (configs/sae-sweep.json); flags override it");
   s->add_option("--embeddings", a->embeddings, "embeddings .h5 (held in memory)")->required();
-  s->add_option("--labels", a->labels, "CSV with 0/1 annotation columns")->required();
+  add_labels_flag(s, a->labels)->required();
   s->add_option("--columns", a->columns, "annotation columns to align latents with (comma list)")->required()->delimiter(',');
   s->add_option("--grid", a->grid, "grid JSON: SAE training fields, each a list (configs/sae-sweep-grid.json)")->required();
   s->add_option("--out", a->out, "output folder: sae_NN.h5, sweep.csv, sweep.json, sweep.png, heldout.csv")->required();
-  s->add_option("--id-col", a->id_col, "id column joining CSV rows to embedding ids");
+  add_id_col_flag(s, a->id_col);
   s->add_option("--device", a->device, "auto | cpu | cuda | cuda:N");
   s->add_flag("--json", a->json, "print sweep.json's content as one JSON object");
   auto& c = *pc;

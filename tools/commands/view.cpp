@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/parse.h"
 #include "tools/command.h"
+#include "tools/commands/flags.h"
 #include "viewer/app.h"
 
 namespace cl::cli {
@@ -16,7 +17,7 @@ Command command_view() {
   return {"view", "the interactive workbench over a workspace (Dear ImGui); --screenshot renders one panel to PNG",
           [](CLI::App& sub) -> Runner {
             struct Args {
-              std::string workspace, activations, cbm, labels, label_col, id_col, split_col, eval_split, subgroup_col;
+              std::string workspace, activations, cbm, labels, label_col, id_col, split_col, eval_split = "test", subgroup_col;
               std::string images, sae, names, index, screenshot, panel = "overview", select, size = "1600x1000", edits;
               std::string device = "cpu";
             };
@@ -24,12 +25,10 @@ Command command_view() {
             sub.add_option("workspace", a->workspace, "workspace folder from `conceptlab run` (or give the files below)");
             sub.add_option("--activations", a->activations, "explicit files: conceptlab.activations");
             sub.add_option("--cbm", a->cbm, "explicit files: the concept bottleneck (conceptlab.linear)");
-            sub.add_option("--labels", a->labels, "explicit files: metadata CSV with the label column");
-            sub.add_option("--label-col", a->label_col, "explicit files: label column");
-            sub.add_option("--id-col", a->id_col, "explicit files: id column (default ImageID)");
-            sub.add_option("--split-col", a->split_col, "explicit files: split column (evaluate on --eval-split)");
-            sub.add_option("--eval-split", a->eval_split, "explicit files: the split evaluated (default test)");
-            sub.add_option("--subgroup-col", a->subgroup_col, "subgroup column for per-group metrics");
+            add_labels_flag(&sub, a->labels)->group("Explicit files");
+            add_label_col_flag(&sub, a->label_col)->group("Explicit files");
+            add_id_col_flag(&sub, a->id_col)->group("Explicit files");
+            add_split_options(&sub, a->split_col, a->eval_split, a->subgroup_col);
             sub.add_option("--images", a->images, "image root (ids are paths under it)");
             sub.add_option("--sae", a->sae, "explicit files: the SAE (decoder directions, query by example)");
             sub.add_option("--names", a->names, "latent names file (default ACTIVATIONS.names.h5)");
@@ -59,7 +58,7 @@ Command command_view() {
               set(o.paths.label_col, a->label_col), set(o.paths.id_col, a->id_col), set(o.paths.split_col, a->split_col);
               set(o.paths.subgroup_col, a->subgroup_col), set(o.paths.image_root, a->images), set(o.paths.sae, a->sae);
               set(o.paths.names, a->names), set(o.paths.index, a->index);
-              if (!a->split_col.empty()) o.paths.eval_split = a->eval_split.empty() ? "test" : a->eval_split;
+              if (!a->split_col.empty()) o.paths.eval_split = a->eval_split;
               o.paths.fill_defaults();
               const size_t x = a->size.find('x');
               double w = 0, h = 0;

@@ -32,8 +32,7 @@ QueryResult query_by_example(const WorkspaceModel& m, const std::string& image_p
   const CsrMatrix code = sm.encode(x.data(), 1);
   QueryResult r;
   r.image_path = image_path;
-  for (auto i = code.indptr[0]; i < code.indptr[1]; ++i)
-    r.latents.emplace_back(code.indices[static_cast<size_t>(i)], code.values[static_cast<size_t>(i)]);
+  for (const auto [j, v] : code.row(0)) r.latents.emplace_back(j, v);
   std::stable_sort(r.latents.begin(), r.latents.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   r.nearest = nearest_images(m, r.latents, 16);
   if (m.has_cbm() && code.n_cols == m.cbm.n_features) r.proba = cbm::predict_proba(code, m.cbm);

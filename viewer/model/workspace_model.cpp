@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <set>
 
+#include <Eigen/Dense>
 #include <spdlog/spdlog.h>
 
 #include "cbm/dataset.h"
@@ -193,12 +194,10 @@ void WorkspaceModel::load_all(ProgressSink& progress) {
       if (has_acts() && w.n_latents != n_latents())
         throw_input("{}: {} latents, the activations have {}", paths.sae, w.n_latents, n_latents());
       decoder_unit = w.W_dec;
-      for (int64_t j = 0; j < w.n_latents; ++j) {
-        double n2 = 0;
-        for (int64_t d = 0; d < w.d_in; ++d) n2 += double(w.W_dec[static_cast<size_t>(j * w.d_in + d)]) * w.W_dec[static_cast<size_t>(j * w.d_in + d)];
-        const double inv = n2 > 0 ? 1.0 / std::sqrt(n2) : 0.0;
-        for (int64_t d = 0; d < w.d_in; ++d) decoder_unit[static_cast<size_t>(j * w.d_in + d)] *= static_cast<float>(inv);
-      }
+      using RowMajorXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      Eigen::Map<RowMajorXf> U(decoder_unit.data(), w.n_latents, w.d_in);  // [n_latents, d_in]
+      const Eigen::VectorXf norm = U.rowwise().norm();
+      U = norm.unaryExpr([](float v) { return v > 0 ? 1.0f / v : 0.0f; }).asDiagonal() * U;
       sae = std::move(w);
     });
   for (const auto& [path, target] : {std::pair{paths.report, &report}, std::pair{paths.classify, &classify}})
@@ -409,8 +408,7 @@ ImageDetail image_detail(const WorkspaceModel& m, int64_t row, int64_t n_top) {
     if (k == m.paths.label_col) d.label = v;
   const auto& A = m.acts.acts;
   std::vector<std::pair<int64_t, float>> all;
-  for (auto i = A.indptr[static_cast<size_t>(row)]; i < A.indptr[static_cast<size_t>(row) + 1]; ++i)
-    all.emplace_back(A.indices[static_cast<size_t>(i)], A.values[static_cast<size_t>(i)]);
+  for (const auto [j, v] : A.row(row)) all.emplace_back(j, v);
   std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   d.top_latents.assign(all.begin(), all.begin() + std::min<int64_t>(n_top, static_cast<int64_t>(all.size())));
   if (m.has_cbm()) {
@@ -448,8 +446,7 @@ GroupView group_view(const WorkspaceModel& m, const std::string& column, const s
     auto& sums = in ? sum_in : sum_out;
     (in ? g.n_in : g.n_out)++;
     const auto& X = L.data.X;
-    for (auto i = X.indptr[static_cast<size_t>(lr)]; i < X.indptr[static_cast<size_t>(lr) + 1]; ++i)
-      sums[static_cast<size_t>(X.indices[static_cast<size_t>(i)])] += X.values[static_cast<size_t>(i)];
+    for (const auto [j, v] : X.row(lr)) sums[static_cast<size_t>(j)] += v;
     int pred = 0;
     for (int k = 1; k < C; ++k)
       if (m.proba_all[static_cast<size_t>(lr * C + k)] > m.proba_all[static_cast<size_t>(lr * C + pred)]) pred = k;
@@ -486,11 +483,7 @@ std::vector<std::pair<int64_t, double>> nearest_images(const WorkspaceModel& m, 
   const auto& A = m.acts.acts;
   for (int64_t r = 0; r < A.n_rows; ++r) {
     double dot = 0, n2 = 0;
-    for (auto i = A.indptr[static_cast<size_t>(r)]; i < A.indptr[static_cast<size_t>(r) + 1]; ++i) {
-      const double v = A.values[static_cast<size_t>(i)];
-      dot += v * q[static_cast<size_t>(A.indices[static_cast<size_t>(i)])];
-      n2 += v * v;
-    }
+    for (const auto [j, v] : A.row(r)) dot += double(v) * q[static_cast<size_t>(j)], n2 += double(v) * v;
     if (n2 > 0 && dot > 0) out.emplace_back(r, dot / std::sqrt(n2 * qn));
   }
   const size_t k = std::min(out.size(), static_cast<size_t>(top));
