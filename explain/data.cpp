@@ -43,18 +43,24 @@ Annotations read_annotations(const std::string& csv_path, const std::string& id_
   return a;
 }
 
-CsrMatrix embedding_rows_for_ids(const std::string& path, const std::vector<std::string>& ids) {
+DenseRows dense_embedding_rows_for_ids(const std::string& path, const std::vector<std::string>& ids) {
   const Embeddings e = read_embeddings(path);
   std::unordered_map<std::string, int64_t> at;
   for (size_t i = 0; i < e.ids.size(); ++i) at.emplace(e.ids[i], static_cast<int64_t>(i));
-  std::vector<float> x;
-  x.reserve(ids.size() * static_cast<size_t>(e.dim));
+  DenseRows d;
+  d.dim = e.dim;
+  d.x_nd.reserve(ids.size() * static_cast<size_t>(e.dim));
   for (const auto& id : ids) {
     auto it = at.find(id);
     if (it == at.end()) throw_input("{}: image id '{}' is missing here", path, id);
-    x.insert(x.end(), e.row(it->second), e.row(it->second) + e.dim);
+    d.x_nd.insert(d.x_nd.end(), e.row(it->second), e.row(it->second) + e.dim);
   }
-  return csr_from_dense(x.data(), static_cast<int64_t>(ids.size()), e.dim);
+  return d;
+}
+
+CsrMatrix embedding_rows_for_ids(const std::string& path, const std::vector<std::string>& ids) {
+  const DenseRows d = dense_embedding_rows_for_ids(path, ids);
+  return csr_from_dense(d.x_nd.data(), static_cast<int64_t>(ids.size()), d.dim);
 }
 
 Labelled load_labelled(const cbm::Features& features, const cbm::LoadParams& load, const std::string& subgroup_col,

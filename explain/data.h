@@ -27,6 +27,13 @@ Annotations read_annotations(const std::string& csv_path, const std::string& id_
 // naming the file and the first id it lacks.
 CsrMatrix embedding_rows_for_ids(const std::string& embeddings_path, const std::vector<std::string>& ids);
 
+// The same rows dense: x_nd = [ids.size(), dim].
+struct DenseRows {
+  std::vector<float> x_nd;
+  int64_t dim = 0;
+};
+DenseRows dense_embedding_rows_for_ids(const std::string& embeddings_path, const std::vector<std::string>& ids);
+
 // A labelled dataset over the features (cbm::load_dataset) plus an evaluation set over its rows:
 // the rows of `eval_split` when a split column is given (else all rows), the training rows, and
 // the subgroup column's values when given.

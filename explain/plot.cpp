@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 
 #include <fmt/format.h>
 #include <opencv2/imgcodecs.hpp>
@@ -48,14 +47,7 @@ std::string short_num(double v) {
 void write_png(const std::string& path, const cv::Mat& image, const std::vector<std::string>& inputs) {
   std::vector<unsigned char> buf;
   if (!cv::imencode(".png", image, buf)) throw_input("{}: cannot encode PNG", path);
-  AtomicOutput out(path, inputs);
-  {
-    std::ofstream f(out.temp_path(), std::ios::binary);
-    f.write(reinterpret_cast<const char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
-    f.flush();
-    if (!f) throw_input("{}: cannot write PNG (disk full?)", path);
-  }
-  out.commit();
+  write_file_atomic(path, std::string(buf.begin(), buf.end()), inputs);
 }
 
 void write_bar_charts(const std::string& path, const std::vector<BarPanel>& panels, const std::string& value_label,

@@ -134,17 +134,9 @@ Command command_intervene() {
                 if (a->sae.empty() || a->probe.empty() || a->embeddings.empty())
                   throw_usage("embedding space needs --sae, --probe and --embeddings together");
                 const sae::Model sm = sae::Model::load(a->sae, pick_device(a->device));
-                const Embeddings e = read_embeddings(a->embeddings);
-                std::unordered_map<std::string, int64_t> at;
-                for (size_t i = 0; i < e.ids.size(); ++i) at.emplace(e.ids[i], static_cast<int64_t>(i));
-                std::vector<float> x;
-                for (const auto& id : L.data.ids) {
-                  auto it = at.find(id);
-                  if (it == at.end()) throw_input("{}: image id '{}' missing", a->embeddings, id);
-                  x.insert(x.end(), e.row(it->second), e.row(it->second) + e.dim);
-                }
+                const auto e = explain::dense_embedding_rows_for_ids(a->embeddings, L.data.ids);
                 const auto probe = cbm::from_linear_model(read_linear(a->probe));
-                explain::intervene_embeddings(r, x.data(), e.dim, L.data.X, sm, probe, L.eval, p);
+                explain::intervene_embeddings(r, e.x_nd.data(), e.dim, L.data.X, sm, probe, L.eval, p);
               }
               nlohmann::json j = explain::to_json(r);
               j["n_eval"] = L.eval.rows.size();

@@ -6,7 +6,6 @@
 
 #include <array>
 #include <cmath>
-#include <fstream>
 
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -14,6 +13,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "cbm/logreg.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/random.h"
@@ -250,9 +250,7 @@ void write_demo_encoder(const std::string& model_path, const std::string& json_p
       "conceptlab demo encoder: designed filters, concept detectors trained on generated images, fixed random "
       "concept directions (stand-in for a foundation model)";
   j["output"] = fmt::format("[N,{}] float32", kDemoEncoderDim);
-  std::ofstream out(json_path);
-  out << j.dump(1) << "\n";
-  if (!out) throw_input("{}: cannot write encoder JSON", json_path);
+  write_file_atomic(json_path, j.dump(1) + "\n");
 }
 
 }  // namespace cl::demo

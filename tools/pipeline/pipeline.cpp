@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include <opencv2/imgcodecs.hpp>
@@ -568,12 +567,7 @@ void Runner::run_report() {
     md += "\n";
     md += png_line("intervention curves", workspace::kCurvePng, w);
   }
-  AtomicOutput out(f(workspace::kReportMd));
-  {
-    std::ofstream o(out.temp_path());
-    o << md;
-  }
-  out.commit();
+  write_file_atomic(f(workspace::kReportMd), md);
 }
 
 // A misspelt column would otherwise surface only after embedding and SAE training (minutes).
