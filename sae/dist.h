@@ -7,8 +7,16 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
-#include <torch/torch.h>
+#include "core/device.h"
+
+// Only declared here, so a caller that joins a group (the CLI) does not compile LibTorch's
+// headers; the implementations and the trainer include <torch/torch.h>.
+namespace at {
+class Tensor;
+}
 
 namespace cl::sae {
 
@@ -33,7 +41,7 @@ DistParams dist_params_from_environment(bool use_slurm = false);
 
 // True when this build has a c10d backend for the device ("gloo" on the CPU; on CUDA "nccl", or
 // Gloo staging through host memory).
-bool dist_available(torch::Device device);
+bool dist_available(Device device);
 std::string dist_backends();  // what was compiled in, for messages: "gloo", "gloo, nccl" or "none"
 
 enum class ReduceOp { sum, min, max };
@@ -45,9 +53,9 @@ class Comm {
   int size() const { return size_; }
   virtual std::string backend() const = 0;
   // In place on every rank; t may live on any device (Gloo stages CUDA tensors through the host).
-  virtual void all_reduce(torch::Tensor& t, ReduceOp op = ReduceOp::sum) = 0;
+  virtual void all_reduce(at::Tensor& t, ReduceOp op = ReduceOp::sum) = 0;
   // t has the same shape on every rank; returns [size, t.sizes()...] in rank order.
-  virtual torch::Tensor all_gather(const torch::Tensor& t) = 0;
+  virtual at::Tensor all_gather(const at::Tensor& t) = 0;
   virtual void barrier() = 0;
 
  protected:
@@ -56,7 +64,7 @@ class Comm {
 
 // Joins the group (blocks until every rank has joined, up to timeout_s). InputError with the
 // backend, the init method and what failed; UsageError when no backend was compiled in.
-std::unique_ptr<Comm> connect(const DistParams& p, torch::Device device);
+std::unique_ptr<Comm> connect(const DistParams& p, Device device);
 
 // Every rank passes the same names, each with its own value (a count, or a hash standing in for
 // a string); one all-gather compares them all. InputError on every rank at the first name whose
