@@ -154,7 +154,7 @@ cbm::LogRegFit load_model(const std::string& path, const CsrMatrix& X, const std
   return f;
 }
 
-Runner setup_eval(CLI::App* s) {
+Runner setup_cbm_eval(CLI::App* s) {
   auto a = std::make_shared<EvalArgs>();
   s->add_option("--model", a->model_path, "conceptlab.linear model")->required();
   add_load_options(s, a->load, true);
@@ -209,7 +209,7 @@ Command command_cbm() {
             auto* pr = sub.add_subcommand("predict", "per-image predicted class and probabilities");
             for (auto* c : {fit, ev, pr}) c->option_defaults()->always_capture_default();
             const std::vector<std::pair<CLI::App*, Runner>> runners = {
-                {fit, setup_fit(fit)}, {ev, setup_eval(ev)}, {pr, setup_predict(pr)}};
+                {fit, setup_fit(fit)}, {ev, setup_cbm_eval(ev)}, {pr, setup_predict(pr)}};
             return [runners](const Context& ctx) -> int {
               for (const auto& [c, run] : runners)
                 if (c->parsed()) return run(ctx);

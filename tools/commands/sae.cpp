@@ -180,7 +180,7 @@ Runner setup_encode(CLI::App* en) {
   };
 }
 
-Runner setup_eval(CLI::App* ev) {
+Runner setup_sae_eval(CLI::App* ev) {
   auto a = std::make_shared<ApplyArgs>();
   auto pc = apply_options(ev, *a, true);
   ev->add_flag("--json", a->json, "print one JSON object");
@@ -225,7 +225,7 @@ Command command_sae() {
                                                    "on held-out rows, pick one");
             for (auto* c : {tr, en, ev, im, sw}) c->option_defaults()->always_capture_default();
             const std::vector<std::pair<CLI::App*, Runner>> runners = {{tr, setup_train(tr)}, {en, setup_encode(en)},
-                                                                       {ev, setup_eval(ev)},  {im, setup_import(im)},
+                                                                       {ev, setup_sae_eval(ev)},  {im, setup_import(im)},
                                                                        {sw, setup_sae_sweep(sw)}};
             return [runners](const Context& ctx) -> int {
               for (const auto& [sub, run] : runners)
