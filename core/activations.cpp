@@ -7,8 +7,9 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "core/manifest.h"
 #include "core/h5.h"
+#include "core/manifest.h"
+#include "core/patches.h"
 
 namespace cl {
 
@@ -39,6 +40,7 @@ struct ActivationsWriter::Impl {
   std::unique_ptr<h5::Appender<float>> values;
   std::vector<std::string> ids;  // written at commit (fixed-length strings need the widest first)
   std::unordered_set<std::string> seen;
+  std::optional<PatchGeometry> patches;
   Impl(const std::string& path, const std::vector<std::string>& inputs) : out(path, inputs) {}
 };
 
@@ -84,10 +86,17 @@ void ActivationsWriter::append(const std::vector<std::string>& ids, const CsrMat
 
 int64_t ActivationsWriter::rows() const { return impl_->rows; }
 
+void ActivationsWriter::set_patches(const PatchGeometry& g) { impl_->patches = g; }
+
 void ActivationsWriter::commit() {
   auto& m = *impl_;
   m.file.path = m.out.final_path();
   h5::write_strings(m.file.get(), "ids", m.ids);
+  if (m.patches) {
+    validate(*m.patches, m.file.path);
+    CL_ASSERT(m.patches->n_images() * m.patches->patches() == m.rows, "patch activations: rows != images x patches");
+    write_patch_geometry(m.file.get(), *m.patches);
+  }
   h5::flush(m.file);  // throws on a failed write: the temp file is removed, the output untouched
   m.indptr.reset();
   m.indices.reset();
@@ -218,5 +227,14 @@ CsrMatrix ActivationsReader::read_rows(int64_t start, int64_t count) const {
 }
 
 CsrMatrix ActivationsReader::read_all() const { return read_rows(0, impl_->n); }
+
+std::optional<PatchGeometry> ActivationsReader::patches() const {
+  if (impl_->manifest) return std::nullopt;
+  auto g = read_patch_geometry(impl_->parts.front().file);
+  if (g && g->n_images() * g->patches() != impl_->n)
+    throw_input("{}: {} rows, but its patch grid says {} images x {} patches", impl_->path, impl_->n, g->n_images(),
+                g->patches());
+  return g;
+}
 
 }  // namespace cl

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 
 #include "core/formats.h"
 
+#include "core/patches.h"
 #include "core/sparse.h"
 
 namespace cl {
@@ -32,6 +34,9 @@ class ActivationsWriter {
   ~ActivationsWriter();
   void append(const std::vector<std::string>& ids, const CsrMatrix& chunk);
   int64_t rows() const;
+  // Patch activations: rows are (image, patch) and the file carries the grid and geometry
+  // (core/patches.h); at commit the rows must be images x patches.
+  void set_patches(const PatchGeometry& g);
   void commit();
 
  private:
@@ -57,6 +62,8 @@ class ActivationsReader {
   nlohmann::json config() const;
   CsrMatrix read_rows(int64_t start, int64_t count) const;  // indptr rebased to 0
   CsrMatrix read_all() const;
+  // The patch grid and geometry of patch activations (nullopt for image activations).
+  std::optional<PatchGeometry> patches() const;
 
  private:
   struct Impl;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <unordered_set>
 
 #include <fmt/ranges.h>
@@ -11,6 +12,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/manifest.h"
+#include "core/patches.h"
 
 namespace cl {
 namespace {
@@ -172,8 +174,41 @@ struct EmbeddingsReader::Impl {
   int64_t n = 0, dim = 0;
   std::vector<std::string> ids;
   bool manifest = false;
+  // A patch-embeddings file (core/patches.h): rows are its images' patches, P per image.
+  std::optional<PatchGeometry> patches;
+  int64_t per_image = 1;
   static Part open_part(const std::string& path, int64_t& dim, std::vector<std::string>& ids);
+  void open_patches(const std::string& path);
 };
+
+void EmbeddingsReader::Impl::open_patches(const std::string& file_path) {
+  Part part;
+  part.file = h5::open_read(file_path);
+  const auto& f = part.file;
+  h5::check_header(f, kPatchEmbeddingsFormat);
+  auto dims = h5::dataset_dims(f, f.get(), "embeddings");
+  if (dims.size() != 3) throw_input("{}: 'embeddings' has {} dimensions, expected 3 [N, P, D]", file_path, dims.size());
+  std::string t = h5::dataset_type_name(f, f.get(), "embeddings");
+  if (t != "float16" && t != "float32") throw_input("{}: 'embeddings' has type {}, expected float16 or float32", file_path, t);
+  patches = read_patch_geometry(f);
+  if (!patches) throw_input("{}: no 'patches' group (grid and geometry), expected one in a patch-embeddings file", file_path);
+  auto image_ids = h5::read_strings(f, f.get(), "ids");
+  if (static_cast<int64_t>(image_ids.size()) != dims[0] || image_ids != patches->image_ids)
+    throw_input("{}: {} ids and {} patches/image_ids for {} images; expected the same ids", file_path, image_ids.size(),
+                patches->n_images(), dims[0]);
+  if (dims[1] != patches->patches())
+    throw_input("{}: {} patches per image, the grid {} x {} has {}", file_path, dims[1], patches->grid_h,
+                patches->grid_w, patches->patches());
+  check_unique_part_ids(file_path, image_ids, {file_path}, {0});
+  per_image = dims[1];
+  dim = dims[2];
+  part.n = dims[0] * per_image;
+  ids.reserve(static_cast<size_t>(part.n));
+  for (const auto& id : image_ids)
+    for (int64_t p = 0; p < per_image; ++p) ids.push_back(patch_row_id(id, p));
+  n = part.n;
+  parts.push_back(std::move(part));
+}
 
 // Opens one embeddings file; appends its ids.
 EmbeddingsReader::Impl::Part EmbeddingsReader::Impl::open_part(const std::string& path, int64_t& dim,
@@ -220,11 +255,22 @@ EmbeddingsReader::EmbeddingsReader(const std::string& path, const std::vector<st
   auto& m = *impl_;
   m.path = path;
   m.manifest = !parts.empty();
+  if (!m.manifest && h5::is_hdf5(path)) {
+    h5::File probe = h5::open_read(path);
+    if (h5::read_format(probe) == kPatchEmbeddingsFormat) {
+      m.open_patches(path);
+      return;
+    }
+  }
   const std::vector<std::string> files = parts.empty() ? std::vector<std::string>{path} : parts;
   nlohmann::json config0;
   for (const auto& file : files) {
     int64_t d = 0;
-    auto part = open_part_of(path, m.manifest, [&] { return Impl::open_part(file, d, m.ids); });
+    auto part = open_part_of(path, m.manifest, [&] {
+      if (h5::is_hdf5(file) && h5::read_format(h5::open_read(file)) == kPatchEmbeddingsFormat)
+        throw_input("{}: a patch-embeddings file; a manifest lists image embeddings files only", file);
+      return Impl::open_part(file, d, m.ids);
+    });
     if (m.parts.empty()) {
       m.dim = d;
       config0 = comparable_config(h5::read_attr_json(part.file, part.file.get(), "config"));
@@ -254,6 +300,8 @@ int64_t EmbeddingsReader::rows() const { return impl_->n; }
 int64_t EmbeddingsReader::dim() const { return impl_->dim; }
 const std::string& EmbeddingsReader::path() const { return impl_->path; }
 const std::vector<std::string>& EmbeddingsReader::ids() const { return impl_->ids; }
+const PatchGeometry* EmbeddingsReader::patches() const { return impl_->patches ? &*impl_->patches : nullptr; }
+int64_t EmbeddingsReader::patches_per_image() const { return impl_->per_image; }
 
 nlohmann::json EmbeddingsReader::config() const {
   const auto& f = impl_->parts.front().file;
@@ -304,6 +352,21 @@ void EmbeddingsReader::read_rows(int64_t start, int64_t count, float* out_nd, bo
   if (start < 0 || count < 0 || start + count > m.n)
     throw_input("{}: rows [{}, {}) out of range, {} has {} rows", m.path, start, start + count,
                 m.manifest ? "the manifest" : "file", m.n);
+  if (m.patches) {
+    // Rows are patches of [N, P, D]: read the images the range touches, keep the range.
+    const int64_t P = m.per_image, i0 = start / P, i1 = (start + count + P - 1) / P;
+    const auto& part = m.parts.front();
+    if (count == 0) return;
+    if (start % P == 0 && (start + count) % P == 0) {
+      h5::read_rows<float>(part.file, part.file.get(), "embeddings", i0, i1 - i0, out_nd);
+    } else {
+      std::vector<float> buf(static_cast<size_t>((i1 - i0) * P * m.dim));
+      h5::read_rows<float>(part.file, part.file.get(), "embeddings", i0, i1 - i0, buf.data());
+      std::copy_n(buf.data() + (start - i0 * P) * m.dim, count * m.dim, out_nd);
+    }
+    if (check_finite) check_finite_rows(out_nd, count, m.dim, start, &m.ids, part.file.path);
+    return;
+  }
   for (const auto& part : m.parts) {
     const int64_t a = std::max(start, part.row0), b = std::min(start + count, part.row0 + part.n);
     if (b <= a) continue;

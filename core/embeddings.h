@@ -17,6 +17,8 @@
 
 namespace cl {
 
+struct PatchGeometry;
+
 struct Embeddings {
   std::vector<std::string> ids;
   int64_t n = 0, dim = 0;
@@ -65,6 +67,10 @@ class EmbeddingsReader {
   const std::vector<std::string>& ids() const;  // loaded at open (N strings)
   nlohmann::json config() const;
   std::vector<Column> columns() const;
+  // A patch-embeddings file (core/patches.h) reads as its images' patches, P rows per image in
+  // image order (ids "ID#p"); its grid and geometry here. nullptr and 1 for image embeddings.
+  const PatchGeometry* patches() const;
+  int64_t patches_per_image() const;
   // rows [start, start+count) into out_nd ([count, dim]); checks finiteness when asked.
   void read_rows(int64_t start, int64_t count, float* out_nd, bool check_finite = true) const;
 

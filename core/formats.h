@@ -5,6 +5,7 @@
 namespace cl {
 
 inline constexpr const char* kEmbeddingsFormat = "conceptlab.embeddings";
+inline constexpr const char* kPatchEmbeddingsFormat = "conceptlab.patch_embeddings";
 inline constexpr const char* kActivationsFormat = "conceptlab.activations";
 inline constexpr const char* kSaeFormat = "conceptlab.sae";
 inline constexpr const char* kLinearFormat = "conceptlab.linear";

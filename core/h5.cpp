@@ -396,7 +396,7 @@ std::string dataset_type_name(const File& f, hid_t loc, const std::string& name)
   Id d = open_dataset(f, loc, name);
   Id t(H5Dget_type(d));
   switch (H5Tget_class(t)) {
-    case H5T_FLOAT: return H5Tget_size(t) == 4 ? "float32" : "float64";
+    case H5T_FLOAT: return H5Tget_size(t) == 2 ? "float16" : H5Tget_size(t) == 4 ? "float32" : "float64";
     case H5T_INTEGER: return fmt::format("{}int{}", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", 8 * H5Tget_size(t));
     case H5T_STRING: return "string";
     default: return "other";
@@ -550,6 +550,51 @@ void Appender<T>::append(const T* rows, int64_t n_rows) {
   Id mem(H5Screate_simple(nd, cnt, nullptr));
   const herr_t rc = H5Dwrite(dset_, mem_type<T>(), mem, space, H5P_DEFAULT, rows);
   if (rc < 0) throw_input("{}: cannot append to dataset {} (disk full?)", file_of(dset_), obj_name(dset_));
+  rows_ += n_rows;
+}
+
+Id half_float_type() {
+  Id t(H5Tcopy(H5T_IEEE_F32LE));
+  H5Tset_fields(t, 15, 10, 5, 0, 10);
+  H5Tset_size(t, 2);
+  H5Tset_ebias(t, 15);
+  return t;
+}
+
+FloatAppender::FloatAppender(hid_t loc, const std::string& name, const std::vector<int64_t>& row_dims,
+                             int64_t chunk_rows, bool half)
+    : row_dims_(row_dims) {
+  const int nd = static_cast<int>(row_dims.size()) + 1;
+  std::vector<hsize_t> dims(static_cast<size_t>(nd), 0), maxd(static_cast<size_t>(nd)), chunk(static_cast<size_t>(nd));
+  maxd[0] = H5S_UNLIMITED;
+  chunk[0] = static_cast<hsize_t>(std::max<int64_t>(1, chunk_rows));
+  for (size_t i = 0; i < row_dims.size(); ++i) {
+    dims[i + 1] = maxd[i + 1] = static_cast<hsize_t>(row_dims[i]);
+    chunk[i + 1] = static_cast<hsize_t>(std::max<int64_t>(1, row_dims[i]));
+  }
+  Id space(H5Screate_simple(nd, dims.data(), maxd.data()));
+  Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  H5Pset_chunk(dcpl, nd, chunk.data());
+  Id half_t = half ? half_float_type() : Id();
+  dset_ = Id(H5Dcreate2(loc, name.c_str(), half ? half_t.get() : H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+  if (!dset_.valid()) throw_input("{}: cannot create dataset '{}'", file_of(loc), name);
+}
+
+void FloatAppender::append(const float* rows, int64_t n_rows) {
+  if (n_rows <= 0) return;
+  const int nd = static_cast<int>(row_dims_.size()) + 1;
+  std::vector<hsize_t> new_dims(static_cast<size_t>(nd)), off(static_cast<size_t>(nd), 0);
+  new_dims[0] = static_cast<hsize_t>(rows_ + n_rows);
+  for (size_t i = 0; i < row_dims_.size(); ++i) new_dims[i + 1] = static_cast<hsize_t>(row_dims_[i]);
+  if (H5Dset_extent(dset_, new_dims.data()) < 0) throw_input("{}: cannot extend dataset", file_of(dset_));
+  Id space(H5Dget_space(dset_));
+  off[0] = static_cast<hsize_t>(rows_);
+  std::vector<hsize_t> cnt = new_dims;
+  cnt[0] = static_cast<hsize_t>(n_rows);
+  H5Sselect_hyperslab(space, H5S_SELECT_SET, off.data(), nullptr, cnt.data(), nullptr);
+  Id mem(H5Screate_simple(nd, cnt.data(), nullptr));
+  if (H5Dwrite(dset_, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, rows) < 0)
+    throw_input("{}: cannot append to dataset {} (disk full?)", file_of(dset_), obj_name(dset_));
   rows_ += n_rows;
 }
 

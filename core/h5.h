@@ -105,6 +105,23 @@ class Appender {
   bool one_dim_;
 };
 
+// A float dataset grown by appending rows of shape row_dims: [0, row_dims...] with an unlimited
+// first dimension and chunk_rows rows per chunk. Rows come as float32 and are stored as float32,
+// or as IEEE half (half = true; HDF5 converts, rounding to nearest; h5py reads it as float16).
+class FloatAppender {
+ public:
+  FloatAppender(hid_t loc, const std::string& name, const std::vector<int64_t>& row_dims, int64_t chunk_rows,
+                bool half);
+  void append(const float* rows, int64_t n_rows);
+  int64_t rows() const { return rows_; }
+
+ private:
+  Id dset_;
+  std::vector<int64_t> row_dims_;
+  int64_t rows_ = 0;
+};
+Id half_float_type();  // IEEE binary16, little-endian, laid out as h5py's float16
+
 // Root-attribute contract of every conceptlab file.
 constexpr int64_t kSchemaVersion = 1;
 void write_header(const File& f, const std::string& format, const std::string& config_json);

@@ -167,6 +167,10 @@ void write_line_chart(const std::string& path, const std::string& title, const s
 
 void write_montage(const std::string& path, const std::string& title, const std::vector<Tile>& tiles, int cols,
                    int tile_px, const std::vector<std::string>& inputs) {
+  write_png(path, render_montage(title, tiles, cols, tile_px), inputs);
+}
+
+cv::Mat render_montage(const std::string& title, const std::vector<Tile>& tiles, int cols, int tile_px) {
   cols = std::max(1, cols);
   const int pad = 8, caption_h = 36, title_h = 34;
   const int n = static_cast<int>(tiles.size()), rows = std::max(1, (n + cols - 1) / cols);
@@ -198,7 +202,7 @@ void write_montage(const std::string& path, const std::string& title, const std:
       start = end + 1;
     }
   }
-  write_png(path, img, inputs);
+  return img;
 }
 
 }  // namespace cl::explain

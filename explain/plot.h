@@ -44,6 +44,7 @@ struct Tile {
 
 void write_montage(const std::string& path, const std::string& title, const std::vector<Tile>& tiles, int cols,
                    int tile_px = 160, const std::vector<std::string>& inputs = {});
+cv::Mat render_montage(const std::string& title, const std::vector<Tile>& tiles, int cols, int tile_px = 160);
 
 // The encoded PNG bytes of an image, and an atomic write of them.
 void write_png(const std::string& path, const cv::Mat& image, const std::vector<std::string>& inputs = {});

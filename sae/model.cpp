@@ -7,6 +7,7 @@
 
 #include "core/activations.h"
 #include "core/error.h"
+#include "core/patches.h"
 #include "core/progress.h"
 #include "sae/dist.h"
 #include "sae/sae.h"
@@ -430,9 +431,13 @@ Metrics Model::evaluate(const EmbeddingsReader& reader, int64_t lo, int64_t hi, 
 }
 
 void Model::encode_file(const EmbeddingsReader& reader, const std::string& out_path, const ApplyParams& p,
-                        ProgressSink& progress) const {
+                        ProgressSink& progress, const std::string& patch_out_path) const {
   validate(p);
   check_dim(reader.dim(), reader.path());
+  if (reader.patches()) return encode_patches(reader, out_path, patch_out_path, p, progress);
+  if (!patch_out_path.empty())
+    throw_usage("{}: image embeddings have no patches; patch activations need a patch-embeddings file (embed --patches)",
+                reader.path());
   torch::NoGradGuard ng;
   const auto& t = impl_->t;
   const int64_t n = reader.rows(), d = reader.dim();
@@ -455,6 +460,49 @@ void Model::encode_file(const EmbeddingsReader& reader, const std::string& out_p
   }
   prog.finish();
   writer.commit();
+}
+
+void Model::encode_patches(const EmbeddingsReader& reader, const std::string& out_path,
+                           const std::string& patch_out_path, const ApplyParams& p, ProgressSink& progress) const {
+  torch::NoGradGuard ng;
+  const auto& t = impl_->t;
+  const PatchGeometry& g = *reader.patches();
+  const int64_t P = reader.patches_per_image(), n_images = g.n_images(), d = reader.dim();
+  nlohmann::json config = {{"sae_arch", arch_name(t.arch)}, {"sae_k", t.k},   {"sae_threshold", t.threshold},
+                           {"sae", impl_->path},           {"d_in", d},      {"patch_embeddings", reader.path()},
+                           {"pool", p.pool},               {"grid", {g.grid_h, g.grid_w}}};
+  std::vector<std::string> inputs = {reader.path()};
+  if (!impl_->path.empty()) inputs.push_back(impl_->path);
+  nlohmann::json image_config = config;
+  image_config["embeddings"] = reader.path();
+  if (!patch_out_path.empty()) image_config["patch_activations"] = patch_out_path;
+  ActivationsWriter images(out_path, n_latents(), image_config, inputs);
+  std::unique_ptr<ActivationsWriter> patches;
+  if (!patch_out_path.empty()) {
+    if (patch_out_path == out_path) throw_usage("sae encode: --patch-out is the same file as --out ({})", out_path);
+    nlohmann::json patch_config = config;
+    patch_config["image_activations"] = out_path;
+    patches = std::make_unique<ActivationsWriter>(patch_out_path, n_latents(), patch_config, inputs);
+    patches->set_patches(g);
+  }
+  const auto& row_ids = reader.ids();
+  const int64_t per_chunk = std::max<int64_t>(1, p.batch / P);  // whole images per chunk
+  std::vector<float> buf;
+  Progress prog(progress, "sae encode", n_images, "images");
+  for (int64_t i0 = 0; i0 < n_images; i0 += per_chunk) {
+    const int64_t n = std::min(per_chunk, n_images - i0), rows = n * P;
+    buf.resize(static_cast<size_t>(rows * d));
+    reader.read_rows(i0 * P, rows, buf.data());
+    CsrMatrix part = codes_csr(encode_dense(t, host_rows(buf.data(), rows, d, impl_->device)));
+    part.n_cols = n_latents();
+    images.append(std::vector<std::string>(g.image_ids.begin() + i0, g.image_ids.begin() + i0 + n),
+                  pool_patches(part, P, p.pool));
+    if (patches) patches->append(std::vector<std::string>(row_ids.begin() + i0 * P, row_ids.begin() + i0 * P + rows), part);
+    prog.add(n);
+  }
+  prog.finish();
+  if (patches) patches->commit();
+  images.commit();
 }
 
 }  // namespace cl::sae

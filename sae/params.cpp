@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/patches.h"
 #include "sae/sae.h"
 #include "sae/tensors.h"
 
@@ -67,6 +68,7 @@ void validate(const ApplyParams& p) {
   if (p.batch < 1) throw_usage("batch {}: expected >= 1", p.batch);
   if (p.dead_window < 1) throw_usage("dead_window {}: expected >= 1", p.dead_window);
   if (auto why = nested_sizes_problem(p.prefixes); !why.empty()) throw_usage("prefixes: {}", why);
+  check_pool(p.pool);
 }
 
 }  // namespace cl::sae

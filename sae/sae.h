@@ -126,8 +126,9 @@ struct ApplyParams {
   int64_t batch = kDefaultApplyBatch;        // rows per chunk
   int64_t dead_window = kDefaultDeadWindow;  // eval: see Metrics
   std::vector<int64_t> prefixes = {};         // eval: FVU of latents [0, m) per size (empty: the SAE's own)
+  std::string pool = "max";                   // encode of patches: an image's activation = max | mean | sum over its patches
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ApplyParams, batch, dead_window, prefixes)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ApplyParams, batch, dead_window, prefixes, pool)
 void validate(const ApplyParams& p);
 
 struct Tensors;  // the weights as device tensors (sae/tensors.h)
@@ -173,10 +174,15 @@ class Model {
   Metrics evaluate(const EmbeddingsReader& reader, int64_t lo, int64_t hi, Comm* comm, const ApplyParams& p = {},
                    ProgressSink& progress = silent_progress()) const;
   // Streams an embeddings file through the SAE into a sparse activations file, chunk by chunk.
+  // A patch-embeddings file (reader.patches()) gives one row per image, its patches' activations
+  // pooled (ApplyParams::pool), and with patch_out_path the patch activations too (rows (image,
+  // patch), the grid and geometry attached; core/patches.h).
   void encode_file(const EmbeddingsReader& reader, const std::string& out_path, const ApplyParams& p = {},
-                   ProgressSink& progress = silent_progress()) const;
+                   ProgressSink& progress = silent_progress(), const std::string& patch_out_path = "") const;
 
  private:
+  void encode_patches(const EmbeddingsReader& reader, const std::string& out_path, const std::string& patch_out_path,
+                      const ApplyParams& p, ProgressSink& progress) const;
   Metrics evaluate_rows(int64_t lo, int64_t hi, int64_t n_rows, const ApplyParams& p, Comm* comm,
                         const std::function<const float*(int64_t, int64_t)>& rows, ProgressSink& progress) const;
   struct Impl;

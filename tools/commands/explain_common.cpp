@@ -40,7 +40,9 @@ std::string latent_label(const LatentNames& names, int64_t latent) {
 std::string image_root_for(const std::string& activations_path, const std::string& override_root) {
   if (!override_root.empty()) return override_root;
   try {
-    const std::string emb = ActivationsReader(activations_path).config().value("embeddings", std::string());
+    const nlohmann::json c = ActivationsReader(activations_path).config();
+    std::string emb = c.value("embeddings", std::string());
+    if (emb.empty()) emb = c.value("patch_embeddings", std::string());  // patch activations
     if (emb.empty() || !fs::exists(emb)) return "";
     return EmbeddingsReader(emb).config().value("image_root", std::string());
   } catch (const InputError&) {

@@ -6,6 +6,7 @@
 #include "core/embeddings.h"
 #include "core/error.h"
 #include "core/output_claim.h"
+#include "core/patches.h"
 #include "core/sae_weights.h"
 #include "sae/dist.h"
 #include "sae/sae.h"
@@ -171,11 +172,20 @@ Applied open_apply(const ApplyArgs& a, const ParamsCli<sae::ApplyParams>& pc) {
 Runner setup_encode(CLI::App* en) {
   auto a = std::make_shared<ApplyArgs>();
   auto pc = apply_options(en, *a, false);
-  en->add_option("--out", a->out, "output activations .h5")->required();
-  return [a, pc](const Context& ctx) -> int {
+  en->add_option("--out", a->out, "output activations .h5 (patch embeddings: one row per image, patches pooled)")
+      ->required();
+  auto patch_out = std::make_shared<std::string>();
+  en->add_option("--patch-out", *patch_out, "patch embeddings: also the patch activations (rows image x patch, grid)");
+  pc->option("--pool", &sae::ApplyParams::pool, "patch embeddings: an image's activation = max | mean | sum of its patches'");
+  return [a, pc, patch_out](const Context& ctx) -> int {
     const Applied s = open_apply(*a, *pc);
-    s.model.encode_file(s.reader, a->out, s.params, ctx.progress);
-    spdlog::info("sae: wrote {} ({} rows, {} latents)", a->out, s.reader.rows(), s.model.n_latents());
+    s.model.encode_file(s.reader, a->out, s.params, ctx.progress, *patch_out);
+    if (const PatchGeometry* g = s.reader.patches())
+      spdlog::info("sae: wrote {} ({} images, {} pooled over {} x {} patches, {} latents){}", a->out, g->n_images(),
+                   s.params.pool, g->grid_h, g->grid_w, s.model.n_latents(),
+                   patch_out->empty() ? "" : fmt::format(" and {} ({} patch rows)", *patch_out, s.reader.rows()));
+    else
+      spdlog::info("sae: wrote {} ({} rows, {} latents)", a->out, s.reader.rows(), s.model.n_latents());
     return 0;
   };
 }

@@ -13,6 +13,7 @@ DecodePool::DecodePool(const std::vector<EmbedItem>& items, const PreprocessPara
   for (auto& s : slots_) {
     s.data.resize(static_cast<size_t>(batch * chw_));
     s.err.assign(batch, "");
+    s.size.assign(static_cast<size_t>(2 * batch), 0);
   }
   for (int i = 0; i < n_workers; ++i) threads_.emplace_back([this] { work(); });
 }
@@ -63,15 +64,19 @@ void DecodePool::work() {
     const int64_t b = i / batch_, j = i - b * batch_;
     Slot& s = slots_[b % depth_];
     std::string err;
+    std::pair<int, int> size{0, 0};
     try {
       // A refused path is never opened (the precheck already gave it its reason).
-      err = items_[i].outside_root ? "outside the image root" : preprocess_file(items_[i].path, pre_, s.data.data() + j * chw_);
+      err = items_[i].outside_root ? "outside the image root"
+                                   : preprocess_file(items_[i].path, pre_, s.data.data() + j * chw_, nullptr, &size);
     } catch (const std::exception& e) {
       err = std::string("preprocessing failed: ") + e.what();
     }
     {
       std::lock_guard<std::mutex> lk(m_);
       s.err[j] = err;
+      s.size[static_cast<size_t>(2 * j)] = size.first;
+      s.size[static_cast<size_t>(2 * j + 1)] = size.second;
       if (++s.done == batch_size(b)) cv_done_.notify_all();
     }
   }

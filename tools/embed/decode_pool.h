@@ -25,6 +25,7 @@ class DecodePool {
   struct Slot {
     std::vector<float> data;       // [batch, 3, S, S]
     std::vector<std::string> err;  // per item: "" or why it could not be used
+    std::vector<int32_t> size;     // [batch, 2]: each decoded image's width, height
     int64_t done = 0;
   };
 

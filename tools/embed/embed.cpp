@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "core/embeddings.h"
 #include "core/error.h"
 #include "core/output_claim.h"
+#include "core/patches.h"
 #include "core/progress.h"
 #include "tools/embed/decode_pool.h"
 #include "tools/embed/encoder.h"
@@ -32,7 +34,8 @@ nlohmann::json to_json(const EmbedReport& r) {
   return {{"out", r.out},       {"skipped_csv", r.skipped_csv}, {"n_items", r.n_items},
           {"n_rows", r.n_rows}, {"n_skipped", r.n_skipped},     {"n_resumed", r.n_resumed},
           {"dim", r.dim},       {"seconds", r.seconds},         {"images_per_s", r.images_per_s},
-          {"device", r.device}, {"skipped", skipped}};
+          {"device", r.device}, {"skipped", skipped}, {"patch_out", r.patch_out},
+          {"grid", {r.grid_h, r.grid_w}}};
 }
 
 std::string partial_path(const std::string& out) { return out + ".partial"; }
@@ -95,6 +98,34 @@ PreprocessParams resolve_preprocess(const EmbedParams& p) {
   return load_preprocess(path);
 }
 
+OutputParams resolve_output(const EmbedParams& p, bool* patches) {
+  const std::string path = p.preprocess_json.empty() ? default_preprocess_path(p.model) : p.preprocess_json;
+  OutputParams o;
+  if (patches) *patches = false;
+  if (!fs::exists(path)) return o;
+  nlohmann::json j;
+  try {
+    std::ifstream in(path);
+    j = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw_input("{}: not valid JSON ({})", path, e.what());
+  }
+  if (!j.is_object()) return o;
+  try {
+    if (j.contains("output") && j["output"].is_object()) o = j["output"].get<OutputParams>();
+    if (patches && j.contains("patches")) *patches = j["patches"].get<bool>();
+  } catch (const nlohmann::json::exception& e) {
+    throw_input("{}: bad 'output' or 'patches' ({})", path, e.what());
+  }
+  validate(o, path);
+  return o;
+}
+
+std::string default_patch_path(const std::string& out) {
+  fs::path p(out);
+  return (p.parent_path() / (p.stem().string() + ".patches.h5")).string();
+}
+
 namespace {
 
 std::string list_bad(const std::vector<std::pair<std::string, std::string>>& bad) {
@@ -119,6 +150,8 @@ void check_params(const EmbedParams& p, Device device) {
   if (p.fp16 && !device.is_cuda()) throw_usage("embed: --fp16 needs a CUDA device (got {})", device.str());
   if (p.shard_block < 1) throw_usage("embed: --shard-block {}: expected >= 1", p.shard_block);
   parse_shard(p.shard);
+  if (p.patches && !p.shard.empty())
+    throw_usage("embed: --patches with --shard: patch files of shards cannot be merged yet; embed patches unsharded");
 }
 
 // Cheap checks of every file (exists, non-empty, a known format) before any model work; a bad
@@ -139,8 +172,8 @@ std::vector<std::string> precheck_items(const std::vector<EmbedItem>& items, boo
 }
 
 // Identity of a run for resuming: same items, model file, preprocessing, batching, device.
-nlohmann::json run_fingerprint(const EmbedParams& p, const PreprocessParams& pre, const std::vector<EmbedItem>& items,
-                               Device device) {
+nlohmann::json run_fingerprint(const EmbedParams& p, const PreprocessParams& pre, const OutputParams& output,
+                               const std::vector<EmbedItem>& items, Device device) {
   std::string id_blob;
   for (auto& it : items) id_blob += it.id + '\0' + it.path + '\0';
   return {{"n_items", static_cast<int64_t>(items.size())},
@@ -150,16 +183,21 @@ nlohmann::json run_fingerprint(const EmbedParams& p, const PreprocessParams& pre
           {"preprocess", pre},
           {"batch", p.batch},
           {"fp16", p.fp16},
-          {"device", device.str()}};
+          {"device", device.str()},
+          {"output", output},
+          {"patches", p.patches}};
 }
 
 // Finished batches -> the output file (opened at the first good row) and the skip list.
 struct OutputRows {
   const EmbedParams& p;
+  const PreprocessParams& pre;
   const std::vector<EmbedItem>& items;
   const nlohmann::json& config;
   const std::vector<std::string>& inputs;
   std::unique_ptr<EmbeddingsWriter> writer;
+  std::unique_ptr<PatchEmbeddingsWriter> patch_writer;  // with --patches
+  int64_t grid_h = 0, grid_w = 0;
   std::vector<std::string> good_ids;
   std::vector<std::pair<std::string, std::string>> skipped;
   std::vector<char> good;  // per item: embedded (a shard's layout counts rows per block)
@@ -181,7 +219,32 @@ struct OutputRows {
     }
     CL_ASSERT(b.dim == dim, "checkpoint batches disagree on dim");
     writer->append(b.rows.data(), static_cast<int64_t>(ids.size()), ids);
+    if (p.patches) add_patches(b, ids);
     good_ids.insert(good_ids.end(), ids.begin(), ids.end());
+  }
+
+  void add_patches(const BatchResult& b, const std::vector<std::string>& ids) {
+    const std::string& model = p.model;
+    if (!patch_writer) {
+      grid_h = b.grid_h;
+      grid_w = b.grid_w;
+      nlohmann::json c = config;
+      c["grid"] = {grid_h, grid_w};
+      c["patch_dtype"] = p.patch_fp16 ? "float16" : "float32";
+      c["image_embeddings"] = p.out;
+      patch_writer = std::make_unique<PatchEmbeddingsWriter>(p.patch_out.empty() ? default_patch_path(p.out) : p.patch_out,
+                                                             grid_h, grid_w, dim, p.patch_fp16, c, inputs);
+    }
+    if (b.grid_h != grid_h || b.grid_w != grid_w)
+      throw_input("{}: patch grid changed from {} x {} to {} x {} (batch starting at id {})", model, grid_h, grid_w,
+                  b.grid_h, b.grid_w, items[static_cast<size_t>(b.first)].id);
+    const auto n = static_cast<int64_t>(ids.size());
+    std::vector<float> boxes(static_cast<size_t>(4 * n));
+    for (int64_t i = 0; i < n; ++i) {
+      const auto box = crop_box(b.sizes[2 * i], b.sizes[2 * i + 1], pre);
+      for (int k = 0; k < 4; ++k) boxes[4 * i + k] = static_cast<float>(box[k]);
+    }
+    patch_writer->append(b.patches.data(), n, ids, b.sizes.data(), boxes.data());
   }
 };
 
@@ -218,7 +281,16 @@ BatchResult embed_batch(Encoder& enc, DecodePool& pool, int64_t b, const std::ve
       if (good[g] != static_cast<int64_t>(g))
         std::copy_n(slot.data.data() + good[g] * chw, chw, slot.data.data() + static_cast<int64_t>(g) * chw);
     try {
-      res.rows = enc.forward(slot.data.data(), static_cast<int64_t>(good.size()));
+      if (p.patches) {
+        EncoderOutput o = enc.forward_patches(slot.data.data(), static_cast<int64_t>(good.size()));
+        res.rows = std::move(o.pooled_nd);
+        res.patches = std::move(o.patches_npd);
+        res.grid_h = o.grid_h;
+        res.grid_w = o.grid_w;
+        for (int64_t j : good) res.sizes.insert(res.sizes.end(), {slot.size[2 * j], slot.size[2 * j + 1]});
+      } else {
+        res.rows = enc.forward(slot.data.data(), static_cast<int64_t>(good.size()));
+      }
     } catch (const InputError& e) {
       throw_input("{} (batch starting at id {})", e.what(), items[static_cast<size_t>(b * B)].id);
     }
@@ -230,9 +302,14 @@ BatchResult embed_batch(Encoder& enc, DecodePool& pool, int64_t b, const std::ve
 
 }  // namespace
 
-EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Device device, ProgressSink& progress) {
+EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Device device, ProgressSink& progress,
+                         const OutputParams& output) {
   check_params(p, device);
   validate(pre, "preprocessing");
+  validate(output, "embed");
+  const std::string patch_out = p.patches ? (p.patch_out.empty() ? default_patch_path(p.out) : p.patch_out) : "";
+  if (p.patches && (patch_out == p.out || fs::path(patch_out).lexically_normal() == fs::path(p.out).lexically_normal()))
+    throw_usage("embed: the patch output {} is the embeddings output; give --patch-out another path", patch_out);
   if (!fs::exists(p.model)) throw_input("{}: model file not found", p.model);
   std::vector<EmbedItem> items = list_items(p);
   const Shard shard = parse_shard(p.shard);
@@ -253,6 +330,7 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
   check_output_path(p.out, inputs);
   check_output_path(partial_path(p.out), inputs);
   if (p.skip_bad) check_output_path(skipped_path(p.out), inputs);
+  if (p.patches) check_output_path(patch_out, inputs);
   OutputLock lock(p.out);
   const std::vector<std::string> pre_err = precheck_items(items, p.skip_bad);
 
@@ -264,16 +342,18 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
                            {"device", device.str()},
                            {"source", p.csv.empty() ? p.images_dir : p.csv},
                            {"image_col", p.csv.empty() ? "" : p.image_col},
-                           {"image_root", image_root(p)}};
+                           {"image_root", image_root(p)},
+                           {"output", output}};
+  if (p.patches) config["patch_embeddings"] = patch_out;
   if (shard.count > 1)
     config["shard"] = {{"index", shard.index}, {"count", shard.count}, {"block", p.shard_block}, {"n_inputs", n_inputs}};
   spdlog::info("embed: {} images, config {}", N, config.dump());
-  Encoder enc(p.model, pre, device, p.fp16);
+  Encoder enc(p.model, pre, device, p.fp16, output);
 
   RunCheckpoint ckpt;
   std::vector<BatchResult> done;
   const std::string part = partial_path(p.out);
-  const nlohmann::json fingerprint = run_fingerprint(p, pre, items, device);
+  const nlohmann::json fingerprint = run_fingerprint(p, pre, output, items, device);
   if (p.resume && !ckpt.resume(part, fingerprint, B, &done)) {
     spdlog::info("{}: no checkpoint, starting from the beginning", part);
     ckpt.start(part, fingerprint);
@@ -286,7 +366,7 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
   rep.out = p.out;
   rep.n_items = N;
   rep.device = device.str();
-  OutputRows out{p, items, config, inputs, nullptr, {}, {}, {}, 0};
+  OutputRows out{p, pre, items, config, inputs, nullptr, nullptr, 0, 0, {}, {}, {}, 0};
   for (auto& b : done) out.consume(b);
   const int64_t first_batch = static_cast<int64_t>(done.size());
   rep.n_resumed = std::min<int64_t>(N, first_batch * B);
@@ -336,6 +416,7 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
     config["shard"]["block_rows"] = block_rows;
     out.writer->set_config(config);
   }
+  if (out.patch_writer) out.patch_writer->commit();
   out.writer->commit();
   staged.commit_all();
   ckpt.close();
@@ -344,6 +425,9 @@ EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Devi
   rep.n_rows = static_cast<int64_t>(out.good_ids.size());
   rep.n_skipped = static_cast<int64_t>(rep.skipped.size());
   rep.dim = out.dim;
+  rep.patch_out = patch_out;
+  rep.grid_h = out.grid_h;
+  rep.grid_w = out.grid_w;
   rep.seconds = secs;
   const int64_t n_run = N - rep.n_resumed;
   rep.images_per_s = secs > 0 ? static_cast<double>(n_run) / secs : 0;

@@ -15,6 +15,7 @@
 #include "core/device.h"
 #include "core/progress.h"
 #include "tools/embed/decode_pool.h"
+#include "tools/embed/encoder.h"
 #include "tools/embed/preprocess.h"
 
 namespace cl::embed {
@@ -36,13 +37,20 @@ struct EmbedParams {
   bool allow_outside_root = false;  // CSV ids that are absolute or climb out of image_root with ".."
   std::string shard;                // "I/N": only blocks I, I+N, ... of the input list (shard.h); "" = all
   int64_t shard_block = 1024;       // inputs per block when sharded
+  // Also write the patch grid (core/patches.h) to patch_out; needs a model whose output is a
+  // feature map or tokens. The encoder's JSON may turn it on ("patches": true).
+  bool patches = false;
+  std::string patch_out;            // "" = default_patch_path(out)
+  bool patch_fp16 = true;           // store patches as float16 (half the size; 11 significant bits)
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmbedParams, model, preprocess_json, csv, image_col, image_root,
                                                 images_dir, out, device, batch, fp16, workers, skip_bad, resume,
-                                                allow_outside_root, shard, shard_block)
+                                                allow_outside_root, shard, shard_block, patches, patch_out, patch_fp16)
 
 struct EmbedReport {
   std::string out, skipped_csv;  // skipped_csv "" unless --skip-bad
+  std::string patch_out;  // "" without patches
+  int64_t grid_h = 0, grid_w = 0;
   int64_t n_items = 0, n_rows = 0, n_skipped = 0, n_resumed = 0, dim = 0;
   double seconds = 0, images_per_s = 0;  // over the images embedded in this run
   std::string device;
@@ -62,11 +70,16 @@ bool is_image_extension(const std::string& path);
 // when that file is absent.
 std::string default_preprocess_path(const std::string& model_path);
 PreprocessParams resolve_preprocess(const EmbedParams& p);
+// How the model's output becomes embeddings: the "output" object of the encoder's JSON (when
+// there is one; defaults otherwise). *patches is set when that JSON says "patches": true.
+OutputParams resolve_output(const EmbedParams& p, bool* patches = nullptr);
+// Where the patch grid goes by default: OUT's name with .patches.h5 for its extension.
+std::string default_patch_path(const std::string& out);
 
 // The whole run. `pre` is the resolved preprocessing (resolve_preprocess plus any flag overrides).
 // Progress counts images; cancelling (or killing the process) leaves OUT.partial for --resume.
 EmbedReport embed_images(const EmbedParams& p, const PreprocessParams& pre, Device device,
-                         ProgressSink& progress = silent_progress());
+                         ProgressSink& progress = silent_progress(), const OutputParams& output = {});
 
 std::string partial_path(const std::string& out);  // OUT.partial
 std::string skipped_path(const std::string& out);  // OUT.skipped.csv

@@ -423,10 +423,21 @@ cv::Mat resize_and_crop(const cv::Mat& rgb, const PreprocessParams& p) {
   const int S = p.image_size;
   if (resized.cols == S && resized.rows == S) return resized;
   CL_ASSERT(resized.cols >= S && resized.rows >= S);
-  // torchvision CenterCrop: top = int(round((H - S) / 2.0)) with Python's round-half-even.
-  const int top = static_cast<int>(std::nearbyint((resized.rows - S) / 2.0));
-  const int left = static_cast<int>(std::nearbyint((resized.cols - S) / 2.0));
+  const auto [left, top] = center_crop_offset(resized.cols, resized.rows, S);
   return resized(cv::Rect(left, top, S, S)).clone();
+}
+
+std::pair<int, int> center_crop_offset(int w, int h, int S) {
+  // torchvision CenterCrop: top = int(round((H - S) / 2.0)) with Python's round-half-even.
+  return {static_cast<int>(std::nearbyint((w - S) / 2.0)), static_cast<int>(std::nearbyint((h - S) / 2.0))};
+}
+
+std::array<double, 4> crop_box(int w, int h, const PreprocessParams& p) {
+  const auto [rw, rh] = resized_size(w, h, p);
+  const int S = p.image_size;
+  const auto [left, top] = center_crop_offset(rw, rh, S);
+  const double sx = static_cast<double>(w) / rw, sy = static_cast<double>(h) / rh;
+  return {left * sx, top * sy, (left + S) * sx, (top + S) * sy};
 }
 
 void to_chw(const cv::Mat& img, const PreprocessParams& p, float* out) {
@@ -458,10 +469,12 @@ void to_chw(const cv::Mat& img, const PreprocessParams& p, float* out) {
   }
 }
 
-std::string preprocess_file(const std::string& path, const PreprocessParams& p, float* out_chw, std::string* note) {
+std::string preprocess_file(const std::string& path, const PreprocessParams& p, float* out_chw, std::string* note,
+                            std::pair<int, int>* size) {
   DecodedImage d = decode_image(path, p.alpha);
   if (!d.error.empty()) return d.error;
   if (note) *note = d.note;
+  if (size) *size = {d.rgb.cols, d.rgb.rows};
   cv::Mat sq = resize_and_crop(d.rgb, p);
   to_chw(sq, p, out_chw);
   return "";

@@ -3,6 +3,7 @@
 // torchvision's Resize does on PIL images) and normalisation into a CHW float tensor.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -73,11 +74,17 @@ cv::Mat resize_and_crop(const cv::Mat& rgb_u8, const PreprocessParams& p);
 // then (v - mean) / std, evaluated in float32 like torchvision's ToTensor + Normalize.
 void to_chw(const cv::Mat& rgb_u8_square, const PreprocessParams& p, float* out_chw);
 
-// decode_image + resize_and_crop + to_chw; returns the error reason ("" on success).
+// decode_image + resize_and_crop + to_chw; returns the error reason ("" on success). size: the
+// decoded image's (width, height).
 std::string preprocess_file(const std::string& path, const PreprocessParams& p, float* out_chw,
-                            std::string* note = nullptr);
+                            std::string* note = nullptr, std::pair<int, int>* size = nullptr);
 
 // Output size (w, h) of the resize step before cropping, as torchvision computes it.
 std::pair<int, int> resized_size(int w, int h, const PreprocessParams& p);
+// (left, top) of torchvision's CenterCrop(S) on a w x h image.
+std::pair<int, int> center_crop_offset(int w, int h, int S);
+// The part of a w x h original image the model sees after resize_and_crop: x0, y0, x1, y1 in the
+// original's pixels (the whole image for "direct").
+std::array<double, 4> crop_box(int w, int h, const PreprocessParams& p);
 
 }  // namespace cl::embed

@@ -50,6 +50,12 @@ std::string encode_batch(const BatchResult& b) {
     }
   }
   s.append(reinterpret_cast<const char*>(b.rows.data()), b.rows.size() * sizeof(float));
+  if (b.grid_h > 0) {  // a trailing patch section; batches without one end here
+    put<uint32_t>(s, static_cast<uint32_t>(b.grid_h));
+    put<uint32_t>(s, static_cast<uint32_t>(b.grid_w));
+    s.append(reinterpret_cast<const char*>(b.sizes.data()), b.sizes.size() * sizeof(int32_t));
+    s.append(reinterpret_cast<const char*>(b.patches.data()), b.patches.size() * sizeof(float));
+  }
   return s;
 }
 
@@ -73,9 +79,22 @@ bool decode_batch(const std::string& s, BatchResult* b) {
     }
   }
   const size_t bytes = static_cast<size_t>(n_ok) * dim * sizeof(float);
-  if (pos + bytes != s.size()) return false;
+  if (pos + bytes > s.size()) return false;
   b->rows.resize(static_cast<size_t>(n_ok) * dim);
   std::memcpy(b->rows.data(), s.data() + pos, bytes);
+  pos += bytes;
+  if (pos == s.size()) return true;
+  uint32_t gh = 0, gw = 0;
+  if (!get(s, pos, &gh) || !get(s, pos, &gw) || gh == 0 || gw == 0) return false;
+  b->grid_h = gh;
+  b->grid_w = gw;
+  const size_t size_bytes = static_cast<size_t>(n_ok) * 2 * sizeof(int32_t);
+  const size_t patch_bytes = static_cast<size_t>(n_ok) * gh * gw * dim * sizeof(float);
+  if (pos + size_bytes + patch_bytes != s.size()) return false;
+  b->sizes.resize(static_cast<size_t>(n_ok) * 2);
+  std::memcpy(b->sizes.data(), s.data() + pos, size_bytes);
+  b->patches.resize(static_cast<size_t>(n_ok) * gh * gw * dim);
+  std::memcpy(b->patches.data(), s.data() + pos + size_bytes, patch_bytes);
   return true;
 }
 

@@ -23,6 +23,11 @@ struct BatchResult {
   std::vector<std::string> reasons;  // per item, "" when ok
   int64_t dim = 0;
   std::vector<float> rows;           // [n_ok, dim]
+  // With patches: the grid, patch rows [n_ok, grid_h * grid_w, dim] and the decoded images'
+  // sizes [n_ok, 2] (width, height), which place the patches on the originals.
+  int64_t grid_h = 0, grid_w = 0;
+  std::vector<float> patches;
+  std::vector<int32_t> sizes;
 };
 
 class RunCheckpoint {
