@@ -11,6 +11,7 @@
 #include "core/npy_io.h"
 #include "core/params.h"
 #include "explain/heatmap.h"
+#include "explain/localize.h"
 #include "explain/experiment.h"
 #include "explain/match.h"
 #include "explain/naming.h"
@@ -77,6 +78,7 @@ TEST_CASE("every configs/*.json mirrors its params struct field for field") {
   check_config<explain::InterveneParams>("intervene.json", true, [](const auto& p) { explain::validate(p); });
   check_config<explain::CurveParams>("explain-curve.json", true, [](const auto& p) { explain::validate(p); });
   check_config<explain::HeatmapParams>("explain-heatmap.json", true, [](const auto& p) { explain::validate(p); });
+  check_config<explain::LocalizeParams>("explain-localize.json", true, [](const auto& p) { explain::validate(p); });
   check_config<explain::SweepParams>("sae-sweep.json", true, [](const auto& p) { explain::validate(p); });
   {
     // Not a params struct: a grid (lists of TrainParams values), read the way `sae sweep --grid` reads it.

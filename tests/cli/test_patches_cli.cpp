@@ -16,6 +16,7 @@
 #include "core/embeddings.h"
 #include "core/patches.h"
 #include "explain/heatmap.h"
+#include "explain/masks.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;
@@ -381,4 +382,90 @@ TEST_CASE("explain heatmap: the map's maximum lies on the square in the original
   bad = run_cli({"-q", "explain", "heatmap", "--patch-activations", t.file("img_acts.h5"), "--latent", "0"});
   CHECK(bad.exit_code == 1);
   CHECK(bad.err.find("img_acts.h5") != std::string::npos);
+}
+
+TEST_CASE("explain localize: pointing game and patch AUROC equal a direct computation, bad masks exit 1 naming the file") {
+  TempDir t;
+  write_images(t);
+  write_model(t.file("map.pt"), "map");
+  REQUIRE(run_cli(plus(embed_args(t, "map.pt", "e.h5"), {"--patches"})).exit_code == 0);
+  cl::EmbeddingsReader pr(t.file("e.patches.h5"));
+  const cl::PatchGeometry g = *pr.patches();
+  std::vector<float> x(static_cast<size_t>(pr.rows() * pr.dim()));
+  pr.read_rows(0, pr.rows(), x.data());
+  // Latent 0: constant on every patch (peaks at patch 0, far from the square); latent 1: the red detector.
+  cl::CsrMatrix acts;
+  acts.n_cols = 2;
+  for (int64_t r = 0; r < pr.rows(); ++r) {
+    const int32_t cols[2] = {0, 1};
+    const float vals[2] = {1.0f, x[r * pr.dim()]};
+    acts.append_row_sorted(cols, vals, vals[1] > 0 ? 2 : 1);
+  }
+  {
+    cl::ActivationsWriter w(t.file("pa.h5"), 2, {{"patch_embeddings", t.file("e.patches.h5")}});
+    w.set_patches(g);
+    w.append(pr.ids(), acts);
+    w.commit();
+  }
+  // Masks as a folder: the square of each image; the "none" concept has no mask anywhere.
+  fs::create_directories(t.file("masks/red"));
+  fs::create_directories(t.file("masks/none"));
+  const std::vector<std::tuple<std::string, int, int, int, int>> squares = {{"sq", 64, 64, 32, 16}, {"wide", 96, 64, 16, 32}};
+  for (const auto& [name, w, h, x0, y0] : squares) {
+    cv::Mat m(h, w, CV_8U, cv::Scalar(0));
+    m(cv::Rect(x0, y0, 16, 16)).setTo(255);
+    REQUIRE(cv::imwrite(t.file("masks/red/" + name + ".png"), m));
+  }
+  auto r = run_cli({"-q", "explain", "localize", "--patch-activations", t.file("pa.h5"), "--masks", t.file("masks"),
+                    "--latents", "red=1,none=1", "--csv", t.file("loc.csv"), "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto rows = nlohmann::json::parse(r.out)["rows"];
+  REQUIRE(rows.size() == 2);
+  // Direct: in both images the red latent peaks on the square's patch, the control (latent 0, the
+  // only other one) on patch 0, which misses it.
+  CHECK(rows[0]["concept"] == "red");
+  CHECK(rows[0]["n_images"] == 2);
+  CHECK(rows[0]["pointing"] == 1.0);
+  CHECK(rows[0]["control_pointing"] == 0.0);
+  CHECK(rows[0]["n_patches_pos"] == 2);  // exactly one cell per image holds the square
+  CHECK(rows[0]["patch_auroc"] == 1.0);
+  CHECK(rows[0]["control_auroc"] == 0.5);  // a constant scores every patch alike
+  CHECK(rows[1]["n_images"] == 0);
+  CHECK(rows[1]["pointing"].is_null());
+  CHECK(rows[1]["patch_auroc"].is_null());
+  CHECK(cl::test::read_text(t.file("loc.csv")).find("red,1,2,1.0,0.0,1.0,0.5") != std::string::npos);
+
+  // A masks file: round trip through the library, then an id it lacks.
+  {
+    cl::explain::MasksWriter w(t.file("m.h5"), {"red"}, 64, 64, {});
+    cv::Mat m(64, 64, CV_8U, cv::Scalar(0));
+    m(cv::Rect(32, 16, 16, 16)).setTo(200);
+    w.append("sq.png", {m});
+    w.commit();
+  }
+  const cl::explain::MaskSource ms(t.file("m.h5"));
+  CHECK(ms.concepts() == std::vector<std::string>{"red"});
+  CHECK(cv::countNonZero(ms.mask("red", "sq.png", 64, 64)) == 256);
+  auto bad = run_cli({"-q", "explain", "localize", "--patch-activations", t.file("pa.h5"), "--masks", t.file("m.h5"),
+                      "--latents", "red=1"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("m.h5") != std::string::npos);
+  CHECK(bad.err.find("wide.png") != std::string::npos);
+  // A mask of another size than its image.
+  REQUIRE(cv::imwrite(t.file("masks/red/wide.png"), cv::Mat(64, 64, CV_8U, cv::Scalar(255))));
+  bad = run_cli({"-q", "explain", "localize", "--patch-activations", t.file("pa.h5"), "--masks", t.file("masks"),
+                 "--latents", "red=1"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("wide.png") != std::string::npos);
+  CHECK(bad.err.find("96 x 64") != std::string::npos);
+  // Unknown concept, bad pairs, a latent out of range.
+  bad = run_cli({"-q", "explain", "localize", "--patch-activations", t.file("pa.h5"), "--masks", t.file("masks"),
+                 "--latents", "blue=1"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("blue") != std::string::npos);
+  CHECK(run_cli({"-q", "explain", "localize", "--patch-activations", t.file("pa.h5"), "--masks", t.file("masks"),
+                 "--latents", "red"}).exit_code == 2);
+  CHECK(run_cli({"-q", "explain", "localize", "--patch-activations", t.file("pa.h5"), "--masks", t.file("masks"),
+                 "--latents", "red=9"}).exit_code == 2);
 }

@@ -190,11 +190,12 @@ Command command_explain() {
                 {"global", "per class, the latents with the largest weights and contributions (--plot PNG)"},
                 {"local", "one image: probabilities and the latents contributing to each class"},
                 {"curve", "metric against the number of latents edited, per ranking rule (CSV, PNG)"},
-                {"heatmap", "where on the images a latent fires, from patch activations (PNG)"}};
+                {"heatmap", "where on the images a latent fires, from patch activations (PNG)"},
+                {"localize", "pointing game and patch AUROC of concept latents against ground-truth masks"}};
             using Setup = Runner (*)(CLI::App*);
             const Setup setups[] = {setup_explain_stats,  setup_explain_retrieve, setup_explain_match,
                                     setup_explain_name,   setup_explain_global,   setup_explain_local,
-                                    setup_explain_curve,  setup_explain_heatmap};
+                                    setup_explain_curve,  setup_explain_heatmap,  setup_explain_localize};
             std::vector<std::pair<CLI::App*, Runner>> runners;
             for (size_t i = 0; i < names.size(); ++i) {
               CLI::App* c = sub.add_subcommand(names[i].first, names[i].second);

@@ -21,6 +21,7 @@ Runner setup_explain_global(CLI::App* s);
 Runner setup_explain_local(CLI::App* s);
 Runner setup_explain_curve(CLI::App* s);
 Runner setup_explain_heatmap(CLI::App* s);
+Runner setup_explain_localize(CLI::App* s);
 
 // A.h5 -> A.index.h5 / A.names.h5 (beside the activations).
 std::string default_index_path(const std::string& activations_path);

@@ -1,19 +1,53 @@
-// `conceptlab explain heatmap`: where on the images a latent fires, from patch activations
-// (`sae encode --patch-out`), drawn over the original images with a colour scale.
+// `conceptlab explain heatmap` (where on the images a latent fires, drawn over the original images)
+// and `explain localize` (pointing game and patch AUROC against ground-truth masks), both from
+// patch activations (`sae encode --patch-out`).
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
 #include "core/activations.h"
+#include "core/csv.h"
 #include "core/error.h"
 #include "explain/heatmap.h"
+#include "explain/localize.h"
 #include "tools/commands/explain_common.h"
 #include "tools/params_cli.h"
 
 namespace fs = std::filesystem;
 
 namespace cl::cli {
+
+namespace {
+
+// The patch grid of a patch activations file; InputError naming it for image activations.
+PatchGeometry patch_geometry_of(const ActivationsReader& r) {
+  auto g = r.patches();
+  if (!g)
+    throw_input("{}: image activations, expected patch activations (sae encode on a patch-embeddings file with "
+                "--patch-out)", r.path());
+  return *g;
+}
+
+// "hair=12,ruler=40" -> (concept, latent) pairs.
+std::vector<std::pair<std::string, int64_t>> parse_concept_latents(const std::string& flag, const std::string& text) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
+      throw_usage("{} '{}': expected concept=latent pairs like hair=12,ruler=40", flag, text);
+    out.emplace_back(item.substr(0, eq), parse_latent_list(flag, item.substr(eq + 1)).at(0));
+    start = end + 1;
+  }
+  if (out.empty()) throw_usage("{}: expected concept=latent pairs like hair=12,ruler=40", flag);
+  return out;
+}
+
+}  // namespace
 
 Runner setup_explain_heatmap(CLI::App* s) {
   struct Args {
@@ -41,10 +75,7 @@ Runner setup_explain_heatmap(CLI::App* s) {
     explain::validate(p);
     if (a->top < 1) throw_usage("explain heatmap: --top {}: expected >= 1", a->top);
     const ActivationsReader r(a->patch_acts);
-    const auto g = r.patches();
-    if (!g)
-      throw_input("{}: image activations, expected patch activations (sae encode on a patch-embeddings file with "
-                  "--patch-out)", a->patch_acts);
+    const std::optional<PatchGeometry> g = patch_geometry_of(r);
     if (a->latent < 0 || a->latent >= r.n_latents())
       throw_usage("explain heatmap: --latent {}: {} has latents 0..{}", a->latent, a->patch_acts, r.n_latents() - 1);
     const int64_t P = g->patches();
@@ -104,6 +135,52 @@ Runner setup_explain_heatmap(CLI::App* s) {
       spdlog::warn("explain heatmap: some images were not found below {} (drawn grey)", root);
     else if (root.empty())
       spdlog::warn("explain heatmap: no image folder known (pass --images ROOT); heatmaps drawn on grey");
+    return 0;
+  };
+}
+
+Runner setup_explain_localize(CLI::App* s) {
+  struct Args {
+    std::string patch_acts, masks, latents, csv;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto pc = std::make_shared<ParamsCli<explain::LocalizeParams>>(s, "localize params JSON (configs/explain-localize.json)");
+  s->add_option("--patch-activations", a->patch_acts, "patch activations .h5 (sae encode --patch-out)")->required();
+  s->add_option("--masks", a->masks, "masks .h5 (conceptlab.masks) or DIR/<concept>/<image>.png")->required();
+  s->add_option("--latents", a->latents, "concept=latent pairs, e.g. hair=12,ruler=40")->required();
+  s->add_option("--csv", a->csv, "also write the table as CSV");
+  pc->option("--random-latents", &explain::LocalizeParams::random_latents, "control: random latents averaged");
+  pc->option("--seed", &explain::LocalizeParams::seed, "control: seed of the random latents");
+  s->add_flag("--json", a->json, "print the table as one JSON object");
+  return [a, pc](const Context&) -> int {
+    const explain::LocalizeParams p = pc->resolve();
+    const auto pairs = parse_concept_latents("--latents", a->latents);
+    const ActivationsReader r(a->patch_acts);
+    const PatchGeometry g = patch_geometry_of(r);
+    const explain::MaskSource masks(a->masks);
+    const auto rows = explain::localize(r, g, masks, pairs, p);
+    nlohmann::json table = nlohmann::json::array();
+    for (const auto& row : rows) table.push_back(explain::to_json(row));
+    if (!a->csv.empty()) {
+      CsvTable t;
+      t.header = {"concept", "latent", "n_images", "pointing", "control_pointing", "patch_auroc", "control_auroc"};
+      for (const auto& j : table) {
+        std::vector<std::string> line;
+        for (const auto& k : t.header) line.push_back(j[k].is_string() ? j[k].get<std::string>() : j[k].dump());
+        t.rows.push_back(line);
+      }
+      write_csv(a->csv, t, {a->patch_acts});
+    }
+    if (a->json) {
+      print_json({{"patch_activations", a->patch_acts}, {"masks", a->masks}, {"rows", table}});
+      return 0;
+    }
+    fmt::print("{:<20} {:>7} {:>8} {:>9} {:>9} {:>11} {:>9}\n", "concept", "latent", "images", "pointing", "(random)",
+               "patch AUROC", "(random)");
+    for (const auto& row : rows)
+      fmt::print("{:<20} {:>7} {:>8} {:>9.3f} {:>9.3f} {:>11.3f} {:>9.3f}\n", row.concept_name, row.latent, row.n_images,
+                 row.pointing, row.control_pointing, row.patch_auroc, row.control_auroc);
     return 0;
   };
 }
