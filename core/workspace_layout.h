@@ -12,6 +12,10 @@ inline constexpr const char* kEmbeddings = "embeddings.h5";
 inline constexpr const char* kSae = "sae.h5";
 inline constexpr const char* kSaeLog = "sae.h5.log.jsonl";       // per-epoch training log (not with sae_sweep)
 inline constexpr const char* kActivations = "activations.h5";
+// With embed.patches: the patch grid beside the embeddings, the SAE trained on its patches, and
+// the patch activations beside the (pooled) image activations.
+inline constexpr const char* kPatchEmbeddings = "embeddings.patches.h5";
+inline constexpr const char* kPatchActivations = "activations.patches.h5";
 inline constexpr const char* kCbm = "cbm.h5";
 inline constexpr const char* kCbmUnbiased = "cbm_unbiased.h5";  // fitted without the subgroup's bias
 inline constexpr const char* kProbe = "probe.h5";

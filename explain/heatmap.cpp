@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
@@ -112,6 +113,58 @@ std::vector<PatchHit> top_images_by_patch(const ActivationsReader& r, const Patc
   std::stable_sort(hits.begin(), hits.end(), [](const PatchHit& a, const PatchHit& b) { return a.value > b.value; });
   if (static_cast<int64_t>(hits.size()) > n) hits.resize(static_cast<size_t>(n));
   return hits;
+}
+
+PatchMaps::PatchMaps(const std::string& path) : reader_(path) {
+  auto g = reader_.patches();
+  if (!g)
+    throw_input("{}: image activations, expected patch activations (sae encode on a patch-embeddings file with "
+                "--patch-out)", path);
+  geometry_ = std::move(*g);
+  for (int64_t i = 0; i < geometry_.n_images(); ++i) image_of_.emplace(geometry_.image_ids[i], i);
+}
+
+int64_t PatchMaps::image_of(const std::string& id) const {
+  const auto it = image_of_.find(id);
+  return it == image_of_.end() ? -1 : it->second;
+}
+
+CsrMatrix PatchMaps::image_rows(int64_t image) const {
+  const int64_t P = geometry_.patches();
+  return reader_.read_rows(image * P, P);
+}
+
+cv::Mat PatchMaps::map(const std::string& id, int64_t latent) const {
+  const int64_t i = image_of(id);
+  if (i < 0) return {};
+  return heatmap_on_image(latent_grid(image_rows(i), latent), geometry_, i);
+}
+
+PatchHit PatchMaps::peak(const std::string& id, int64_t latent) const {
+  const int64_t i = image_of(id);
+  if (i < 0) return {};
+  PatchHit h = hottest_patch(image_rows(i), latent);
+  h.image = i;
+  return h;
+}
+
+std::string patch_activations_for(const std::string& activations_path) {
+  try {
+    const std::string p = ActivationsReader(activations_path).config().value("patch_activations", std::string());
+    if (p.empty()) return "";
+    if (std::filesystem::exists(p)) return p;
+    // A relative path written from another folder: beside the activations.
+    const auto beside = std::filesystem::path(activations_path).parent_path() / std::filesystem::path(p).filename();
+    return std::filesystem::exists(beside) ? beside.string() : "";
+  } catch (const InputError&) {
+    return "";
+  }
+}
+
+std::string describe_patch(const PatchGeometry& g, int64_t image, int64_t patch) {
+  const Box b = patch_box(g, image, patch);
+  return fmt::format("cell ({}, {}), box [{:.0f}, {:.0f}, {:.0f}, {:.0f}]", patch / g.grid_w, patch % g.grid_w, b.x0, b.y0,
+                     b.x1, b.y1);
 }
 
 double write_heatmap_montage(const std::string& path, const std::string& title, const std::vector<HeatmapTile>& tiles,

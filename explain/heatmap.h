@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -52,6 +53,31 @@ PatchHit hottest_patch(const CsrMatrix& image_rows, int64_t latent);
 // ties by image order). Streams the file in chunks of images.
 std::vector<PatchHit> top_images_by_patch(const ActivationsReader& patch_acts, const PatchGeometry& g, int64_t latent,
                                           int64_t n);
+
+// Patch activations opened once for drawing and locating latents by image id.
+class PatchMaps {
+ public:
+  // InputError naming the file when it holds image activations (no patch grid).
+  explicit PatchMaps(const std::string& patch_acts_path);
+  const ActivationsReader& reader() const { return reader_; }
+  const PatchGeometry& geometry() const { return geometry_; }
+  int64_t image_of(const std::string& id) const;  // -1 when the file lacks the image
+  CsrMatrix image_rows(int64_t image) const;      // its P patch rows
+  // heatmap_on_image of the latent on the image; an empty Mat when the file lacks it.
+  cv::Mat map(const std::string& id, int64_t latent) const;
+  // Where the latent peaks on the image (PatchHit.patch -1: it does not fire, or no such image).
+  PatchHit peak(const std::string& id, int64_t latent) const;
+
+ private:
+  ActivationsReader reader_;
+  PatchGeometry geometry_;
+  std::unordered_map<std::string, int64_t> image_of_;
+};
+// The patch activations written with image activations (their config's "patch_activations"),
+// when that file exists; "" otherwise.
+std::string patch_activations_for(const std::string& activations_path);
+// "cell (r, c), box [x0, y0, x1, y1]" of a patch, for listings.
+std::string describe_patch(const PatchGeometry& g, int64_t image, int64_t patch);
 
 struct HeatmapTile {
   std::string caption;  // drawn under the tile ('\n' for a second line)

@@ -2,6 +2,7 @@
 // architecture, chunked encoding into CSR, decoding of sparse codes, and float64 evaluation.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include <spdlog/spdlog.h>
 
@@ -476,10 +477,12 @@ void Model::encode_patches(const EmbeddingsReader& reader, const std::string& ou
   nlohmann::json image_config = config;
   image_config["embeddings"] = reader.path();
   if (!patch_out_path.empty()) image_config["patch_activations"] = patch_out_path;
+  if (!patch_out_path.empty() && std::filesystem::absolute(patch_out_path).lexically_normal() ==
+                                     std::filesystem::absolute(out_path).lexically_normal())
+    throw_usage("sae encode: --patch-out is the same file as --out ({})", out_path);
   ActivationsWriter images(out_path, n_latents(), image_config, inputs);
   std::unique_ptr<ActivationsWriter> patches;
   if (!patch_out_path.empty()) {
-    if (patch_out_path == out_path) throw_usage("sae encode: --patch-out is the same file as --out ({})", out_path);
     nlohmann::json patch_config = config;
     patch_config["image_activations"] = out_path;
     patches = std::make_unique<ActivationsWriter>(patch_out_path, n_latents(), patch_config, inputs);

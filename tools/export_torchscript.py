@@ -84,6 +84,10 @@ def from_torchvision_transform(t):
 def load_open_clip(a):
     import open_clip
 
+    if a.spatial:
+        raise SystemExit("--spatial: not available for open_clip towers; export the same weights with --source hf "
+                         "or timm")
+
     model, _, preprocess = open_clip.create_model_and_transforms(a.model, pretrained=a.pretrained or None)
     model.eval()
 
@@ -102,7 +106,7 @@ def load_open_clip(a):
         def text(words):
             return model.encode_text(tok(words))
 
-    return Tower(model), from_torchvision_transform(preprocess), text
+    return Tower(model), from_torchvision_transform(preprocess), text, None
 
 
 def load_timm(a):
@@ -110,13 +114,27 @@ def load_timm(a):
 
     model = timm.create_model(a.model, pretrained=a.weights != "none", num_classes=0)
     model.eval()
+    spatial = None
+    if a.spatial:
+        # forward_features: [B, C, h, w] for CNNs, [B, prefix + h*w, D] for ViTs (class token and
+        # registers first, timm's num_prefix_tokens).
+        class Features(__import__("torch").nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, x):
+                return self.m.forward_features(x)
+
+        spatial = {"prefix_tokens": int(getattr(model, "num_prefix_tokens", 0))}
+        model = Features(model)
     cfg = timm.data.resolve_data_config({}, model=model)
     size = cfg["input_size"][-1]
     crop_pct = cfg.get("crop_pct", 1.0) or 1.0
     crop = cfg.get("crop_mode", "center") == "center"
     resize = int(math.floor(size / crop_pct))
-    return model, preprocess_json(size, resize, interp_name(cfg.get("interpolation", "bicubic")), cfg["mean"],
-                                  cfg["std"], crop), None
+    pre = preprocess_json(size, resize, interp_name(cfg.get("interpolation", "bicubic")), cfg["mean"], cfg["std"], crop)
+    return model, pre, None, spatial
 
 
 def load_torchvision(a):
@@ -130,13 +148,22 @@ def load_torchvision(a):
             setattr(model, head, torch.nn.Identity())
             break
     model.eval()
+    spatial = None
+    if a.spatial:
+        # CNNs end in a global pool and the head: keep the layers before the pool ([B, C, h, w]).
+        children = list(model.children())
+        pools = [i for i, c in enumerate(children) if isinstance(c, (torch.nn.AdaptiveAvgPool2d, torch.nn.AvgPool2d))]
+        if not pools:
+            raise SystemExit("--spatial: %s has no global pooling layer to cut at (torchvision CNNs only)" % a.model)
+        model = torch.nn.Sequential(*children[:pools[-1]])
+        spatial = {}
     if weights:
         w = torchvision.models.get_model_weights(a.model)[weights] if isinstance(weights, str) else weights
         pre = from_torchvision_transform(w.transforms())
     else:
         pre = preprocess_json(a.image_size or 224, 256, "bilinear_antialias", [0.485, 0.456, 0.406],
                               [0.229, 0.224, 0.225], True)
-    return model, pre, None
+    return model, pre, None, spatial
 
 
 def load_hf(a):
@@ -154,6 +181,9 @@ def load_hf(a):
             self.m = m
 
         def forward(self, x):
+            if a.spatial:  # every token of the last layer, class token (and registers) first
+                m = self.m.vision_model if is_clip else self.m
+                return m(pixel_values=x).last_hidden_state
             if is_clip:
                 return self.m.get_image_features(pixel_values=x)
             out = self.m(pixel_values=x)
@@ -174,7 +204,11 @@ def load_hf(a):
         def text(words):
             return model.get_text_features(**tok(words, padding=True, return_tensors="pt"))
 
-    return Tower(model), pre, text
+    spatial = None
+    if a.spatial:
+        cfg = model.config.vision_config if is_clip else model.config
+        spatial = {"prefix_tokens": 1 + int(getattr(cfg, "num_register_tokens", 0) or 0)}
+    return Tower(model), pre, text, spatial
 
 
 def write_vocab(path, names, emb, config):
@@ -204,12 +238,17 @@ def main(argv=None):
     ap.add_argument("--vocab", default="", help="text file, one concept word or phrase per line")
     ap.add_argument("--prompt", default="{}", help="prompt template for vocabulary words, e.g. 'a photo of {}'")
     ap.add_argument("--vocab-out", default="", help="output conceptlab.vocab HDF5 (default: OUT with .vocab.h5)")
+    ap.add_argument("--spatial", action="store_true",
+                    help="export the feature map [B,C,h,w] (CNNs) or the last layer's tokens [B,T,D] (ViTs) instead of "
+                         "the pooled embedding; the JSON then turns on `conceptlab embed --patches`")
     a = ap.parse_args(argv)
+    if a.vocab and a.spatial:
+        raise SystemExit("--vocab needs the pooled image embedding: export without --spatial for the vocabulary")
 
     import torch
 
     loader = {"open_clip": load_open_clip, "timm": load_timm, "torchvision": load_torchvision, "hf": load_hf}[a.source]
-    tower, pre, text = loader(a)
+    tower, pre, text, spatial = loader(a)
     if a.image_size:
         pre["image_size"] = a.image_size
     s = pre["image_size"]
@@ -221,8 +260,10 @@ def main(argv=None):
         else:
             ts = torch.jit.script(tower)
         got = ts(x)
-    if ref.dim() != 2 or ref.shape[0] != a.batch_check:
-        raise SystemExit("the image tower returns shape %s, expected [B, D]" % (tuple(ref.shape),))
+    want = (3, 4) if a.spatial else (2,)
+    if ref.dim() not in want or ref.shape[0] != a.batch_check:
+        raise SystemExit("the image tower returns shape %s, expected %s" % (
+            tuple(ref.shape), "[B, C, h, w] or [B, T, D]" if a.spatial else "[B, D]"))
     diff = (ref - got).abs().max().item()
     if diff > 1e-4:
         raise SystemExit("TorchScript output differs from eager by %g; try --method script" % diff)
@@ -230,10 +271,17 @@ def main(argv=None):
     ts.save(a.out)
     card = dict(pre)
     card.update({"model": "%s:%s%s" % (a.source, a.model, (" (" + a.pretrained + ")") if a.pretrained else ""),
-                 "output": "[N,%d] float32" % ref.shape[1], "torch_version": torch.__version__})
+                 "torch_version": torch.__version__})
+    if a.spatial:
+        # conceptlab embed reads "patches" and the "output" object (tools/embed/encoder.h OutputParams).
+        card.update({"patches": True, "output": dict(spatial), "output_shape": "[N,%s] float32" % ",".join(
+            str(d) for d in ref.shape[1:])})
+    else:
+        card["output"] = "[N,%d] float32" % ref.shape[1]
     with open(base + ".json", "w") as f:
         json.dump(card, f, indent=1)
-    print("wrote %s ([B,3,%d,%d] -> [B,%d]) and %s" % (a.out, s, s, ref.shape[1], base + ".json"))
+    print("wrote %s ([B,3,%d,%d] -> [B,%s]) and %s" % (a.out, s, s, ",".join(str(d) for d in ref.shape[1:]),
+                                                      base + ".json"))
 
     if a.vocab:
         if text is None:

@@ -199,6 +199,9 @@ TEST_CASE("embed --patches refuses a model without a grid, shards and an output 
   CHECK(run_cli(plus(embed_args(t, "flat.pt", "f.h5"), {})).exit_code == 0);  // fine without --patches
   CHECK(run_cli(plus(embed_args(t, "map.pt", "s.h5"), {"--patches", "--shard", "0/2"})).exit_code == 2);
   CHECK(run_cli(plus(embed_args(t, "map.pt", "s.h5"), {"--patches", "--patch-out", t.file("s.h5")})).exit_code == 2);
+  r = run_cli(plus(embed_args(t, "map.pt", "s.h5"), {"--patches", "--grid", "2x8"}));  // the map is 4 x 4
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("declared grid is 2x8") != std::string::npos);
   CHECK(!fs::exists(t.file("s.h5")));
 }
 
@@ -265,6 +268,8 @@ TEST_CASE("sae encode on patches: image rows pool the patch rows (max, mean, sum
   CHECK(r.err.find("img.h5") != std::string::npos);
   CHECK(run_cli({"-q", "sae", "encode", "--sae", t.file("s.h5"), "--embeddings", t.file("p.h5"), "--out",
                  t.file("x.h5"), "--pool", "median"}).exit_code == 2);
+  CHECK(run_cli({"-q", "sae", "encode", "--sae", t.file("s.h5"), "--embeddings", t.file("p.h5"), "--out",
+                 t.file("x.h5"), "--patch-out", t.path.string() + "/./x.h5"}).exit_code == 2);
   CHECK(!fs::exists(t.file("x.h5")));
 }
 
@@ -371,6 +376,23 @@ TEST_CASE("explain heatmap: the map's maximum lies on the square in the original
   const cv::Mat over2 = cl::explain::overlay_heatmap(bare, cl::explain::heatmap_on_image(grid, g, 1), 1.0, 0.6);
   CHECK(cv::norm(over2(cv::Rect(16, 32, 16, 16)), bare(cv::Rect(16, 32, 16, 16)), cv::NORM_INF) > 50);
   CHECK(cv::norm(over2(cv::Rect(60, 4, 10, 10)), bare(cv::Rect(60, 4, 10, 10)), cv::NORM_INF) == 0);
+
+  // Image activations encoded with these patches: retrieval says where the latent fires and its
+  // montage overlays the heatmaps.
+  {
+    nlohmann::json config = {{"patch_activations", t.file("pa.h5")}, {"embeddings", t.file("e.h5")}};
+    cl::write_activations(t.file("ia.h5"), cl::Activations{g.image_ids, cl::pool_patches(acts, 16, "max"), config});
+  }
+  r = run_cli({"-q", "explain", "retrieve", "--activations", t.file("ia.h5"), "--latent", "1", "--montage", t.file("m.png"),
+               "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto ret = nlohmann::json::parse(r.out);
+  CHECK(ret["patch_activations"] == t.file("pa.h5"));
+  REQUIRE(ret["images"].size() == 2);
+  for (const auto& j : ret["images"])
+    CHECK(j["where"].get<std::string>().rfind(j["id"] == "sq.png" ? "cell (1, 2)" : "cell (2, 0)", 0) == 0);
+  CHECK(cv::imread(t.file("m.png")).rows > 160);
 
   // Bad input: image activations, a latent out of range, an unknown id; all exit with the file named.
   auto bad = run_cli({"-q", "explain", "heatmap", "--patch-activations", t.file("pa.h5"), "--latent", "5"});

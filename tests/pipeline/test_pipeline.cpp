@@ -20,8 +20,10 @@
 #include "core/activations.h"
 #include "core/embeddings.h"
 #include "core/error.h"
+#include "core/patches.h"
 #include "core/sae_weights.h"
 #include "core/random.h"
+#include "core/workspace_layout.h"
 #include "explain/data.h"
 #include "explain/sweep.h"
 #include "tests/test_util.h"
@@ -369,4 +371,74 @@ TEST_CASE("conceptlab run configs/derm7pt.json (optional: needs ../shared)") {
   REQUIRE(!rep["interventions"].empty());
   CHECK(rep["interventions"][0]["concept"] == "hair");
   for (auto f : {"report.md", "global.png", "curve.png"}) CHECK(fs::exists(t.file("ws/") + f));
+}
+
+TEST_CASE("pipeline with embed.patches: a patch SAE, pooled activations, patch activations, heatmap montages, cached") {
+  TempDir t;
+  cl::test::write_viewer_dataset(t.file("data"), 240, 24, 7);
+  // A feature-map encoder: fixed random 3x3 filters -> relu -> 8 x 8 cells: [B, 12, 4, 4] on 32 x 32 inputs.
+  {
+    torch::manual_seed(3);
+    torch::jit::Module m("map_encoder");
+    m.register_buffer("w", torch::randn({12, 3, 3, 3}));
+    m.define(R"JIT(
+def forward(self, x):
+    return torch.avg_pool2d(torch.relu(torch.conv2d(x, self.w, None, [1, 1], [1, 1])), [8, 8])
+)JIT");
+    m.save(t.file("data/map.pt"));
+    cl::test::write_text(t.file("data/map.json"), R"({"image_size": 32, "resize": "direct", "mean": [0.5, 0.5, 0.5],
+      "std": [0.5, 0.5, 0.5]})");
+  }
+  PipelineParams p = cl::test::planted_params();
+  p.data.embeddings = "";
+  p.data.image_root = "images";
+  p.embed.model = "map.pt";
+  p.embed.patches = true;
+  p.sae.n_latents = 24;
+  p.sae.epochs = 4;
+  p.interventions = {{"grp", "named", 2, "zero", ""}};
+  p.curve.max_k = 2;
+  resolve_paths(p, t.file("data"));
+  RunOptions o;
+  o.workspace = t.file("ws");
+  o.device = "cpu";
+  const auto first = run_pipeline(p, o);
+  namespace ws = cl::workspace;
+  // The embed step writes the pooled file and the patch grid; the SAE trained on patches.
+  cl::EmbeddingsReader pe(t.file("ws/" + std::string(ws::kPatchEmbeddings)));
+  REQUIRE(pe.patches() != nullptr);
+  CHECK(pe.patches_per_image() == 16);
+  CHECK(pe.rows() == 240 * 16);
+  CHECK(cl::read_sae_header(t.file("ws/" + std::string(ws::kSae))).d_in == 12);
+  // Image activations pooled over patches (max), patch activations with the grid.
+  const cl::Activations a = cl::read_activations(t.file("ws/" + std::string(ws::kActivations)));
+  const cl::Activations pa = cl::read_activations(t.file("ws/" + std::string(ws::kPatchActivations)));
+  REQUIRE(a.acts.n_rows == 240);
+  REQUIRE(pa.acts.n_rows == 240 * 16);
+  const cl::CsrMatrix pooled = cl::pool_patches(pa.acts, 16, "max");
+  CHECK(pooled.values == a.acts.values);
+  CHECK(pooled.indices == a.acts.indices);
+  CHECK(cl::ActivationsReader(t.file("ws/" + std::string(ws::kPatchActivations))).patches()->grid_w == 4);
+  CHECK(a.config["patch_activations"] == t.file("ws/" + std::string(ws::kPatchActivations)));
+  // Deleting a patch file re-runs exactly its step.
+  for (const auto& [name, step] : {std::pair{ws::kPatchEmbeddings, "embed"}, std::pair{ws::kPatchActivations, "encode"}}) {
+    INFO(name);
+    fs::remove(t.file("ws/" + std::string(name)));
+    const auto r = run_pipeline(p, o);
+    auto want = all(false);
+    want[step] = true;
+    CHECK(ran(r) == want);
+    CHECK(r.report == first.report);
+  }
+  // Mean pooling is another encode (and what follows); bad pool names and patches without an embed step are refused.
+  p.pool = "mean";
+  const auto r = run_pipeline(p, o);
+  CHECK(ran(r).at("embed") == false);
+  CHECK(ran(r).at("sae") == false);
+  CHECK(ran(r).at("encode") == true);
+  p.pool = "median";
+  CHECK_THROWS_AS(run_pipeline(p, o), cl::UsageError);
+  p.pool = "max";
+  p.data.embeddings = t.file("ws/embeddings.h5");
+  CHECK_THROWS_AS(run_pipeline(p, o), cl::UsageError);
 }

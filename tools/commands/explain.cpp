@@ -1,11 +1,13 @@
 // `conceptlab explain stats|retrieve|match|name|global|local|curve`: the subcommand table, and the
 // two that read the inverted index (stats builds it, retrieve reads it).
 #include <filesystem>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
 #include "core/activations.h"
 #include "core/error.h"
+#include "explain/heatmap.h"
 #include "explain/plot.h"
 #include "explain/stats.h"
 #include "tools/commands/explain_common.h"
@@ -88,7 +90,7 @@ Runner setup_explain_stats(CLI::App* s) {
 
 Runner setup_explain_retrieve(CLI::App* s) {
   struct Args {
-    std::string activations, index, names, image_id, concept_name, montage, image_root;
+    std::string activations, index, names, image_id, concept_name, montage, image_root, patch_acts;
     int64_t latent = -1, top = 20;
     bool json = false;
   };
@@ -104,6 +106,8 @@ Runner setup_explain_retrieve(CLI::App* s) {
   s->add_option("--names", a->names, "latent names (default: A.names.h5 beside the activations when present)");
   s->add_option("--montage", a->montage, "draw the results as a labelled thumbnail grid (PNG)");
   s->add_option("--image-root", a->image_root, "folder the ids are relative to (default: from the embeddings' config)");
+  s->add_option("--patch-activations", a->patch_acts,
+                "montage of a latent: heatmap overlays from these patch activations (default: those encoded with A)");
   s->add_flag("--json", a->json, "print one JSON object");
   return [a](const Context&) -> int {
     if ((a->latent >= 0) + !a->concept_name.empty() + !a->image_id.empty() != 1)
@@ -113,6 +117,7 @@ Runner setup_explain_retrieve(CLI::App* s) {
     const LatentNames names = load_names(a->names, a->activations);
     nlohmann::json out = {{"activations", a->activations}};
     std::vector<explain::Tile> tiles;
+    std::vector<explain::HeatmapTile> heat_tiles;  // a latent's montage with patch activations
     const std::string root = a->montage.empty() ? "" : image_root_for(a->activations, a->image_root);
     std::string title;
     if (!a->image_id.empty()) {
@@ -155,13 +160,24 @@ Runner setup_explain_retrieve(CLI::App* s) {
       if (latents[0] >= acts.acts.n_cols) throw_input("{}: latent {}, the file has {} latents", a->activations, latents[0], acts.acts.n_cols);
       const LatentIndex x = open_index(a->activations, a->index, &acts.acts);
       const auto hits = explain::top_images(x, latents[0], a->top);
+      // With patch activations the montage shows where on each image the latent fires.
+      const std::string patch_path = a->patch_acts.empty() ? explain::patch_activations_for(a->activations) : a->patch_acts;
+      std::optional<explain::PatchMaps> maps;
+      if (!a->montage.empty() && !patch_path.empty()) maps.emplace(patch_path);
       nlohmann::json list = nlohmann::json::array();
       for (const auto& h : hits) {
         const std::string& id = acts.ids[static_cast<size_t>(h.row)];
         list.push_back({{"id", id}, {"row", h.row}, {"activation", h.value}});
-        if (!a->montage.empty()) tiles.push_back({load_image(root, id), fmt::format("{:.4g}\n{}", h.value, id)});
-        if (!a->json) fmt::print("{:<40} {:.4g}\n", id, h.value);
+        if (maps) {
+          heat_tiles.push_back({fmt::format("{:.4g}\n{}", h.value, id), load_image(root, id), maps->map(id, latents[0])});
+          const explain::PatchHit peak = maps->peak(id, latents[0]);
+          if (peak.patch >= 0) list.back()["where"] = explain::describe_patch(maps->geometry(), peak.image, peak.patch);
+        } else if (!a->montage.empty()) {
+          tiles.push_back({load_image(root, id), fmt::format("{:.4g}\n{}", h.value, id)});
+        }
+        if (!a->json) fmt::print("{:<40} {:.4g}{}\n", id, h.value, list.back().contains("where") ? "  " + list.back()["where"].get<std::string>() : "");
       }
+      if (maps) out["patch_activations"] = patch_path;
       out["latent"] = latents[0];
       out["firing_rate"] = x.firing_rate(latents[0]);
       out["images"] = list;
@@ -170,7 +186,14 @@ Runner setup_explain_retrieve(CLI::App* s) {
     }
     if (!a->montage.empty()) {
       if (root.empty()) spdlog::warn("image folder unknown (pass --image-root); tiles show 'missing'");
-      explain::write_montage(a->montage, title, tiles, 5, 160, {a->activations});
+      if (!heat_tiles.empty()) {
+        explain::HeatmapParams hp;
+        hp.cols = 5;
+        hp.tile_px = 160;
+        explain::write_heatmap_montage(a->montage, title, heat_tiles, hp, {a->activations});
+      } else {
+        explain::write_montage(a->montage, title, tiles, 5, 160, {a->activations});
+      }
       out["montage"] = a->montage;
     }
     if (a->json) print_json(out);

@@ -1,6 +1,7 @@
 // `conceptlab explain global|local|curve`: explanations of a concept bottleneck over activations,
 // and intervention curves (a metric against the number of latents edited, per ranking rule).
 #include <algorithm>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -16,6 +17,7 @@
 #include "explain/contrib.h"
 #include "explain/data.h"
 #include "explain/experiment.h"
+#include "explain/heatmap.h"
 #include "explain/naming.h"
 #include "explain/plot.h"
 #include "explain/rules.h"
@@ -128,9 +130,20 @@ Runner setup_explain_local(CLI::App* s) {
     const auto l = explain::local_explanation(m, classes, f.X, it - f.ids.begin());
     const LatentNames names = load_names(a->names, a->activations);
     nlohmann::json j = explain::to_json(l);
+    // With patch activations beside the activations: where on the image each latent fires.
+    const std::string patch_path = explain::patch_activations_for(a->activations);
+    std::optional<explain::PatchMaps> maps;
+    if (!patch_path.empty()) maps.emplace(patch_path);
+    auto where = [&](int64_t latent) -> std::string {
+      if (!maps) return "";
+      const explain::PatchHit h = maps->peak(*id, latent);
+      return h.patch < 0 ? "" : explain::describe_patch(maps->geometry(), h.image, h.patch);
+    };
     for (auto& c : j)
-      for (auto& t : c["contributions"])
+      for (auto& t : c["contributions"]) {
         if (const auto* n = names.find(t["latent"].get<int64_t>())) t["name"] = n->name;
+        if (const std::string w = where(t["latent"].get<int64_t>()); !w.empty()) t["where"] = w;
+      }
     if (a->json) {
       print_json({{"id", *id}, {"classes", j}});
       return 0;
@@ -139,9 +152,9 @@ Runner setup_explain_local(CLI::App* s) {
       fmt::print("class {}: p {:.4f}, logit {:+.4f} = bias {:+.4f} + {} latent terms\n", c.class_name, c.probability,
                  c.logit, c.bias, c.terms.size());
       for (size_t k = 0; k < c.terms.size() && static_cast<int>(k) < *top; ++k)
-        fmt::print("  latent {:<14} {:+.4f} = activation {:.4f} x weight {:+.4f}\n",
+        fmt::print("  latent {:<14} {:+.4f} = activation {:.4f} x weight {:+.4f}{}\n",
                    latent_label(names, c.terms[k].latent), c.terms[k].mean_contribution, c.terms[k].mean_activation,
-                   c.terms[k].weight);
+                   c.terms[k].weight, maps ? "  fires most at " + where(c.terms[k].latent) : "");
     }
     return 0;
   };

@@ -74,23 +74,20 @@ Runner setup_explain_heatmap(CLI::App* s) {
     const explain::HeatmapParams p = pc->resolve();
     explain::validate(p);
     if (a->top < 1) throw_usage("explain heatmap: --top {}: expected >= 1", a->top);
-    const ActivationsReader r(a->patch_acts);
-    const std::optional<PatchGeometry> g = patch_geometry_of(r);
+    const explain::PatchMaps maps(a->patch_acts);
+    const ActivationsReader& r = maps.reader();
+    const PatchGeometry* g = &maps.geometry();
     if (a->latent < 0 || a->latent >= r.n_latents())
       throw_usage("explain heatmap: --latent {}: {} has latents 0..{}", a->latent, a->patch_acts, r.n_latents() - 1);
-    const int64_t P = g->patches();
     std::vector<explain::PatchHit> hits;
     if (a->ids.empty()) {
       hits = explain::top_images_by_patch(r, *g, a->latent, a->top);
       if (hits.empty()) throw_input("{}: latent {} fires on no patch of any image", a->patch_acts, a->latent);
     } else {
       for (const auto& id : a->ids) {
-        const auto it = std::find(g->image_ids.begin(), g->image_ids.end(), id);
-        if (it == g->image_ids.end()) throw_input("{}: no image '{}'", a->patch_acts, id);
-        const int64_t i = it - g->image_ids.begin();
-        explain::PatchHit h = explain::hottest_patch(r.read_rows(i * P, P), a->latent);
-        h.image = i;
-        hits.push_back(h);
+        if (maps.image_of(id) < 0) throw_input("{}: no image '{}'", a->patch_acts, id);
+        hits.push_back(maps.peak(id, a->latent));
+        hits.back().image = maps.image_of(id);
       }
     }
     const std::string root = image_root_for(a->patch_acts, a->images);
@@ -104,8 +101,7 @@ Runner setup_explain_heatmap(CLI::App* s) {
     nlohmann::json images = nlohmann::json::array();
     for (const auto& h : hits) {
       const std::string& id = g->image_ids[static_cast<size_t>(h.image)];
-      const auto grid = explain::latent_grid(r.read_rows(h.image * P, P), a->latent);
-      tiles.push_back({fmt::format("{:.3g}\n{}", h.value, id), load_image(root, id), explain::heatmap_on_image(grid, *g, h.image)});
+      tiles.push_back({fmt::format("{:.3g}\n{}", h.value, id), load_image(root, id), maps.map(id, a->latent)});
       nlohmann::json j = {{"id", id}, {"max", h.value}, {"patch", h.patch}};
       if (h.patch >= 0) {
         const Box b = patch_box(*g, h.image, h.patch);

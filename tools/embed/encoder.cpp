@@ -114,6 +114,9 @@ EncoderOutput split_output(const torch::Tensor& y, const OutputParams& p, const 
   } else if (y.dim() == 4) {
     o.grid_h = y.size(2);
     o.grid_w = y.size(3);
+    if (!p.grid.empty() && p.grid != fmt::format("{}x{}", o.grid_h, o.grid_w) && p.grid != fmt::format("{}X{}", o.grid_h, o.grid_w))
+      throw_input("{}: model output shape {} is a {} x {} feature map, the declared grid is {}", path, shape_string(y),
+                  o.grid_h, o.grid_w, p.grid);
     patches = y.flatten(2).transpose(1, 2);
     pooled = y.mean({2, 3});
   } else {

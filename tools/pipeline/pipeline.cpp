@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include <opencv2/imgcodecs.hpp>
 #include <spdlog/spdlog.h>
@@ -27,6 +28,8 @@
 #include "core/sae_weights.h"
 #include "core/vocab.h"
 #include "core/workspace_layout.h"
+#include "core/patches.h"
+#include "explain/heatmap.h"
 #include "explain/contrib.h"
 #include "explain/data.h"
 #include "explain/plot.h"
@@ -187,6 +190,10 @@ struct Step {
 
 void validate(const PipelineParams& p) {
   if (p.data.csv.empty()) throw_usage("pipeline: data.csv is required (the metadata CSV)");
+  check_pool(p.pool);
+  if (!p.embed.patch_out.empty()) throw_usage("pipeline: embed.patch_out stays empty (the workspace names the patch file)");
+  if (p.embed.patches && !p.data.embeddings.empty())
+    throw_usage("pipeline: embed.patches needs the embed step; data.embeddings skips it (give the images instead)");
   if (p.data.label_col.empty()) throw_usage("pipeline: data.label_col is required");
   if (p.data.embeddings.empty() && p.embed.model.empty())
     throw_usage("pipeline: embed.model is required (or data.embeddings for precomputed embeddings)");
@@ -231,9 +238,16 @@ size_t step_index(const std::string& step) {
 std::vector<std::string> step_outputs(const std::string& step, const PipelineParams& p) {
   namespace ws = workspace;
   switch (step_index(step)) {
-    case 0: return p.data.embeddings.empty() ? std::vector<std::string>{ws::kEmbeddings} : std::vector<std::string>{};
+    case 0: {
+      if (!p.data.embeddings.empty()) return {};
+      if (p.embed.patches) return {ws::kEmbeddings, ws::kPatchEmbeddings};
+      return {ws::kEmbeddings};
+    }
     case 1: return p.sae_sweep.empty() ? std::vector<std::string>{ws::kSae, ws::kSaeLog} : std::vector<std::string>{ws::kSae};
-    case 2: return {ws::kActivations};
+    case 2: {
+      if (p.embed.patches && p.data.embeddings.empty()) return {ws::kActivations, ws::kPatchActivations};
+      return {ws::kActivations};
+    }
     case 3: {
       std::vector<std::string> out = {ws::kCbm, ws::kProbe, ws::kClassify};
       if (!p.data.subgroup_col.empty() && !p.data.split_col.empty()) out.push_back(ws::kCbmUnbiased);
@@ -282,6 +296,10 @@ struct Runner {
   std::string f(const std::string& name) const { return w.file(name); }
   std::string emb() const { return embeddings_path(p, w); }
 
+  // With embed.patches (and the workspace's own embed step) the SAE works on the patch grid.
+  bool patches() const { return p.embed.patches && p.data.embeddings.empty(); }
+  std::string sae_input() const { return patches() ? f(workspace::kPatchEmbeddings) : emb(); }
+
   // ---- embed
   std::string embed_key() const {
     if (!p.data.embeddings.empty()) return file_key(p.data.embeddings);
@@ -296,9 +314,10 @@ struct Runner {
     ep.image_root = p.data.image_root;
     ep.image_col = p.data.id_col;
     ep.out = f(workspace::kEmbeddings);
+    if (ep.patches) ep.patch_out = f(workspace::kPatchEmbeddings);
     ep.resume = resume;  // continue an interrupted embed of the same settings
     if (!resume) std::filesystem::remove(embed::partial_path(ep.out));
-    embed::embed_images(ep, embed::resolve_preprocess(ep), device, progress);
+    embed::embed_images(ep, embed::resolve_preprocess(ep), device, progress, embed::resolve_output(ep));
   }
 
   // ---- sae
@@ -319,21 +338,23 @@ struct Runner {
       out.commit();
       return;
     }
-    EmbeddingsReader reader(emb());
+    EmbeddingsReader reader(sae_input());
     sae::TrainOptions opt;
     opt.out_path = f(workspace::kSae);
-    opt.inputs = {emb()};
+    opt.inputs = {sae_input()};
     if (resume && fs::exists(opt.out_path + ".ckpt")) opt.resume_path = opt.out_path + ".ckpt";
-    write_sae(opt.out_path, sae::train(reader, p.sae, device, opt, progress), {emb()});
+    write_sae(opt.out_path, sae::train(reader, p.sae, device, opt, progress), {sae_input()});
     fs::remove(opt.out_path + ".ckpt");  // only needed to resume this step; sae.h5 is complete
   }
 
   // ---- encode
-  std::string encode_key() const { return hex_key({"encode", keys.at("sae"), keys.at("embed")}); }
+  std::string encode_key() const { return hex_key({"encode", keys.at("sae"), keys.at("embed"), patches() ? p.pool : ""}); }
   void run_encode() {
     const sae::Model m = sae::Model::load(f(workspace::kSae), device);
-    EmbeddingsReader reader(emb());
-    m.encode_file(reader, f(workspace::kActivations), {}, progress);
+    EmbeddingsReader reader(sae_input());
+    sae::ApplyParams ap;
+    ap.pool = p.pool;
+    m.encode_file(reader, f(workspace::kActivations), ap, progress, patches() ? f(workspace::kPatchActivations) : "");
   }
 
   // ---- classify
@@ -435,22 +456,35 @@ struct Runner {
     // One montage per concept that named a latent: its strongest images.
     const std::string root = p.data.image_root.empty() ? fs::path(p.data.csv).parent_path().string() : p.data.image_root;
     int64_t n_missing = 0;
+    std::optional<explain::PatchMaps> maps;
+    if (patches()) maps.emplace(f(workspace::kPatchActivations));
     for (const auto& c : p.data.concept_cols) {
       const auto named = names.latents_named(c);
       if (named.empty()) continue;
       std::vector<explain::Tile> tiles;
+      std::vector<explain::HeatmapTile> heat_tiles;  // with patches: where the latent fires on each
       for (const auto& h : explain::top_images(idx, named[0], p.montage_top)) {
         const std::string& id = acts.ids[static_cast<size_t>(h.row)];
         const fs::path img = fs::path(root) / id;
         std::error_code ec;
         const bool found = fs::is_regular_file(img, ec);
         n_missing += !found;  // e.g. precomputed embeddings without their images
-        tiles.push_back({found ? cv::imread(img.string()) : cv::Mat(),
-                         fmt::format("{:.3g}\n{}", h.value, id)});
+        const std::string caption = fmt::format("{:.3g}\n{}", h.value, id);
+        cv::Mat bgr = found ? cv::imread(img.string()) : cv::Mat();
+        if (maps) heat_tiles.push_back({caption, bgr, maps->map(id, named[0])});
+        else tiles.push_back({bgr, caption});
       }
       extra_outputs.push_back(workspace::montage_file(c));
-      explain::write_montage(f(workspace::montage_file(c)),
-                             fmt::format("latent {} ({}): its strongest images", named[0], c), tiles, 5);
+      const std::string title = fmt::format("latent {} ({}): its strongest images{}", named[0], c,
+                                            maps ? ", where it fires" : "");
+      if (maps) {
+        explain::HeatmapParams hp;
+        hp.cols = 5;
+        hp.tile_px = 160;
+        explain::write_heatmap_montage(f(workspace::montage_file(c)), title, heat_tiles, hp);
+      } else {
+        explain::write_montage(f(workspace::montage_file(c)), title, tiles, 5);
+      }
     }
     if (n_missing) spdlog::warn("explain: {} montage image(s) not found under {}; their tiles are blank", n_missing, root);
   }

@@ -52,7 +52,11 @@ using CurveParams = explain::CurveParams;
 
 struct PipelineParams {
   DataParams data;
-  embed::EmbedParams embed;  // model, preprocessing, batch, device, workers (csv/out come from data)
+  // Model, preprocessing, batch, device, workers (csv/out come from data). embed.patches: the SAE
+  // trains on the patch grid, activations are pooled over patches (pool) and the patch
+  // activations drive heatmaps.
+  embed::EmbedParams embed;
+  std::string pool = "max";  // with patches: an image's activation = max | mean | sum over its patches
   sae::TrainParams sae;
   // A `conceptlab sae sweep` folder (or its sweep.json): the sae step takes the SAE the sweep
   // picked instead of training one with `sae` ("" = train). Sweep the workspace's own embeddings.
@@ -68,8 +72,8 @@ struct PipelineParams {
   std::vector<InterventionSpec> interventions;
   CurveParams curve;
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PipelineParams, data, embed, sae, sae_sweep, cbm, probe, stats, match, name,
-                                                global_top, montage_top, intervene, interventions, curve)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PipelineParams, data, embed, pool, sae, sae_sweep, cbm, probe, stats, match,
+                                                name, global_top, montage_top, intervene, interventions, curve)
 void validate(const PipelineParams& p);
 // Relative paths of a config file (data.csv, data.image_root, data.embeddings, data.vocab,
 // embed.model, embed.preprocess_json, sae_sweep) made relative to base_dir, the config's folder.
