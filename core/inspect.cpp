@@ -102,6 +102,11 @@ nlohmann::json inspect_file(const std::string& path) {
       }
     }
   }
+  if (h5::exists(f.get(), "patches")) {  // patch embeddings and patch activations (core/patches.h)
+    h5::Id g = h5::open_group(f, "patches");
+    j["patch_grid"] = {h5::read_attr_int(g, "grid_h").value_or(0), h5::read_attr_int(g, "grid_w").value_or(0)};
+    j["patch_images"] = h5::dataset_dims(f, g, "image_ids").at(0);
+  }
   j["datasets"] = ds;
   return j;
 }
@@ -114,7 +119,8 @@ std::string inspect_text(const nlohmann::json& s) {
     if (info.is_object())
       out += fmt::format("  {}: {} {}\n", name, info["dtype"].get<std::string>(), info["shape"].dump());
   }
-  for (auto key : {"kind", "files", "n_latents", "mean_active_per_row", "arch", "k", "threshold", "classes", "features"}) {
+  for (auto key : {"kind", "files", "n_latents", "mean_active_per_row", "patch_grid", "patch_images", "arch", "k",
+                   "threshold", "classes", "features"}) {
     if (s.contains(key) && !s[key].is_null()) out += fmt::format("  {}: {}\n", key, s[key].dump());
   }
   if (s.contains("columns")) {

@@ -9,6 +9,7 @@
 #include "core/activations.h"
 #include "core/embeddings.h"
 #include "core/error.h"
+#include "core/inspect.h"
 #include "core/manifest.h"
 #include "core/patches.h"
 #include "tests/test_util.h"
@@ -79,6 +80,13 @@ TEST_CASE("patch embeddings round trip: patch rows in image order, grid and geom
     for (int64_t i = 0; i < 7 * pd.d; ++i) CHECK(mid[i] == all[4 * pd.d + i]);
     CHECK_THROWS_AS(r.read_rows(pd.n * P - 1, 2, mid.data()), InputError);
   }
+  // inspect names the grid.
+  const nlohmann::json s = inspect_file(t.file("p16.h5"));
+  CHECK(s["format"] == "conceptlab.patch_embeddings");
+  CHECK(s["patch_grid"] == nlohmann::json::array({2, 3}));
+  CHECK(s["patch_images"] == 3);
+  CHECK(s["datasets"]["embeddings"]["dtype"] == "float16");
+  CHECK(inspect_text(s).find("patch_grid: [2,3]") != std::string::npos);
   // Each patch's box: cell (r, c) of the crop box divided grid_h x grid_w.
   PatchGeometry g = *read_patch_geometry(t.file("p32.h5"));
   const Box b = patch_box(g, 2, 4);  // image c: box [25, 0, 75, 50], cell r 1, c 1 of 2 x 3
