@@ -92,6 +92,34 @@ int64_t reddest_patch(const cl::EmbeddingsReader& r, int64_t image) {
   return best;
 }
 
+// Embeds the two square images with the feature-map model and writes patch activations pa.h5
+// whose latent 0 is constant on every patch (it peaks at patch 0, away from the squares) and
+// latent 1 is the red detector (feature 0) of each patch.
+struct RedPatches {
+  cl::PatchGeometry geometry;
+  cl::CsrMatrix acts;
+};
+RedPatches write_red_patches(const TempDir& t) {
+  write_images(t);
+  write_model(t.file("map.pt"), "map");
+  REQUIRE(run_cli(plus(embed_args(t, "map.pt", "e.h5"), {"--patches"})).exit_code == 0);
+  cl::EmbeddingsReader pr(t.file("e.patches.h5"));
+  RedPatches rp{*pr.patches(), {}};
+  std::vector<float> x(static_cast<size_t>(pr.rows() * pr.dim()));
+  pr.read_rows(0, pr.rows(), x.data());
+  rp.acts.n_cols = 2;
+  for (int64_t r = 0; r < pr.rows(); ++r) {
+    const int32_t cols[2] = {0, 1};
+    const float vals[2] = {1.0f, x[r * pr.dim()]};
+    rp.acts.append_row_sorted(cols, vals, vals[1] > 0 ? 2 : 1);
+  }
+  cl::ActivationsWriter w(t.file("pa.h5"), 2, {{"patch_embeddings", t.file("e.patches.h5")}});
+  w.set_patches(rp.geometry);
+  w.append(pr.ids(), rp.acts);
+  w.commit();
+  return rp;
+}
+
 }  // namespace
 
 TEST_CASE("embed --patches: the square's patch at the right cell and place, the pooled file the patches' mean") {
@@ -316,28 +344,9 @@ TEST_CASE("derm7pt features encoder: patch means equal the reference embeddings 
 
 TEST_CASE("explain heatmap: the map's maximum lies on the square in the original image (square and cropped images)") {
   TempDir t;
-  write_images(t);
-  write_model(t.file("map.pt"), "map");
-  REQUIRE(run_cli(plus(embed_args(t, "map.pt", "e.h5"), {"--patches"})).exit_code == 0);
-  // Patch activations whose latent 1 is the red detector (feature 0) of each patch, latent 0 the constant.
-  cl::EmbeddingsReader pr(t.file("e.patches.h5"));
-  const cl::PatchGeometry g = *pr.patches();
-  std::vector<float> x(static_cast<size_t>(pr.rows() * pr.dim()));
-  pr.read_rows(0, pr.rows(), x.data());
-  cl::CsrMatrix acts;
-  acts.n_cols = 2;
-  for (int64_t r = 0; r < pr.rows(); ++r) {
-    const int32_t cols[2] = {0, 1};
-    const float vals[2] = {1.0f, x[r * pr.dim()]};
-    acts.append_row_sorted(cols, vals, vals[1] > 0 ? 2 : 1);
-  }
-  {
-    nlohmann::json config = {{"patch_embeddings", t.file("e.patches.h5")}};
-    cl::ActivationsWriter w(t.file("pa.h5"), 2, config);
-    w.set_patches(g);
-    w.append(pr.ids(), acts);
-    w.commit();
-  }
+  const RedPatches rp = write_red_patches(t);
+  const cl::PatchGeometry& g = rp.geometry;
+  const cl::CsrMatrix& acts = rp.acts;
   // The library: the upsampled map's maximum, in original pixels, is inside the square.
   for (auto [image, sx0, sy0] : {std::tuple{0, 32, 16}, std::tuple{1, 16, 32}}) {
     CAPTURE(image);
@@ -408,27 +417,7 @@ TEST_CASE("explain heatmap: the map's maximum lies on the square in the original
 
 TEST_CASE("explain localize: pointing game and patch AUROC equal a direct computation, bad masks exit 1 naming the file") {
   TempDir t;
-  write_images(t);
-  write_model(t.file("map.pt"), "map");
-  REQUIRE(run_cli(plus(embed_args(t, "map.pt", "e.h5"), {"--patches"})).exit_code == 0);
-  cl::EmbeddingsReader pr(t.file("e.patches.h5"));
-  const cl::PatchGeometry g = *pr.patches();
-  std::vector<float> x(static_cast<size_t>(pr.rows() * pr.dim()));
-  pr.read_rows(0, pr.rows(), x.data());
-  // Latent 0: constant on every patch (peaks at patch 0, far from the square); latent 1: the red detector.
-  cl::CsrMatrix acts;
-  acts.n_cols = 2;
-  for (int64_t r = 0; r < pr.rows(); ++r) {
-    const int32_t cols[2] = {0, 1};
-    const float vals[2] = {1.0f, x[r * pr.dim()]};
-    acts.append_row_sorted(cols, vals, vals[1] > 0 ? 2 : 1);
-  }
-  {
-    cl::ActivationsWriter w(t.file("pa.h5"), 2, {{"patch_embeddings", t.file("e.patches.h5")}});
-    w.set_patches(g);
-    w.append(pr.ids(), acts);
-    w.commit();
-  }
+  write_red_patches(t);
   // Masks as a folder: the square of each image; the "none" concept has no mask anywhere.
   fs::create_directories(t.file("masks/red"));
   fs::create_directories(t.file("masks/none"));
