@@ -3,7 +3,6 @@
 // patch activations (`sae encode --patch-out`).
 #include <algorithm>
 #include <filesystem>
-#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -20,15 +19,6 @@ namespace fs = std::filesystem;
 namespace cl::cli {
 
 namespace {
-
-// The patch grid of a patch activations file; InputError naming it for image activations.
-PatchGeometry patch_geometry_of(const ActivationsReader& r) {
-  auto g = r.patches();
-  if (!g)
-    throw_input("{}: image activations, expected patch activations (sae encode on a patch-embeddings file with "
-                "--patch-out)", r.path());
-  return *g;
-}
 
 // "hair=12,ruler=40" -> (concept, latent) pairs.
 std::vector<std::pair<std::string, int64_t>> parse_concept_latents(const std::string& flag, const std::string& text) {
@@ -152,10 +142,9 @@ Runner setup_explain_localize(CLI::App* s) {
   return [a, pc](const Context&) -> int {
     const explain::LocalizeParams p = pc->resolve();
     const auto pairs = parse_concept_latents("--latents", a->latents);
-    const ActivationsReader r(a->patch_acts);
-    const PatchGeometry g = patch_geometry_of(r);
+    const explain::PatchMaps maps(a->patch_acts);
     const explain::MaskSource masks(a->masks);
-    const auto rows = explain::localize(r, g, masks, pairs, p);
+    const auto rows = explain::localize(maps.reader(), maps.geometry(), masks, pairs, p);
     nlohmann::json table = nlohmann::json::array();
     for (const auto& row : rows) table.push_back(explain::to_json(row));
     if (!a->csv.empty()) {

@@ -155,25 +155,21 @@ EncoderOutput split_output(const torch::Tensor& y, const OutputParams& p, const 
 
 }  // namespace
 
-EncoderOutput Encoder::forward_patches(const float* chw, int64_t n) {
+// One batch through the model, split into the pooled embedding (and the patches when asked);
+// the embedding dimension must stay the same from call to call.
+EncoderOutput Encoder::run(const float* chw, int64_t n, bool with_patches) {
   auto& m = *impl_;
   torch::Tensor y = run_model(m.module, m.model_path, m.device, m.fp16, chw, n, m.pre.image_size);
-  EncoderOutput o = split_output(y, m.out, m.model_path, true);
+  EncoderOutput o = split_output(y, m.out, m.model_path, with_patches);
   const int64_t d = static_cast<int64_t>(o.pooled_nd.size()) / n;
   if (m.dim != 0 && d != m.dim) throw_input("{}: model output dim changed from {} to {}", m.model_path, m.dim, d);
   m.dim = d;
   return o;
 }
 
-std::vector<float> Encoder::forward(const float* chw, int64_t n) {
-  auto& m = *impl_;
-  torch::Tensor y = run_model(m.module, m.model_path, m.device, m.fp16, chw, n, m.pre.image_size);
-  EncoderOutput o = split_output(y, m.out, m.model_path, false);
-  const int64_t d = static_cast<int64_t>(o.pooled_nd.size()) / n;
-  if (m.dim != 0 && d != m.dim) throw_input("{}: model output dim changed from {} to {}", m.model_path, m.dim, d);
-  m.dim = d;
-  return std::move(o.pooled_nd);
-}
+EncoderOutput Encoder::forward_patches(const float* chw, int64_t n) { return run(chw, n, true); }
+
+std::vector<float> Encoder::forward(const float* chw, int64_t n) { return std::move(run(chw, n, false).pooled_nd); }
 
 std::vector<float> Encoder::embed(const std::vector<cv::Mat>& rgb_images) {
   const int64_t S = input_size(), chw = 3 * S * S, n = static_cast<int64_t>(rgb_images.size());

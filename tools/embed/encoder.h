@@ -69,6 +69,7 @@ class Encoder {
   std::vector<float> embed_file(const std::string& path);
 
  private:
+  EncoderOutput run(const float* chw, int64_t n, bool with_patches);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
