@@ -24,6 +24,7 @@ inline constexpr const char* kIndex = "activations.index.h5";   // beside the ac
 inline constexpr const char* kNames = "activations.names.h5";   // ditto `explain match`; the viewer's renames too
 inline constexpr const char* kMatch = "match.json";
 inline constexpr const char* kName = "name.json";                // naming by direction (with a vocabulary)
+inline constexpr const char* kLocalize = "localize.json";        // with data.masks: where named latents fire
 inline constexpr const char* kGlobal = "global.json";
 inline constexpr const char* kGlobalPng = "global.png";
 inline constexpr const char* kInterventions = "interventions.json";

@@ -167,6 +167,25 @@ std::string describe_patch(const PatchGeometry& g, int64_t image, int64_t patch)
                      b.x1, b.y1);
 }
 
+int64_t patch_at(const PatchGeometry& g, int64_t image, double x, double y) {
+  // Through patch_box, so a click and a listing agree with the boxes describe_patch prints.
+  for (int64_t p = 0; p < g.patches(); ++p) {
+    const Box b = patch_box(g, image, p);
+    if (x >= b.x0 && x < b.x1 && y >= b.y0 && y < b.y1) return p;
+  }
+  return -1;
+}
+
+std::vector<std::pair<int64_t, float>> latents_in_patch(const CsrMatrix& rows, int64_t patch, int64_t top) {
+  CL_ASSERT(patch >= 0 && patch < rows.n_rows, "latents_in_patch: patch out of range");
+  std::vector<std::pair<int64_t, float>> out;
+  for (const auto [col, value] : rows.row(patch))
+    if (value > 0) out.emplace_back(col, value);
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  if (static_cast<int64_t>(out.size()) > top) out.resize(static_cast<size_t>(std::max<int64_t>(0, top)));
+  return out;
+}
+
 double write_heatmap_montage(const std::string& path, const std::string& title, const std::vector<HeatmapTile>& tiles,
                              const HeatmapParams& p, const std::vector<std::string>& inputs) {
   validate(p);

@@ -78,6 +78,12 @@ class PatchMaps {
 std::string patch_activations_for(const std::string& activations_path);
 // "cell (r, c), box [x0, y0, x1, y1]" of a patch, for listings.
 std::string describe_patch(const PatchGeometry& g, int64_t image, int64_t patch);
+// The patch whose box (patch_box) holds the original-image pixel position (x, y); -1 outside the
+// crop box (the part of the image the model never saw).
+int64_t patch_at(const PatchGeometry& g, int64_t image, double x, double y);
+// The latents firing in one patch of an image's patch rows, largest activation first (ties: lower
+// latent first), at most top.
+std::vector<std::pair<int64_t, float>> latents_in_patch(const CsrMatrix& image_rows, int64_t patch, int64_t top);
 
 struct HeatmapTile {
   std::string caption;  // drawn under the tile ('\n' for a second line)

@@ -2,7 +2,7 @@
 // the pointing game (the box of the image's most active patch of the concept's latent overlaps the
 // concept's mask; over the images that contain the concept) and the patch-level AUROC of the
 // latent's activation against "the patch overlaps the mask", next to the same figures for random
-// latents (the control).
+// live latents (the control).
 #pragma once
 
 #include <cstdint>
@@ -19,7 +19,9 @@
 namespace cl::explain {
 
 struct LocalizeParams {
-  int random_latents = 20;  // control: latents drawn at random (not the concept's), figures averaged
+  // The control: this many latents drawn at random among those that fire somewhere in the patch
+  // activations and are no concept's latent (the same set for every concept), figures averaged.
+  int random_latents = 20;
   uint64_t seed = 0;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LocalizeParams, random_latents, seed)
@@ -33,6 +35,7 @@ struct LocalizeRow {
   double pointing = 0;             // fraction of those images where the latent's peak patch overlaps the mask
   double patch_auroc = 0;          // NaN when no patch or every patch overlaps
   double control_pointing = 0, control_auroc = 0;  // means over the random latents
+  int64_t n_controls = 0;                          // how many there were (fewer when few latents fire)
 };
 nlohmann::json to_json(const LocalizeRow& r);
 

@@ -126,6 +126,9 @@ MasksWriter::MasksWriter(const std::string& path, const std::vector<std::string>
     h5::Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
     H5Pset_chunk(dcpl, 3, chunk);
     H5Pset_deflate(dcpl, 4);
+    // Absent masks are never written: their chunks read as this fill value and take no space.
+    const uint8_t zero = 0;
+    H5Pset_fill_value(dcpl, H5T_NATIVE_UINT8, &zero);
     h5::Id d(H5Dcreate2(g, c.c_str(), H5T_STD_U8LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
     if (!d.valid()) throw_input("{}: cannot create dataset masks/{}", path, c);
     m.datasets.push_back(std::move(d));
@@ -139,13 +142,13 @@ void MasksWriter::append(const std::string& id, const std::vector<cv::Mat>& mask
   CL_ASSERT(masks.size() == m.concepts.size(), "MasksWriter::append: one mask per concept");
   if (!m.seen.insert(id).second) throw_input("{}: duplicate id '{}'", m.out.final_path(), id);
   const auto n = static_cast<hsize_t>(m.ids.size());
-  const cv::Mat zeros(m.height, m.width, CV_8U, cv::Scalar(0));
   for (size_t c = 0; c < masks.size(); ++c) {
-    const cv::Mat& mk = masks[c].empty() ? zeros : masks[c];
-    CL_ASSERT(mk.type() == CV_8U && mk.rows == m.height && mk.cols == m.width && mk.isContinuous(),
-              "MasksWriter::append: masks must be continuous CV_8U of the file's size");
+    const cv::Mat& mk = masks[c];
     const hsize_t new_dims[3] = {n + 1, static_cast<hsize_t>(m.height), static_cast<hsize_t>(m.width)};
     if (H5Dset_extent(m.datasets[c], new_dims) < 0) throw_input("{}: cannot extend masks", m.out.final_path());
+    if (mk.empty()) continue;
+    CL_ASSERT(mk.type() == CV_8U && mk.rows == m.height && mk.cols == m.width && mk.isContinuous(),
+              "MasksWriter::append: masks must be continuous CV_8U of the file's size");
     h5::Id space(H5Dget_space(m.datasets[c]));
     const hsize_t off[3] = {n, 0, 0};
     const hsize_t cnt[3] = {1, static_cast<hsize_t>(m.height), static_cast<hsize_t>(m.width)};

@@ -197,6 +197,13 @@ static void apply_startup_options(Ui& ui, const ViewerOptions& o, Panel panel, b
     ui.last_error = e.what();
   }
   ui.select_defaults();  // Latent and Image open on something, not an empty page
+  if (!o.overlay.empty()) {
+    ui.overlay_on = true;
+    ui.overlay_kind = *parse_overlay_kind(o.overlay);  // checked by run_viewer
+    if (!ui.model->wants_patches())
+      spdlog::warn("view: --overlay {}: no patch activations in this workspace (embed.patches), drawn without",
+                   o.overlay);
+  }
   if (!o.edits_path.empty() && (headless || fs::exists(o.edits_path))) {
     try {
       if (!ui.session) throw_input("{}: interventions need the concept bottleneck and labels (see Problems)", o.edits_path);
@@ -269,8 +276,15 @@ void shutdown(GLFWwindow* win) {
 void take_finished_work(Ui& ui) {
   ui.jobs.drain();
   if (auto err = ui.jobs.take_error(); !err.empty()) ui.last_error = err, spdlog::error("{}", err);
+  ui.take_patch_activations();
   ui.thumb_tex.upload_ready(ui.thumbs);
   ui.large_tex.upload_ready(ui.large);
+  ui.overlay_tex.upload_ready(ui.overlay_thumbs);
+  ui.overlay_large_tex.upload_ready(ui.overlay_large);
+  // Every (image, latent, opacity) is a texture of its own: keep the recent ones (~32 MB of
+  // 128 px tiles, ~32 MB of 512 px images), not every one ever drawn.
+  ui.overlay_tex.trim(ui.overlay_thumbs, 512);
+  ui.overlay_large_tex.trim(ui.overlay_large, 32);
 }
 
 // One frame laid out and rendered into the back buffer; returns [layout end, start] times.
@@ -343,6 +357,8 @@ int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
   if (!panel) throw_usage("--panel '{}': expected one of {}", o.panel, panel_choices());
   if (!o.select.empty() && o.select.rfind("latent=", 0) != 0 && o.select.rfind("image=", 0) != 0)
     throw_usage("--select '{}': expected latent=N or image=ID", o.select);
+  if (!o.overlay.empty() && !parse_overlay_kind(o.overlay))
+    throw_usage("--overlay '{}': expected one of {}", o.overlay, fmt::join(kOverlayKindNames, "|"));
   if (o.width < 320 || o.height < 240 || o.width > 8192 || o.height > 8192)
     throw_usage("--size {}x{}: expected 320x240 to 8192x8192", o.width, o.height);
   const bool headless = !o.screenshot_path.empty();
@@ -364,7 +380,8 @@ int run_viewer(const ViewerOptions& o, ScreenshotInfo* info) {
     ui.edits_path = o.edits_path;
     const WorkspacePaths paths = o.paths;
     ui.jobs.submit("open workspace", [&ui, paths](ProgressSink& s) -> std::function<void()> {
-      std::shared_ptr<WorkspaceModel> m(WorkspaceModel::load(paths, s).release());
+      // The patch activations open after the first frame (Ui::open_patch_activations).
+      std::shared_ptr<WorkspaceModel> m(WorkspaceModel::load(paths, s, false).release());
       return [&ui, m]() mutable {
         ui.model.reset(new WorkspaceModel(std::move(*m)));
         ui.on_model_loaded();

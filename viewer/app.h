@@ -21,6 +21,9 @@ struct ViewerOptions {
   int width = 1600, height = 1000;
   std::string edits_path;       // edits to load at start (intervene panel)
   Device device{c10::kCPU};     // query by example
+  // Heatmap overlays on at start: "latent" (the selected latent's map on the latent and image
+  // panels) or "attribution" (the image panel draws the class logit's map); "" off.
+  std::string overlay;
   // bench/viewer_bench: after loading settles, time this many more frames (the latents panel
   // scrolls its table a row per frame, so it lays out new rows every frame).
   int bench_frames = 0;

@@ -1,5 +1,6 @@
 // Image detail (the image, its predicted probabilities, the latents behind the prediction, its
-// metadata) and query by example (any image file, embedded with the workspace's encoder and
+// metadata), with patch activations a heatmap overlay on the image and the latents firing where
+// it is clicked, and query by example (any image file, embedded with the workspace's encoder and
 // encoded with its SAE, then compared with every image).
 #include <cmath>
 
@@ -52,6 +53,53 @@ void draw_query(Ui& ui) {
   }
 }
 
+// The overlay's switch, opacity and what it draws: the selected latent, or the attribution map of
+// the logit whose contributions the panel lists.
+void draw_overlay_choice(Ui& ui) {
+  const WorkspaceModel& m = *ui.model;
+  if (!m.has_patches()) return;
+  overlay_controls(ui);
+  ImGui::SameLine();
+  int kind = static_cast<int>(ui.overlay_kind);
+  const std::string latent = "latent " + (ui.selected_latent >= 0 ? latent_label(ui, ui.selected_latent) : "(none)");
+  ImGui::RadioButton(latent.c_str(), &kind, static_cast<int>(OverlayKind::latent));
+  if (m.has_cbm()) {
+    ImGui::SameLine();
+    // Named as the contribution bars name their logit.
+    const std::string attribution = fmt::format(
+        "attribution ({} logit)", m.classes().size() == 2 ? "'" + m.classes()[1] + "'" : std::string("predicted class"));
+    ImGui::RadioButton(attribution.c_str(), &kind, static_cast<int>(OverlayKind::attribution));
+    help_marker("Sum over latents of CBM weight x patch activation: where on the image the logit the bars explain gets "
+                "its evidence (positive evidence drawn; the colour scale tops at this image's largest value).");
+  }
+  ui.overlay_kind = static_cast<OverlayKind>(kind);
+}
+
+// The latents firing in the clicked patch, with the patch outlined on the image.
+void draw_patch_listing(Ui& ui, const TileRect& image_rect) {
+  if (!ui.patch_listing || ui.patch_listing->row != ui.selected_image) return;
+  const PatchListing& l = *ui.patch_listing;
+  if (l.patch < 0) {
+    ImGui::TextDisabled("Outside the part of the image the encoder saw (no patch there).");
+    return;
+  }
+  const auto [W, H] = patch_image_size(*ui.model, l.row);
+  if (image_rect.drawn && W > 0 && H > 0) {
+    const ImVec2 o = image_rect.min;
+    const float sx = (image_rect.max.x - o.x) / float(W), sy = (image_rect.max.y - o.y) / float(H);
+    ImGui::GetWindowDrawList()->AddRect(ImVec2(o.x + float(l.box.x0) * sx, o.y + float(l.box.y0) * sy),
+                                        ImVec2(o.x + float(l.box.x1) * sx, o.y + float(l.box.y1) * sy),
+                                        IM_COL32(80, 220, 255, 255), 0, 0, 2.0f);
+  }
+  ImGui::Text("latents firing at %s", l.where.c_str());
+  if (l.latents.empty()) ImGui::TextDisabled("none");
+  for (size_t i = 0; i < l.latents.size(); ++i) {
+    const auto [j, v] = l.latents[i];
+    const std::string label = fmt::format("{}  {:.3f}##p{}", latent_label(ui, j), v, i);
+    if (ImGui::Selectable(label.c_str(), false, 0, ImVec2(ImGui::GetFontSize() * 18, 0))) ui.select_latent(j, true);
+  }
+}
+
 }  // namespace
 
 void draw_image(Ui& ui) {
@@ -64,8 +112,20 @@ void draw_image(Ui& ui) {
     ImGui::TextDisabled("No image selected: click one in a latent's top images (Left/Right step through images).");
   } else {
     const ImageDetail& d = *ui.image_detail;
+    draw_overlay_choice(ui);
     const float side = std::min(ImGui::GetContentRegionAvail().x * 0.38f, ImGui::GetFontSize() * 26);
-    image_tile(ui, m.image_path(d.row), side, side, true);
+    const OverlaySpec spec = ui.overlay_spec(ui.overlay_kind, ui.selected_latent);
+    TileRect shown;
+    const bool clicked = row_tile(ui, d.row, side, side, true, ui.overlay_on ? &spec : nullptr, &shown);
+    // A click lists what fires in the patch under it: the rect maps the cursor to the original image.
+    const auto [W, H] = patch_image_size(m, d.row);
+    if (clicked && shown.drawn && W > 0) {
+      const ImVec2 at = ImGui::GetIO().MousePos;
+      const double x = (at.x - shown.min.x) / (shown.max.x - shown.min.x) * W;
+      const double y = (at.y - shown.min.y) / (shown.max.y - shown.min.y) * H;
+      ui.patch_listing = latents_at(m, d.row, x, y);
+    }
+    if (W > 0 && ImGui::IsItemHovered() && !ui.patch_listing) ImGui::SetTooltip("click: the latents firing here");
     ImGui::SameLine();
     ImGui::BeginGroup();
     ImGui::Text("%s", d.id.c_str());
@@ -90,6 +150,7 @@ void draw_image(Ui& ui) {
       if (hit >= 0) ui.select_latent(d.contributions[static_cast<size_t>(hit)].first, true);
     }
     ImGui::EndGroup();
+    draw_patch_listing(ui, shown);
     if (ImGui::CollapsingHeader("active latents", ImGuiTreeNodeFlags_DefaultOpen)) {
       for (size_t i = 0; i < d.top_latents.size(); ++i) {
         if (i % 4) ImGui::SameLine(ImGui::GetContentRegionAvail().x * 0.25f * float(i % 4) + 8);

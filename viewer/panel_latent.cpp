@@ -1,5 +1,6 @@
 // Latent detail: what a latent is (name, statistics, weights, annotation AUROCs, the concepts and
-// latents nearest its decoder direction) and where it fires (its top images, loaded as you scroll).
+// latents nearest its decoder direction) and where it fires (its top images, loaded as you scroll,
+// with patch activations under its heatmap when the overlay is on).
 #include <cmath>
 
 #include <fmt/format.h>
@@ -114,6 +115,12 @@ void draw_latent(Ui& ui) {
   ImGui::BeginChild("##grid", ImVec2(0, 0), true);
   const int64_t n_fire = m.has_index() ? m.index.indptr[static_cast<size_t>(j) + 1] - m.index.indptr[static_cast<size_t>(j)] : 0;
   ImGui::Text("top images (%lld fire)", static_cast<long long>(n_fire));
+  if (m.has_patches()) {
+    ImGui::SameLine(0, ImGui::GetFontSize() * 2);
+    overlay_controls(ui);
+  }
+  const OverlaySpec spec = ui.overlay_spec(OverlayKind::latent, j);
+  const OverlaySpec* overlay = ui.overlay_on ? &spec : nullptr;
   const float tile = ImGui::GetFontSize() * 8.5f;
   const float label_h = ImGui::GetTextLineHeightWithSpacing() * 2;
   const int per_row = std::max(1, int((ImGui::GetContentRegionAvail().x + 8) / (tile + 8)));
@@ -124,7 +131,7 @@ void draw_latent(Ui& ui) {
     const float v = m.index.values[static_cast<size_t>(b + i)];
     if (i % per_row) ImGui::SameLine(0, 8);
     ImGui::BeginGroup();
-    if (image_tile(ui, m.image_path(row), tile, tile)) ui.select_image(row, true);
+    if (row_tile(ui, row, tile, tile, false, overlay)) ui.select_image(row, true);
     if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s\nactivation %.4f", m.acts.ids[static_cast<size_t>(row)].c_str(), v);
     ImGui::Text("%.3f", v);
     ImGui::PushTextWrapPos(ImGui::GetCursorPos().x + tile);

@@ -13,7 +13,8 @@ namespace {
 
 LatentColumn column_of(int user_id) { return static_cast<LatentColumn>(user_id); }
 
-// A compact grid of the selected latent's strongest images, sized so `n` of them fit.
+// A compact grid of the selected latent's strongest images, sized so `n` of them fit (under the
+// latent's heatmap when the overlay is on).
 void draw_top_images_preview(Ui& ui, int64_t n) {
   const WorkspaceModel& m = *ui.model;
   if (ui.selected_latent < 0 || !m.has_index()) {
@@ -25,6 +26,11 @@ void draw_top_images_preview(Ui& ui, int64_t n) {
   ImGui::TextUnformatted(latent_label(ui, j).c_str());
   ImGui::SameLine();
   ImGui::TextDisabled("fires on %lld images", static_cast<long long>(e - b));
+  if (m.has_patches()) {
+    ImGui::SameLine();
+    ImGui::Checkbox("Overlay", &ui.overlay_on);
+  }
+  const OverlaySpec spec = ui.overlay_spec(OverlayKind::latent, j);
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float gap = 4;
   // The largest tile at which all n fit the pane (no smaller than 32 px: then it scrolls).
@@ -36,7 +42,7 @@ void draw_top_images_preview(Ui& ui, int64_t n) {
   for (int64_t i = 0; i < shown; ++i) {
     const int64_t row = m.index.rows[static_cast<size_t>(b + i)];
     if (i % per_row) ImGui::SameLine(0, gap);
-    if (image_tile(ui, m.image_path(row), tile, tile)) ui.select_image(row, true);
+    if (row_tile(ui, row, tile, tile, false, ui.overlay_on ? &spec : nullptr)) ui.select_image(row, true);
     if (ImGui::IsItemHovered())
       ImGui::SetTooltip("%s\nactivation %.4f", m.acts.ids[static_cast<size_t>(row)].c_str(), m.index.values[static_cast<size_t>(b + i)]);
   }

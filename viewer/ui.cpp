@@ -5,6 +5,7 @@
 #include "core/workspace_layout.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -45,13 +46,49 @@ TextureCache::~TextureCache() {
 }
 
 const TextureCache::Entry* TextureCache::get(ThumbnailLoader& loader, const std::string& path) {
+  last_drawn_[path] = frame_;
   const auto it = entries_.find(path);
   if (it != entries_.end()) return &it->second;
   loader.request(path);
   return nullptr;
 }
 
+const TextureCache::Entry* TextureCache::get(ThumbnailLoader& loader, const std::string& key,
+                                             std::function<Thumbnail()> make) {
+  last_drawn_[key] = frame_;
+  const auto it = entries_.find(key);
+  if (it != entries_.end()) return &it->second;
+  loader.request(key, std::move(make));
+  return nullptr;
+}
+
+const TextureCache::Entry* TextureCache::find(const std::string& key) const {
+  const auto it = entries_.find(key);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+void TextureCache::trim(ThumbnailLoader& loader, size_t max_entries) {
+  if (entries_.size() <= max_entries) return;
+  std::vector<std::pair<uint64_t, std::string>> by_age;
+  for (const auto& [key, e] : entries_) {
+    const auto it = last_drawn_.find(key);
+    const uint64_t f = it == last_drawn_.end() ? 0 : it->second;
+    if (f + 1 < frame_) by_age.emplace_back(f, key);  // those drawn in the last frame are on screen
+  }
+  std::sort(by_age.begin(), by_age.end());
+  // Down to three quarters, so a full cache is not trimmed again every frame.
+  const size_t target = max_entries * 3 / 4;
+  for (size_t i = 0; i < by_age.size() && entries_.size() > target; ++i) {
+    const std::string& key = by_age[i].second;
+    if (entries_[key].id) glDeleteTextures(1, &entries_[key].id);
+    entries_.erase(key);
+    last_drawn_.erase(key);
+    loader.forget(key);
+  }
+}
+
 void TextureCache::upload_ready(ThumbnailLoader& loader) {
+  ++frame_;
   for (auto& t : loader.take_ready()) {
     Entry e;
     e.error = t.error;
@@ -120,6 +157,7 @@ void Ui::select_defaults() {
 
 void Ui::select_image(int64_t row, bool open) {
   if (!model || row < 0 || row >= model->n_images()) return;
+  if (row != selected_image) patch_listing.reset();
   selected_image = row;
   image_detail = viewer::image_detail(*model, row);
   if (open) go(Panel::image);
@@ -140,7 +178,16 @@ void Ui::add_edit(int64_t latent, explain::EditOp op, double value) {
 }
 
 bool Ui::busy() const {
-  return !jobs.idle() || !thumbs.idle() || !large.idle() || (live && !live->idle()) || latent_detail_pending;
+  return !jobs.idle() || !thumbs.idle() || !large.idle() || !overlay_thumbs.idle() || !overlay_large.idle() ||
+         (live && !live->idle()) || latent_detail_pending || patch_open.valid();
+}
+
+OverlaySpec Ui::overlay_spec(OverlayKind kind, int64_t latent) const {
+  OverlaySpec s;
+  s.kind = kind;
+  s.latent = latent;
+  s.opacity = overlay_pct_applied / 100.0;
+  return s;
 }
 
 void Ui::on_model_loaded() {
@@ -163,6 +210,32 @@ void Ui::on_model_loaded() {
     }
   }
   if (edits_path.empty() && !model->paths.dir.empty()) edits_path = model->paths.dir + "/" + workspace::kEdits;
+  open_patch_activations();
+}
+
+void Ui::open_patch_activations() {
+  if (!model->wants_patches()) return;
+  // On a thread of its own, not the worker: a patch file's (image, patch) row ids take seconds to
+  // read for a large set (6 s for 100,000 images x 49 patches), and the latent details queued
+  // meanwhile should not wait behind them. The overlays' controls appear when they are in.
+  const WorkspaceModel* m = model.get();
+  patch_open = std::async(std::launch::async, [this, m]() -> std::function<void()> {
+    try {
+      auto p = std::make_shared<PatchActivations>(m->open_patch_activations());
+      return [this, p] { model->set_patch_activations(std::move(*p)); };
+    } catch (const std::exception& e) {
+      const LoadIssue issue = load_issue(m->paths.patch_activations, e);
+      return [this, issue] {
+        model->issues.push_back(issue);
+        spdlog::warn("{}: {}", issue.file, issue.message);
+      };
+    }
+  });
+}
+
+void Ui::take_patch_activations() {
+  if (!patch_open.valid() || patch_open.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+  patch_open.get()();
 }
 
 void Ui::ensure_concept_directions() {
@@ -235,27 +308,81 @@ void metric_tooltip(const char* metric) {
   ImGui::EndTooltip();
 }
 
+namespace {
+
+// The tile's box at p0 with the texture fitted in it (or why there is none); returns where the
+// picture landed.
+TileRect draw_tile(Ui& ui, const TextureCache::Entry* e, const char* missing, ImVec2 p0, float w, float h) {
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  TileRect r;
+  dl->AddRectFilled(p0, ImVec2(p0.x + w, p0.y + h), IM_COL32(40, 40, 46, 255));
+  if (e && e->id) {
+    const float s = std::min(w / float(e->width), h / float(e->height));
+    const float dw = e->width * s, dh = e->height * s;
+    r = {true, ImVec2(p0.x + (w - dw) / 2, p0.y + (h - dh) / 2), ImVec2(p0.x + (w + dw) / 2, p0.y + (h + dh) / 2)};
+    dl->AddImage(reinterpret_cast<ImTextureID>(static_cast<intptr_t>(e->id)), r.min, r.max);
+    ++ui.tiles_drawn;
+  } else {
+    const char* msg = e && !e->error.empty() ? e->error.c_str() : missing;
+    dl->AddText(ImVec2(p0.x + 6, p0.y + h / 2 - ImGui::GetFontSize() / 2), IM_COL32(150, 150, 160, 255), msg);
+  }
+  if (ImGui::IsItemHovered()) dl->AddRect(p0, ImVec2(p0.x + w, p0.y + h), IM_COL32(255, 200, 80, 255), 0, 0, 2.0f);
+  return r;
+}
+
+}  // namespace
+
 bool image_tile(Ui& ui, const std::string& path, float w, float h, bool large) {
   const ImVec2 p0 = ImGui::GetCursorScreenPos();
-  ImDrawList* dl = ImGui::GetWindowDrawList();
   const bool clicked = ImGui::InvisibleButton(("##tile" + path).c_str(), ImVec2(w, h));
   // Only tiles on screen ask for a decode: scrolling loads what comes into view.
   const bool visible = ImGui::IsItemVisible();
   const TextureCache::Entry* e = nullptr;
   if (!path.empty() && visible) e = large ? ui.large_tex.get(ui.large, path) : ui.thumb_tex.get(ui.thumbs, path);
-  dl->AddRectFilled(p0, ImVec2(p0.x + w, p0.y + h), IM_COL32(40, 40, 46, 255));
-  if (e && e->id) {
-    const float s = std::min(w / float(e->width), h / float(e->height));
-    const float dw = e->width * s, dh = e->height * s;
-    const ImVec2 a(p0.x + (w - dw) / 2, p0.y + (h - dh) / 2);
-    dl->AddImage(reinterpret_cast<ImTextureID>(static_cast<intptr_t>(e->id)), a, ImVec2(a.x + dw, a.y + dh));
-    ++ui.tiles_drawn;
-  } else {
-    const char* msg = path.empty() ? "no image" : e ? e->error.c_str() : "loading";
-    dl->AddText(ImVec2(p0.x + 6, p0.y + h / 2 - ImGui::GetFontSize() / 2), IM_COL32(150, 150, 160, 255), msg);
-  }
-  if (ImGui::IsItemHovered()) dl->AddRect(p0, ImVec2(p0.x + w, p0.y + h), IM_COL32(255, 200, 80, 255), 0, 0, 2.0f);
+  draw_tile(ui, e, path.empty() ? "no image" : "loading", p0, w, h);
   return clicked;
+}
+
+bool row_tile(Ui& ui, int64_t row, float w, float h, bool large, const OverlaySpec* overlay, TileRect* drawn) {
+  const WorkspaceModel* m = ui.model.get();
+  const std::string path = m->image_path(row);
+  const bool over = overlay && m->patch_image(row) >= 0;
+  const ImVec2 p0 = ImGui::GetCursorScreenPos();
+  const bool clicked = ImGui::InvisibleButton(fmt::format("##row{}", row).c_str(), ImVec2(w, h));
+  const TextureCache::Entry* e = nullptr;
+  // Only tiles on screen ask for a picture: scrolling loads what comes into view.
+  if (ImGui::IsItemVisible()) {
+    TextureCache& plain_tex = large ? ui.large_tex : ui.thumb_tex;
+    if (over) {
+      const OverlaySpec s = *overlay;
+      ThumbnailLoader& loader = large ? ui.overlay_large : ui.overlay_thumbs;
+      const int size = loader.size();
+      // The model outlives the loaders (Ui declares it first), so their threads may hold it.
+      e = (large ? ui.overlay_large_tex : ui.overlay_tex)
+              .get(loader, overlay_key(row, s), [m, row, s, size] { return overlay_thumbnail(*m, row, s, size); });
+      if (!e || !e->id) {  // while it is computed: the plain image, when that is already here
+        const TextureCache::Entry* plain = plain_tex.find(path);
+        if (plain && plain->id) e = plain;
+      }
+    } else if (!path.empty()) {
+      e = plain_tex.get(large ? ui.large : ui.thumbs, path);
+    }
+  }
+  const TileRect r = draw_tile(ui, e, !over && path.empty() ? "no image" : "loading", p0, w, h);
+  if (drawn) *drawn = r;
+  return clicked;
+}
+
+void overlay_controls(Ui& ui) {
+  if (!ui.model || !ui.model->has_patches()) return;
+  ImGui::Checkbox("Overlay", &ui.overlay_on);
+  help_marker("Heatmaps from the workspace's patch activations: where on each image the latent fires (or, on the "
+              "image panel, where the class logit gets its evidence), upsampled over the part of the image the "
+              "encoder saw, inferno colours scaled to each image's own maximum.");
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 7);
+  ImGui::SliderInt("opacity", &ui.overlay_pct, 0, 100, "%d%%");
+  if (ImGui::IsItemDeactivatedAfterEdit()) ui.overlay_pct_applied = ui.overlay_pct;
 }
 
 int bar_chart(const char* id, const std::vector<std::pair<std::string, double>>& bars, float width, float bar_h) {

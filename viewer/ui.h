@@ -5,6 +5,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -21,6 +23,7 @@
 #include "viewer/model/intervention_session.h"
 #include "viewer/model/jobs.h"
 #include "viewer/model/latent_table.h"
+#include "viewer/model/overlays.h"
 #include "viewer/model/query.h"
 #include "viewer/model/thumbnails.h"
 #include "viewer/model/workspace_model.h"
@@ -47,11 +50,19 @@ class TextureCache {
   };
   // nullptr until decoded; requests the decode on first use.
   const Entry* get(ThumbnailLoader& loader, const std::string& path);
+  // The same for a derived picture: make() runs on the loader's threads.
+  const Entry* get(ThumbnailLoader& loader, const std::string& key, std::function<Thumbnail()> make);
+  const Entry* find(const std::string& key) const;  // nullptr when not decoded; requests nothing
   void upload_ready(ThumbnailLoader& loader);  // once per frame
+  // Keeps at most max_entries textures, dropping those drawn longest ago (never one drawn in the
+  // last frame); the loader may then make a dropped one again.
+  void trim(ThumbnailLoader& loader, size_t max_entries);
   size_t size() const { return entries_.size(); }
 
  private:
   std::unordered_map<std::string, Entry> entries_;
+  std::unordered_map<std::string, uint64_t> last_drawn_;  // key -> frame, for trim
+  uint64_t frame_ = 0;
 };
 
 // One editable row of the intervention panel.
@@ -108,6 +119,20 @@ struct Ui {
   std::string group_column, group_value;
   std::optional<GroupView> group;
 
+  // Heatmap overlays (with patch activations): one switch for the latent and image panels. The
+  // slider moves overlay_pct; overlays use overlay_pct_applied, set when the slider is let go,
+  // so a drag does not queue every tile at every step.
+  bool overlay_on = false;
+  OverlayKind overlay_kind = OverlayKind::latent;  // the image panel's choice
+  int overlay_pct = int(default_overlay_opacity() * 100 + 0.5), overlay_pct_applied = overlay_pct;
+  ThumbnailLoader overlay_thumbs{2, 128};
+  ThumbnailLoader overlay_large{1, 512};
+  TextureCache overlay_tex, overlay_large_tex;
+  std::optional<PatchListing> patch_listing;  // the image panel's click
+  std::future<std::function<void()>> patch_open;  // opening the patch activations (its result, run on the frame thread)
+  // The spec the panels draw for a latent's map, or for the image panel's choice.
+  OverlaySpec overlay_spec(OverlayKind kind, int64_t latent) const;
+
   // Query by example.
   char query_path[512] = "";
   std::optional<QueryResult> query;
@@ -129,6 +154,8 @@ struct Ui {
   void select_defaults();
   bool busy() const;               // jobs, thumbnails or live evaluation still working
   void on_model_loaded();          // derived state: table, global, session, curves
+  void open_patch_activations();   // on patch_open's thread; the overlays' controls appear when done
+  void take_patch_activations();   // frame thread: installs them (or the problem) once opened
   void ensure_concept_directions();
   bool directions_requested = false;
 };
@@ -139,6 +166,17 @@ void help_marker(const char* text);                     // "(?)" with a tooltip
 void metric_tooltip(const char* metric);                // tooltip explaining how a metric is computed
 // Draws the image (or a placeholder) in a w x h box; returns true when clicked.
 bool image_tile(Ui& ui, const std::string& path, float w, float h, bool large = false);
+// Where a tile's picture landed on screen (drawn false while it is loading or missing).
+struct TileRect {
+  bool drawn = false;
+  ImVec2 min, max;
+};
+// The image of an activations row, under the overlay when one is given and the workspace has
+// patch activations (the plain image, when already decoded, stands in while it is computed).
+bool row_tile(Ui& ui, int64_t row, float w, float h, bool large = false, const OverlaySpec* overlay = nullptr,
+              TileRect* drawn = nullptr);
+// The "Overlay" checkbox and opacity slider (shared by the panels); nothing without patches.
+void overlay_controls(Ui& ui);
 // Horizontal bars for (label, value); returns the index clicked or -1.
 int bar_chart(const char* id, const std::vector<std::pair<std::string, double>>& bars, float width, float bar_h);
 

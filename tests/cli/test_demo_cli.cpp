@@ -25,6 +25,8 @@ TEST_CASE("demo-data and demo commands") {
   CHECK(meta.header.size() == 4 + 12);
   CHECK(meta.has_col("hair"));
   CHECK(meta.has_col("multiple_colours"));
+  CHECK(j["masks"] == t.file("w/masks.h5"));
+  CHECK(fs::exists(t.file("w/masks.h5")));
   for (auto& id : meta.column("ImageID")) CHECK(fs::exists(t.file("w/images/" + id)));
   for (auto& v : meta.column("label")) CHECK((v == "benign" || v == "malignant"));
   auto pre = cl::embed::load_preprocess(t.file("w/encoder.json"));
@@ -41,7 +43,8 @@ TEST_CASE("demo-data and demo commands") {
   CHECK(dj["world"]["n"] == 120);
   for (auto f : {"embeddings.h5", "sae.h5", "activations.h5", "activations.index.h5", "cbm.h5", "probe.h5",
                  "cbm_unbiased.h5", "classify.json", "match.json", "global.json", "global.png", "curve.csv",
-                 "curve.png", "interventions.json", "report.json", "report.md", "workspace.json"})
+                 "curve.png", "interventions.json", "report.json", "report.md", "workspace.json",
+                 "embeddings.patches.h5", "activations.patches.h5", "localize.json"})
     CHECK_MESSAGE(fs::exists(t.file("d") + "/" + f), f);
   std::vector<std::string> ran;
   for (auto& s : dj["steps"]) {
@@ -52,13 +55,14 @@ TEST_CASE("demo-data and demo commands") {
   const auto& sae = dj["sae"];
   CHECK(sae["n_latents"] == 512);
   CHECK(sae["fvu"].get<double>() < 1.5);  // 5 epochs on 81 train images: barely fitted, but finite
-  CHECK(sae["l0"].get<double>() == doctest::Approx(8).epsilon(0.1));  // batchtopk, k = 8 on average
+  CHECK(sae["l0"].get<double>() == doctest::Approx(2).epsilon(0.1));  // batchtopk on patches, k = 2 on average
   REQUIRE(dj["concepts"].size() == 12);
   for (auto& m : dj["concepts"]) {
     INFO(m.dump());
     CHECK(m["latent"].get<int64_t>() >= 0);
     CHECK(m["latent"].get<int64_t>() < 512);
     CHECK(m["auroc"].get<double>() >= 0.5);  // the best latent is never worse than chance
+    CHECK(m["pointing"].is_number());           // the spatial path measured where it fires
   }
   for (auto k : {"cbm_auroc", "probe_auroc", "unbiased_auroc"}) {
     CHECK(dj[k].get<double>() >= 0.0);
@@ -68,12 +72,15 @@ TEST_CASE("demo-data and demo commands") {
   auto rep = nlohmann::json::parse(cl::test::read_text(t.file("d/report.json")));
   CHECK(rep["classify"]["cbm"]["test"]["auroc"] == dj["cbm_auroc"]);
   CHECK(cl::test::read_text(t.file("d/report.md")).find("malignant") != std::string::npos);
+  CHECK(cl::test::read_text(t.file("d/report.md")).find("## Where the concept latents fire") != std::string::npos);
+  CHECK(rep["localize"]["concepts"].size() == 12);
   // The story as text.
   auto txt = cl::test::run_cli({"-q", "demo", "--out", t.file("d2"), "--n", "120", "--device", "cpu", "--sae-epochs", "2"});
   INFO(txt.err);
   REQUIRE(txt.exit_code == 0);
   CHECK(txt.out.find("concepts the SAE found") != std::string::npos);
   CHECK(txt.out.find("hair") != std::string::npos);
+  CHECK(txt.out.find("pointing") != std::string::npos);
   CHECK(txt.out.find("report.md") != std::string::npos);
   if (cl::test::run_cli({"view", "--help"}).exit_code == 0)  // built with the viewer
     CHECK(txt.out.find("open it: conceptlab view " + t.file("d2")) != std::string::npos);

@@ -19,6 +19,8 @@
 #include "tools/demo/probe.h"
 #include "tools/demo/world.h"
 
+#include <opencv2/imgproc.hpp>
+
 namespace fs = std::filesystem;
 using namespace cl::demo;
 using cl::test::TempDir;
@@ -98,6 +100,60 @@ TEST_CASE("demo images render deterministically and differ by flags") {
   CHECK(cv::norm(render_image(hairy, 224), render_image(bare, 224), cv::NORM_L1) > 1000);
 }
 
+TEST_CASE("demo masks: drawing them leaves the image unchanged, one mask per flag that shows, where it was drawn") {
+  DemoWorldParams p;
+  p.n = 60;
+  p.p_structure = 0.5;
+  p.p_artifact = 0.5;
+  const auto w = draw_world(p);
+  const auto names = concept_names();
+  int n_masks = 0;
+  for (const auto& im : w) {
+    std::vector<cv::Mat> masks;
+    const cv::Mat with = render_image(im, 224, &masks), without = render_image(im, 224);
+    REQUIRE(masks.size() == names.size());
+    CHECK(cv::norm(with, without, cv::NORM_INF) == 0);  // masks draw nothing at random
+    for (size_t c = 0; c < names.size(); ++c) {
+      CAPTURE(names[c]);
+      if (!im.flags[c]) CHECK(masks[c].empty());  // a concept that is not there has no mask
+      if (masks[c].empty()) continue;
+      ++n_masks;
+      CHECK(masks[c].type() == CV_8U);
+      CHECK(masks[c].size() == cv::Size(224, 224));
+    }
+  }
+  CHECK(n_masks > 300);  // ~6 shown concepts per image; only fully hidden ones are missing
+  // Where: a ruler is a band along one side; a lone hair's mask is thin and covers its dark pixels.
+  DemoImage ruler = w[0], hair = w[0];
+  std::fill(ruler.flags.begin(), ruler.flags.end(), 0);
+  hair.flags = ruler.flags;
+  ruler.flags[concept_index("ruler")] = 1;
+  hair.flags[concept_index("hair")] = 1;
+  std::vector<cv::Mat> m;
+  render_image(ruler, 224, &m);
+  const cv::Mat& band = m[concept_index("ruler")];
+  REQUIRE_FALSE(band.empty());
+  const int on = cv::countNonZero(band);
+  CHECK(on == 16 * 224);  // the 16-pixel band at 224 px
+  const bool side = cv::countNonZero(band.row(0)) == 224 || cv::countNonZero(band.row(223)) == 224 ||
+                    cv::countNonZero(band.col(0)) == 224 || cv::countNonZero(band.col(223)) == 224;
+  CHECK(side);
+  DemoImage bare = hair;
+  bare.flags[concept_index("hair")] = 0;
+  const cv::Mat img = render_image(hair, 224, &m), without_hair = render_image(bare, 224);
+  const cv::Mat& strands = m[concept_index("hair")];
+  REQUIRE_FALSE(strands.empty());
+  CHECK(cv::countNonZero(strands) < 224 * 224 / 8);
+  // Hair is drawn after everything else it could cover: the pixels it changed are its strokes.
+  cv::Mat diff, grey;
+  cv::absdiff(img, without_hair, diff);
+  cv::cvtColor(diff, grey, cv::COLOR_BGR2GRAY);
+  cv::Mat drawn = grey >= 40, outside = drawn.clone();
+  outside.setTo(0, strands);
+  REQUIRE(cv::countNonZero(drawn) > 100);
+  CHECK(cv::countNonZero(outside) <= cv::countNonZero(drawn) / 20);
+}
+
 TEST_CASE("probe helpers: AUROC with ties and a ridge probe on a linear concept") {
   CHECK(cl::cbm::auroc({0.1, 0.2, 0.3, 0.4}, {0, 0, 1, 1}) == 1.0);
   CHECK(cl::cbm::auroc({0.4, 0.3, 0.2, 0.1}, {0, 0, 1, 1}) == 0.0);
@@ -165,4 +221,14 @@ TEST_CASE("demo acceptance (n=1500): the SAE finds every planted concept and zer
   CHECK(r.hair_zeroed_auroc > r.control_hi);
   CHECK(fs::exists(r.report_md));
   CHECK(fs::exists(t.file("demo/montage_hair.png")));
+  // Where: every well-matched concept latent points inside its masks, far above random latents.
+  const auto& artifacts = artifact_names();
+  for (const auto& c : r.concepts) {
+    if (c.auroc < 0.9) continue;
+    const bool artifact = std::find(artifacts.begin(), artifacts.end(), c.concept_name) != artifacts.end();
+    INFO(c.concept_name << " pointing " << c.pointing << " control " << c.control_pointing << " patch AUROC " << c.patch_auroc);
+    CHECK(c.pointing >= (artifact ? 0.9 : 0.8));
+    CHECK(c.control_pointing < c.pointing - 0.5);
+    CHECK(c.patch_auroc > 0.7);
+  }
 }

@@ -14,6 +14,7 @@
 
 #include "tests/test_util.h"
 #include "tests/viewer_model/fixture.h"
+#include "viewer/model/overlays.h"
 #include "viewer/model/workspace_model.h"
 
 namespace fs = std::filesystem;
@@ -164,4 +165,72 @@ TEST_CASE("viewer: a broken workspace shows the problems panel, bad options are 
   CHECK(r.exit_code == 0);
   CHECK(r.err.find("activations.h5") != std::string::npos);
   CHECK(r.err.find("panel problems") != std::string::npos);
+}
+
+TEST_CASE("viewer: heatmap overlays change the image and latent panels, and only with patch activations") {
+  if (!can_render()) {
+    MESSAGE("skipped: no DISPLAY and no xvfb-run (install xvfb)");
+    return;
+  }
+  test::TempDir t;
+  const std::string ws = test::make_viewer_workspace(t.path.string(), 300);
+  // Without patch activations the option is accepted and draws the plain panel.
+  const cv::Mat plain_latent = shot(ws, t.file("latent_plain.png"), {"--panel", "latent"});
+  const cv::Mat no_patches = shot(ws, t.file("latent_nopatch.png"), {"--panel", "latent", "--overlay", "latent"});
+  CHECK(difference(plain_latent, no_patches) < 0.2);
+  CHECK(view({ws, "--screenshot", t.file("x.png"), "--overlay", "nope"}).exit_code == 2);
+
+  test::write_viewer_patches(ws);
+  const auto m = viewer::WorkspaceModel::load(viewer::WorkspacePaths::from_workspace(ws));
+  REQUIRE(m->has_patches());
+  REQUIRE(m->issues.empty());
+  // The panels open on the default latent; the image: one of its top images where the class
+  // logit's attribution map has positive evidence too, so both overlays draw something.
+  const int64_t l = m->default_latent();
+  std::string image_id;
+  const auto b = static_cast<size_t>(m->index.indptr[static_cast<size_t>(l)]);
+  const auto e = static_cast<size_t>(m->index.indptr[static_cast<size_t>(l) + 1]);
+  for (size_t i = b; i < e && image_id.empty(); ++i) {
+    const int64_t row = m->index.rows[i];
+    if (viewer::overlay_vmax(viewer::overlay_map(*m, row, {viewer::OverlayKind::attribution, -1, 0.6})) > 0)
+      image_id = m->acts.ids[static_cast<size_t>(row)];
+  }
+  REQUIRE(!image_id.empty());
+
+  const std::vector<std::string> latent = {"--panel", "latent", "--select", fmt::format("latent={}", l)};
+  const std::vector<std::string> image = {"--panel", "image", "--select", "image=" + image_id};
+  auto with = [](std::vector<std::string> a, const char* kind) {
+    a.insert(a.end(), {"--overlay", kind});
+    return a;
+  };
+  const cv::Mat latent_off = shot(ws, t.file("latent_off.png"), latent);
+  const cv::Mat latent_on = shot(ws, t.file("latent_on.png"), with(latent, "latent"));
+  const cv::Mat image_off = shot(ws, t.file("image_off.png"), image);
+  const cv::Mat image_on = shot(ws, t.file("image_on.png"), with(image, "latent"));
+  const cv::Mat image_attr = shot(ws, t.file("image_attr.png"), with(image, "attribution"));
+  MESSAGE("mean |difference|: latent panel " << difference(latent_off, latent_on) << ", image panel "
+          << difference(image_off, image_on) << " (latent), " << difference(image_off, image_attr) << " (attribution)");
+  CHECK(difference(latent_off, latent_on) > 0.5);
+  CHECK(difference(image_off, image_on) > 0.5);
+  CHECK(difference(image_off, image_attr) > 0.5);
+  CHECK(difference(image_on, image_attr) > 0.05);  // the latent's map is not the logit's
+  // The overlays are inferno colours: the overlay shots hold more warm, saturated pixels.
+  auto warm = [](const cv::Mat& img) {
+    cv::Mat hsv;
+    cv::cvtColor(img, hsv, cv::COLOR_BGR2HSV);
+    cv::Mat mask;
+    cv::inRange(hsv, cv::Scalar(0, 120, 120), cv::Scalar(30, 255, 255), mask);  // reds to yellows
+    return cv::countNonZero(mask);
+  };
+  CHECK(warm(latent_on) > warm(latent_off) + 1000);
+  CHECK(warm(image_on) > warm(image_off) + 1000);
+
+  // A broken patch file: a problem naming it, the panel drawn as without patches (but for the
+  // count in the navigation's "Problems (1)").
+  test::write_text(ws + "/activations.patches.h5", "garbage");
+  const auto r =
+      view({ws, "--screenshot", t.file("broken.png"), "--size", "1280x800", "--panel", "latent", "--overlay", "latent"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.find("activations.patches.h5") != std::string::npos);
+  CHECK(difference(cv::imread(t.file("broken.png")), plain_latent) < 0.2);
 }

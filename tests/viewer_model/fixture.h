@@ -1,7 +1,8 @@
 // A small pipeline workspace with planted concepts and real image files, for the viewer's model
 // and screenshot tests: five concept directions in 24-dim embeddings (c0..c3 and an artifact
 // "grp" tied to the label in train only), a 48 px PNG per image drawn from its flags, and
-// `conceptlab run`'s steps on it (BatchTopK SAE, CBM, explain, interventions, curves).
+// `conceptlab run`'s steps on it (BatchTopK SAE, CBM, explain, interventions, curves), and patch
+// activations for it (write_viewer_patches) where a test needs the spatial path.
 #pragma once
 
 #include <cmath>
@@ -12,9 +13,12 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "core/activations.h"
 #include "core/csv.h"
 #include "core/embeddings.h"
+#include "core/patches.h"
 #include "core/random.h"
+#include "core/workspace_layout.h"
 #include "tools/pipeline/pipeline.h"
 
 namespace cl::test {
@@ -96,6 +100,46 @@ inline std::string make_viewer_workspace(const std::string& dir, int64_t n = 600
   o.device = "cpu";
   pipeline::run_pipeline(p, o);
   return o.workspace;
+}
+
+// Where write_viewer_patches puts a latent: its cell, and half its activation in the next cell.
+inline int64_t viewer_patch_cell(int64_t latent, int64_t n_patches) { return (latent * 5) % n_patches; }
+
+// Patch activations for a workspace from make_viewer_workspace, written as the pipeline names
+// them (WS/activations.patches.h5) with the format's writers: a grid x grid grid over each 48 px
+// image (crop box the whole image), each latent of the image's row at viewer_patch_cell (its
+// activation) and the cell after it (half). Returns the patch rows [n_images * P, n_latents].
+inline CsrMatrix write_viewer_patches(const std::string& ws, int64_t grid = 4) {
+  const std::string acts_path = ws + "/" + workspace::kActivations;
+  const Activations a = read_activations(acts_path);
+  const int64_t P = grid * grid, n = static_cast<int64_t>(a.ids.size());
+  PatchGeometry g;
+  g.grid_h = g.grid_w = grid;
+  g.image_ids = a.ids;
+  for (int64_t i = 0; i < n; ++i) {
+    g.image_size.insert(g.image_size.end(), {48, 48});
+    g.crop_box.insert(g.crop_box.end(), {0.0f, 0.0f, 48.0f, 48.0f});
+  }
+  CsrMatrix rows;
+  rows.n_cols = a.acts.n_cols;
+  std::vector<std::string> ids;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t p = 0; p < P; ++p) {
+      std::vector<int32_t> cols;
+      std::vector<float> vals;
+      for (const auto [j, v] : a.acts.row(i)) {
+        const int64_t c = viewer_patch_cell(j, P);
+        if (c == p) cols.push_back(j), vals.push_back(v);
+        else if ((c + 1) % P == p) cols.push_back(j), vals.push_back(v / 2);
+      }
+      rows.append_row(cols.data(), vals.data(), static_cast<int64_t>(cols.size()));
+      ids.push_back(patch_row_id(a.ids[static_cast<size_t>(i)], p));
+    }
+  ActivationsWriter w(ws + "/" + workspace::kPatchActivations, a.acts.n_cols, {{"activations", acts_path}});
+  w.set_patches(g);
+  w.append(ids, rows);
+  w.commit();
+  return rows;
 }
 
 }  // namespace cl::test

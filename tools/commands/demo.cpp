@@ -17,8 +17,14 @@ void print_story(const demo::DemoReport& r, const demo::DemoParams& p) {
   fmt::print("world: {} images ({} train with hair tied to malignancy, {} test without) -> {}\n", r.world.n,
              r.world.n_train, r.world.n_test, r.world.dir);
   fmt::print("sae: {} latents, FVU {:.3f}, L0 {:.1f}, dead {:.1f}%\n", r.n_latents, r.sae_fvu, r.sae_l0, 100 * r.sae_dead);
-  fmt::print("concepts the SAE found (best single latent per planted concept, AUROC over all images):\n");
-  for (const auto& c : r.concepts) fmt::print("  {:<18} latent {:<5} {:.3f}\n", c.concept_name, c.latent, c.auroc);
+  const bool where = std::any_of(r.concepts.begin(), r.concepts.end(), [](const auto& c) { return std::isfinite(c.pointing); });
+  fmt::print("concepts the SAE found (best single latent per planted concept, AUROC over all images{}):\n",
+             where ? "; where it fires: pointing game against the world's masks, random latents in brackets" : "");
+  for (const auto& c : r.concepts) {
+    fmt::print("  {:<18} latent {:<5} {:.3f}", c.concept_name, c.latent, c.auroc);
+    if (std::isfinite(c.pointing)) fmt::print("   pointing {:.2f} ({:.2f})", c.pointing, c.control_pointing);
+    fmt::print("\n");
+  }
   auto row = [](const char* what, double auroc, const std::string& extra = "") {
     fmt::print("  {:<57} {:.3f}{}\n", what, auroc, extra.empty() ? "" : "   " + extra);
   };

@@ -19,7 +19,7 @@ Command command_view() {
             struct Args {
               std::string workspace, activations, cbm, labels, label_col, id_col, split_col, eval_split = "test", subgroup_col;
               std::string images, sae, names, index, screenshot, panel = "overview", select, size = "1600x1000", edits;
-              std::string device = "cpu";
+              std::string device = "cpu", overlay;
             };
             auto a = std::make_shared<Args>();
             sub.add_option("workspace", a->workspace, "workspace folder from `conceptlab run` (or give the files below)");
@@ -39,6 +39,8 @@ Command command_view() {
             sub.add_option("--select", a->select, "with --screenshot: latent=N or image=ID");
             sub.add_option("--size", a->size, "window size WxH");
             sub.add_option("--device", a->device, "query by example: cpu | cuda | auto");
+            sub.add_option("--overlay", a->overlay,
+                           "start with heatmap overlays on (needs patch activations): latent | attribution");
             return [a, shot](const Context&) -> int {
               if (shot->count() > 0 && a->screenshot.empty()) throw_usage("--screenshot '': expected a PNG path");
               viewer::ViewerOptions o;
@@ -67,6 +69,7 @@ Command command_view() {
                 throw_usage("--size '{}': expected WIDTHxHEIGHT like 1600x1000", a->size);
               o.width = static_cast<int>(w), o.height = static_cast<int>(h);
               o.screenshot_path = a->screenshot, o.panel = a->panel, o.select = a->select, o.edits_path = a->edits;
+              o.overlay = a->overlay;
               if (a->screenshot.empty() && (a->panel != "overview" || !a->select.empty()))
                 spdlog::info("view: --panel and --select pick the first panel shown");
               o.device = pick_device(a->device);

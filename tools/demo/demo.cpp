@@ -81,15 +81,20 @@ pipeline::PipelineParams demo_pipeline_params() {
   p.data.concept_cols = concept_names();
   p.data.subgroup_col = "hair";
   p.embed.batch = 64;
-  // A BatchTopK SAE (top-k over the batch: an image gets as many latents as it has concepts,
-  // k on average) with about as many latents as dimensions, small batches so a few thousand
-  // images give enough steps, and the pre-bias at zero: the demo encoder puts "no concept" at
-  // the origin, and a median pre-bias would sit on the common concepts.
+  // The spatial path: the encoder's 8 x 8 patch tokens, an SAE trained on patches, an image's
+  // activation the max over its patches, heatmaps, and localisation against the world's masks
+  // (data.masks, set by run_demo).
+  p.embed.patches = true;
+  p.pool = "max";
+  // A BatchTopK SAE (top-k over the batch: a patch gets as many latents as it shows concepts,
+  // k on average) with about as many latents as dimensions, and the pre-bias at zero: the demo
+  // encoder puts "no concept" at the origin, and a median pre-bias would sit on the common
+  // concepts.
   p.sae.arch = "batchtopk";
-  p.sae.k = 8;
+  p.sae.k = 2;
   p.sae.n_latents = 512;
-  p.sae.batch = 64;
-  p.sae.epochs = 30;
+  p.sae.batch = 1024;
+  p.sae.epochs = 3;
   p.sae.lr = 1e-3;
   p.sae.pre_bias_init = "zero";
   p.sae.checkpoint_every = 0;
@@ -103,7 +108,10 @@ pipeline::PipelineParams demo_pipeline_params() {
 
 nlohmann::json to_json(const DemoReport& r) {
   nlohmann::json concepts = nlohmann::json::array();
-  for (const auto& c : r.concepts) concepts.push_back({{"concept", c.concept_name}, {"latent", c.latent}, {"auroc", c.auroc}});
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  for (const auto& c : r.concepts)
+    concepts.push_back({{"concept", c.concept_name}, {"latent", c.latent}, {"auroc", c.auroc}, {"pointing", num(c.pointing)},
+                        {"control_pointing", num(c.control_pointing)}, {"patch_auroc", num(c.patch_auroc)}});
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& s : r.steps) steps.push_back({{"step", s.name}, {"ran", s.ran}, {"seconds", s.seconds}});
   return {{"world", to_json(r.world)},
@@ -129,6 +137,7 @@ DemoReport run_demo(const DemoParams& p, Device device, ProgressSink& progress) 
   pipeline::PipelineParams pp = p.pipeline;
   pp.data.csv = "set by the demo";
   pp.embed.model = "set by the demo";
+  if (pp.embed.patches) pp.data.masks = "set by the demo";
   pipeline::validate(pp);  // every stage's settings are checked before the first image is drawn
   DemoReport r;
   spdlog::info("demo: generating {} images into {}", p.world.n, p.out_dir);
@@ -136,6 +145,7 @@ DemoReport run_demo(const DemoParams& p, Device device, ProgressSink& progress) 
   pp.data.csv = r.world.meta_csv;
   pp.data.image_root = r.world.images_dir;
   pp.embed.model = r.world.encoder_path;
+  if (pp.embed.patches) pp.data.masks = r.world.masks_path;
   pipeline::RunOptions o;
   o.workspace = p.out_dir;
   o.device = device.str();
@@ -153,6 +163,14 @@ DemoReport run_demo(const DemoParams& p, Device device, ProgressSink& progress) 
   for (const auto& c : rep["match"]["concepts"])
     r.concepts.push_back({c["concept"].get<std::string>(), c["best"].empty() ? -1 : c["best"][0]["latent"].get<int64_t>(),
                           c["best"].empty() ? 0.0 : num_or(c["best"][0]["auroc"], 0.0)});
+  if (rep.contains("localize"))
+    for (const auto& l : rep["localize"]["concepts"])
+      for (auto& c : r.concepts)
+        if (c.concept_name == l["concept"] && c.latent == l["latent"].get<int64_t>()) {
+          c.pointing = num_or(l["pointing"]);
+          c.control_pointing = num_or(l["control_pointing"]);
+          c.patch_auroc = num_or(l["patch_auroc"]);
+        }
   r.cbm_auroc = num_or(rep["classify"]["cbm"]["test"]["auroc"]);
   r.probe_auroc = num_or(rep["classify"]["probe"]["test"]["auroc"]);
   r.unbiased_auroc = num_or(rep["classify"]["unbiased"]["test"]["auroc"]);

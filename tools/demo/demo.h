@@ -48,6 +48,8 @@ struct ConceptFound {
   std::string concept_name;
   int64_t latent = -1;
   double auroc = 0;
+  // Where the latent fires against the world's masks (explain/localize.h; NaN without patches).
+  double pointing = std::nan(""), control_pointing = std::nan(""), patch_auroc = std::nan("");
 };
 
 struct DemoReport {

@@ -82,7 +82,7 @@ def edges(self, lum):
     corner = torch.sqrt(torch.relu(sxx * syy - sxy * sxy) + 1e-8)
     return torch.cat([mag, corner], 1)
 
-def features(self, x):
+def maps(self, x):
     lum = torch.conv2d(x, self.w_lum)
     xh = torch.avg_pool2d(x, [2, 2])
     x2 = (xh * xh).sum(1, keepdim=True)
@@ -93,18 +93,30 @@ def features(self, x):
     f1 = torch.conv2d(lum, self.w_bank, None, [1, 1], [4, 4])
     f2 = torch.conv2d(lum2, self.w_bank, None, [1, 1], [4, 4])
     f4 = torch.conv2d(lum4, self.w_bank, None, [1, 1], [4, 4])
-    parts = [self.pool(colour),
-             self.pool(torch.relu(f1)), self.pool(torch.relu(-f1)),
-             self.pool(torch.relu(f2)), self.pool(torch.relu(-f2)),
-             self.pool(torch.relu(f4)), self.pool(torch.relu(-f4)),
-             self.pool(self.edges(lum2)), self.pool(self.edges(lum4))]
-    return torch.sqrt(torch.cat(parts, 1) + 1e-6)
+    return [colour, torch.relu(f1), torch.relu(-f1), torch.relu(f2), torch.relu(-f2),
+            torch.relu(f4), torch.relu(-f4), self.edges(lum2), self.edges(lum4)]
+
+def pooled(self, ms: List[torch.Tensor]):
+    return torch.sqrt(torch.cat([self.pool(m) for m in ms], 1) + 1e-6)
+
+def features(self, x):
+    return self.pooled(self.maps(x))
+
+def celled(self, ms: List[torch.Tensor]):
+    g = torch.cat([torch.adaptive_avg_pool2d(m, [8, 8]) for m in ms], 1)
+    ctx = torch.avg_pool2d(g, [3, 3], [1, 1], [1, 1], False, False)
+    f = torch.sqrt(torch.cat([g, ctx], 1) + 1e-6)
+    return f.flatten(2).transpose(1, 2)
 
 def forward(self, x):
-    z = torch.matmul((self.features(x) - self.f_mu) / self.f_sd, self.w_head) + self.b_head
-    s = torch.relu(torch.tanh(2.0 * z))
-    n = torch.matmul((self.features(x) - self.f_mu) / self.f_sd, self.proj)
-    return torch.matmul(s, self.dirs) + n
+    ms = self.maps(x)
+    f = (self.pooled(ms) - self.f_mu) / self.f_sd
+    s = torch.relu(torch.tanh(2.0 * (torch.matmul(f, self.w_head) + self.b_head)))
+    image = torch.matmul(s, self.dirs) + torch.matmul(f, self.proj)
+    fc = (self.celled(ms) - self.c_mu) / self.c_sd
+    sc = torch.relu(torch.tanh(2.0 * (torch.matmul(fc, self.w_cell) + self.b_cell)))
+    patches = torch.matmul(sc, self.dirs) + torch.matmul(fc, self.proj_cell)
+    return torch.cat([image.unsqueeze(1), patches], 1)
 )JIT";
 
 }  // namespace
@@ -126,9 +138,34 @@ constexpr int64_t kHeadImages = 3000;
 constexpr double kDirectionScale = 4.0;  // length of a present concept's direction
 constexpr double kNoiseScale = 0.02;     // per-dimension scale of the random feature projection
 
+// Patch labels of a cell: the concept covers at least this fraction of the cell's pixels (a hair
+// crossing a cell covers 4-8%), or none of them; cells in between are left out of the fit.
+constexpr double kCellPositive = 0.03;
+constexpr int64_t kCellImages = 800;  // training images whose cells fit the patch detectors
+
+// Per image, cell (row-major) and concept: 1 = present, 0 = absent, -1 = left out.
+std::vector<int8_t> cell_labels(const std::vector<cv::Mat>& masks, int image_size) {
+  const int G = kDemoEncoderGrid;
+  std::vector<int8_t> y(static_cast<size_t>(G * G) * masks.size(), 0);
+  for (int r = 0; r < G; ++r)
+    for (int c = 0; c < G; ++c) {
+      const int x0 = c * image_size / G, x1 = (c + 1) * image_size / G, y0 = r * image_size / G,
+                y1 = (r + 1) * image_size / G;
+      for (size_t k = 0; k < masks.size(); ++k) {
+        if (masks[k].empty()) continue;
+        const double cover =
+            cv::countNonZero(masks[k](cv::Rect(x0, y0, x1 - x0, y1 - y0)) >= 128) / double((x1 - x0) * (y1 - y0));
+        y[(static_cast<size_t>(r * G + c)) * masks.size() + k] = cover >= kCellPositive ? 1 : cover > 0 ? -1 : 0;
+      }
+    }
+  return y;
+}
+
 // Features of a generated training world (rendered, JPEG round-tripped like the images on disk,
-// preprocessed as embed does) and its flags.
-torch::Tensor training_features(torch::jit::Module& m, std::vector<std::vector<int>>& flags, int workers) {
+// preprocessed as embed does) and its flags; the cell features of its first kCellImages images
+// ([n * cells, n_cell_features]) and their labels (cell_labels, concatenated).
+torch::Tensor training_features(torch::jit::Module& m, std::vector<std::vector<int>>& flags, torch::Tensor& cell_f,
+                                std::vector<int8_t>& cell_y, int workers) {
   DemoWorldParams tp;
   tp.n = kHeadImages;
   tp.seed = kHeadSeed;
@@ -139,21 +176,35 @@ torch::Tensor training_features(torch::jit::Module& m, std::vector<std::vector<i
   const auto pre = demo_encoder_preprocess();
   const int64_t S = pre.image_size, chw = 3 * S * S;
   std::vector<float> x(static_cast<size_t>(kHeadImages * chw));
+  const int64_t n_cells = int64_t{kDemoEncoderGrid} * kDemoEncoderGrid, n_concepts = concept_names().size();
+  cell_y.assign(static_cast<size_t>(kCellImages * n_cells * n_concepts), 0);
   parallel_for(kHeadImages, workers, [&](int64_t i) {
     std::vector<unsigned char> jpg;
-    cv::imencode(".jpg", render_image(world[static_cast<size_t>(i)], tp.image_size), jpg,
-                 {cv::IMWRITE_JPEG_QUALITY, tp.jpeg_quality});
+    std::vector<cv::Mat> masks;
+    cv::imencode(".jpg", render_image(world[static_cast<size_t>(i)], tp.image_size, i < kCellImages ? &masks : nullptr),
+                 jpg, {cv::IMWRITE_JPEG_QUALITY, tp.jpeg_quality});
+    if (i < kCellImages) {
+      const auto y = cell_labels(masks, tp.image_size);
+      std::copy(y.begin(), y.end(), cell_y.begin() + i * n_cells * n_concepts);
+    }
     const auto dec = embed::convert_decoded(cv::imdecode(jpg, cv::IMREAD_UNCHANGED));
     embed::to_chw(embed::resize_and_crop(dec.rgb, pre), pre, x.data() + i * chw);
   });
   flags.assign(concept_names().size(), std::vector<int>(static_cast<size_t>(kHeadImages)));
   for (int64_t i = 0; i < kHeadImages; ++i)
     for (size_t c = 0; c < flags.size(); ++c) flags[c][static_cast<size_t>(i)] = world[static_cast<size_t>(i)].flags[c];
-  std::vector<torch::Tensor> parts;
+  std::vector<torch::Tensor> parts, cell_parts;
   for (int64_t s = 0; s < kHeadImages; s += 100) {
     auto xb = torch::from_blob(x.data() + s * chw, {std::min<int64_t>(100, kHeadImages - s), 3, S, S}, torch::kFloat);
-    parts.push_back(m.run_method("features", xb).toTensor());
+    // The filter maps once per batch: pooled for the image detectors, per cell for the patch ones.
+    const auto maps = m.run_method("maps", xb);
+    parts.push_back(m.run_method("pooled", maps).toTensor());
+    if (s < kCellImages) {
+      auto cells = m.run_method("celled", maps).toTensor();
+      cell_parts.push_back(cells.slice(0, 0, kCellImages - s));
+    }
   }
+  cell_f = torch::cat(cell_parts, 0).reshape({kCellImages * n_cells, -1}).contiguous();
   return torch::cat(parts, 0);
 }
 
@@ -205,6 +256,13 @@ void write_demo_encoder(const std::string& model_path, const std::string& json_p
     basis.push_back(v);
     for (int64_t j = 0; j < kDemoEncoderDim; ++j) dirs[c][j] = static_cast<float>(kDirectionScale * v[j]);
   }
+  // Drawn after everything the image embedding uses, so that stays what it was before patches.
+  const int64_t n_cell_feat = 2 * n_maps;
+  auto proj_cell = torch::zeros({n_cell_feat, kDemoEncoderDim}, torch::kFloat);
+  auto pc = proj_cell.accessor<float, 2>();
+  for (int64_t i = 0; i < n_cell_feat; ++i)
+    for (int64_t j = 0; j < kDemoEncoderDim; ++j)
+      pc[i][j] = static_cast<float>(kNoiseScale * g.normal() / std::sqrt(double(n_cell_feat)));
 
   torch::jit::Module m("conceptlab_demo_encoder");
   m.register_buffer("w_lum", w_lum);
@@ -218,12 +276,19 @@ void write_demo_encoder(const std::string& model_path, const std::string& json_p
   m.register_buffer("f_sd", torch::ones({n_feat}));
   m.register_buffer("w_head", torch::zeros({n_feat, C}));
   m.register_buffer("b_head", torch::zeros({C}));
+  m.register_buffer("proj_cell", proj_cell);
+  m.register_buffer("c_mu", torch::zeros({n_cell_feat}));
+  m.register_buffer("c_sd", torch::ones({n_cell_feat}));
+  m.register_buffer("w_cell", torch::zeros({n_cell_feat, C}));
+  m.register_buffer("b_cell", torch::zeros({C}));
   try {
     m.define(kForward);
     // Train the concept detectors on a generated world of their own: standardise the features,
     // then one L2 logistic regression per concept flag.
     std::vector<std::vector<int>> flags;
-    const torch::Tensor f = training_features(m, flags, workers);
+    torch::Tensor cell_f;
+    std::vector<int8_t> cell_y;
+    const torch::Tensor f = training_features(m, flags, cell_f, cell_y, workers);
     const auto mu = f.mean(0), sd = f.std(0).clamp_min(1e-6);
     const auto fs = ((f - mu) / sd).contiguous();
     const CsrMatrix X = csr_from_dense(fs.data_ptr<float>(), fs.size(0), fs.size(1));
@@ -241,6 +306,28 @@ void write_demo_encoder(const std::string& model_path, const std::string& json_p
     m.setattr("f_sd", sd);
     m.setattr("w_head", w_head);
     m.setattr("b_head", b_head);
+    // The patch detectors: the same, per grid cell, on the cell's features against its labels.
+    const auto c_mu = cell_f.mean(0), c_sd = cell_f.std(0).clamp_min(1e-6);
+    const auto cfs = ((cell_f - c_mu) / c_sd).contiguous();
+    const CsrMatrix Xc = csr_from_dense(cfs.data_ptr<float>(), cfs.size(0), cfs.size(1));
+    auto w_cell = torch::zeros({n_cell_feat, C}), b_cell = torch::zeros({C});
+    parallel_for(C, workers, [&](int64_t c) {
+      std::vector<int> y(static_cast<size_t>(cfs.size(0)));
+      std::vector<int64_t> rows;
+      for (int64_t i = 0; i < cfs.size(0); ++i) {
+        const int8_t v = cell_y[static_cast<size_t>(i * C + c)];
+        if (v < 0) continue;
+        y[static_cast<size_t>(i)] = v;
+        rows.push_back(i);
+      }
+      const auto fit = cbm::fit_logreg(Xc, y, 2, lp, rows);
+      for (int64_t j = 0; j < n_cell_feat; ++j) w_cell[j][c] = static_cast<float>(fit.weights[static_cast<size_t>(j)]);
+      b_cell[c] = static_cast<float>(fit.bias[0]);
+    });
+    m.setattr("c_mu", c_mu);
+    m.setattr("c_sd", c_sd);
+    m.setattr("w_cell", w_cell);
+    m.setattr("b_cell", b_cell);
     m.save(model_path);
   } catch (const c10::Error& e) {
     throw_input("{}: cannot build or save the demo encoder ({})", model_path, std::string(e.what()).substr(0, 300));
@@ -249,7 +336,11 @@ void write_demo_encoder(const std::string& model_path, const std::string& json_p
   j["model"] =
       "conceptlab demo encoder: designed filters, concept detectors trained on generated images, fixed random "
       "concept directions (stand-in for a foundation model)";
-  j["output"] = fmt::format("[N,{}] float32", kDemoEncoderDim);
+  // Tokens [N, 1 + G*G, D]: the image embedding as a class token, then one token per grid cell
+  // (each concept's direction where its patch detector sees it), so `embed` writes the image
+  // embedding and `embed --patches` the grid as well.
+  j["output"] = {{"tokens", "cls"}, {"prefix_tokens", 1}};
+  j["output_shape"] = fmt::format("[N,{},{}] float32", 1 + kDemoEncoderGrid * kDemoEncoderGrid, kDemoEncoderDim);
   write_file_atomic(json_path, j.dump(1) + "\n");
 }
 

@@ -16,6 +16,7 @@ namespace cl::demo {
 
 inline constexpr int kDemoEncoderInput = 128;  // model input side (images are resized to this)
 inline constexpr int kDemoEncoderDim = 512;    // embedding dimension
+inline constexpr int kDemoEncoderGrid = 8;     // patch tokens: a G x G grid of 16 x 16 input pixels
 
 // Preprocessing the demo encoder expects (direct resize to 128, antialiased bilinear, [-1,1]).
 embed::PreprocessParams demo_encoder_preprocess();

@@ -17,6 +17,7 @@
 #include "core/parallel.h"
 #include "core/random.h"
 #include "core/progress.h"
+#include "explain/masks.h"
 #include "tools/demo/encoder.h"
 
 namespace fs = std::filesystem;
@@ -138,14 +139,39 @@ std::vector<DemoImage> draw_world(const DemoWorldParams& p) {
   return out;
 }
 
-cv::Mat render_image(const DemoImage& im, int S) {
+cv::Mat render_image(const DemoImage& im, int S, std::vector<cv::Mat>* masks) {
   Rng r(im.render_seed);
   const double k = S / 224.0;
-  auto flag = [&](const std::string& name) {
-    auto names = concept_names();
-    return im.flags[std::find(names.begin(), names.end(), name) - names.begin()] != 0;
+  const auto names = concept_names();
+  auto index = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
   };
+  auto flag = [&](const std::string& name) { return im.flags[index(name)] != 0; };
   cv::RNG cvr(im.render_seed | 1);
+  // Masks are drawn from the same geometry as the pixels, never from new draws of r or cvr.
+  if (masks) masks->assign(names.size(), cv::Mat());
+  auto mask_of = [&](const std::string& name) -> cv::Mat* {
+    if (!masks) return nullptr;
+    cv::Mat& m = (*masks)[index(name)];
+    if (m.empty()) m = cv::Mat::zeros(S, S, CV_8U);
+    return &m;
+  };
+  // Later layers hide what is under them: clear `hidden` (CV_8U, non-zero = hidden) from every
+  // mask but `except`.
+  auto hide = [&](const cv::Mat& hidden, const std::string& except) {
+    if (!masks) return;
+    for (size_t c = 0; c < masks->size(); ++c)
+      if (!(*masks)[c].empty() && names[c] != except) (*masks)[c].setTo(0, hidden);
+  };
+  // Pixels a drawing step changed visibly (max channel difference >= 20), for strokes whose
+  // random thickness is drawn inside the call.
+  auto changed = [](const cv::Mat& before, const cv::Mat& after) -> cv::Mat {
+    cv::Mat d, d1;
+    cv::absdiff(before, after, d);
+    d = d.reshape(1, static_cast<int>(d.total()));
+    cv::reduce(d, d1, 1, cv::REDUCE_MAX);
+    return d1.reshape(1, after.rows) >= 20;
+  };
 
   // Skin with illumination gradient and fine texture.
   const double tone = r.u();
@@ -231,6 +257,7 @@ cv::Mat render_image(const DemoImage& im, int S) {
       cv::fillPoly(m, std::vector<std::vector<cv::Point>>{blob(r, pc, r0 * r.u(0.35, 0.5), r0 * r.u(0.35, 0.5), 0.15, 3)},
                    cv::Scalar(255), cv::LINE_AA);
       blend(layer, soft_mask(m, 2 * k), jitter(r, palette[(first + j) % 3], 10), 1.0);
+      if (auto* mm = mask_of("multiple_colours")) cv::max(*mm, m, *mm);
     }
   }
   if (flag("blue_white_veil")) {
@@ -239,6 +266,7 @@ cv::Mat render_image(const DemoImage& im, int S) {
     cv::fillPoly(m, std::vector<std::vector<cv::Point>>{blob(r, pc, r0 * r.u(0.4, 0.55), r0 * r.u(0.4, 0.55), 0.12, 3)},
                  cv::Scalar(255), cv::LINE_AA);
     blend(layer, soft_mask(m, 4 * k), jitter(r, cv::Scalar(185, 150, 125), 10), 0.8);
+    if (auto* mm = mask_of("blue_white_veil")) cv::max(*mm, m, *mm);
   }
   if (flag("regression")) {
     int n_patch = r.i(1, 2);
@@ -249,6 +277,7 @@ cv::Mat render_image(const DemoImage& im, int S) {
       cv::fillPoly(m, std::vector<std::vector<cv::Point>>{blob(r, pc, rr, rr * r.u(0.6, 1.0), 0.2, 4)}, cv::Scalar(255),
                    cv::LINE_AA);
       blend(layer, soft_mask(m, 2 * k), jitter(r, cv::Scalar(238, 236, 236), 6), 0.92);
+      if (auto* mm = mask_of("regression")) cv::max(*mm, m, *mm);
       int n_pep = r.i(15, 30);  // grey peppering
       for (int q = 0; q < n_pep; ++q) {
         cv::Point2d pp(pc.x + r.normal() * rr * 0.5, pc.y + r.normal() * rr * 0.5);
@@ -278,15 +307,27 @@ cv::Mat render_image(const DemoImage& im, int S) {
                 rot * 180 / M_PI, 0, 360, cv::Scalar(255), -1);
     cv::Mat m = soft_mask(net_mask, 0.4 * k).mul(soft_mask(region, 4 * k));
     blend(layer, m, lesion_col * 0.45, 0.9);
+    if (auto* mm = mask_of("pigment_network")) cv::max(*mm, region, *mm);  // the meshed area, not each line
   }
   if (flag("dots_globules")) {
+    const cv::Mat before = masks ? layer.clone() : cv::Mat();
     int n_dots = r.i(14, 30);
     for (int q = 0; q < n_dots; ++q) {
       auto pc = random_inside(0.85);
       cv::circle(layer, pc, std::max(1, cvRound(r.u(2.5, 4.5) * k)), jitter(r, cv::Scalar(28, 32, 48), 8), -1, cv::LINE_AA);
     }
+    if (auto* mm = mask_of("dots_globules")) mm->setTo(255, changed(before, layer));
   }
   composite(img, layer, mask);
+  if (masks) {
+    // The lesion layer shows only inside the outline; a lobed border is the band along it.
+    const cv::Mat outside = mask_u8 < 128;
+    for (const auto& s : structure_names())
+      if (!(*masks)[index(s)].empty()) (*masks)[index(s)].setTo(0, outside);
+    if (irregular)
+      cv::polylines(*mask_of("irregular_border"), std::vector<std::vector<cv::Point>>{outline}, true, cv::Scalar(255),
+                    std::max(2, cvRound(6 * k)));
+  }
   if (flag("streaks")) {
     int n_str = r.i(9, 16);
     const double t0 = r.u(0, 2 * M_PI), spread = r.u(M_PI, 2 * M_PI);
@@ -297,6 +338,10 @@ cv::Mat render_image(const DemoImage& im, int S) {
       cv::Point2d a(c.x + r_in * std::cos(t), c.y + r_in * std::sin(t)), b(c.x + r_out * std::cos(t), c.y + r_out * std::sin(t));
       cv::line(img, a, b, col, std::max(1, cvRound(2 * k)), cv::LINE_AA);
       cv::circle(img, b, std::max(1, cvRound(2 * k)), col, -1, cv::LINE_AA);
+      if (auto* mm = mask_of("streaks")) {
+        cv::line(*mm, a, b, cv::Scalar(255), std::max(1, cvRound(2 * k)) + 2);
+        cv::circle(*mm, b, std::max(1, cvRound(2 * k)) + 1, cv::Scalar(255), -1);
+      }
     }
   }
 
@@ -313,6 +358,7 @@ cv::Mat render_image(const DemoImage& im, int S) {
       cv::circle(img, pc, cvRound(rb), cv::Scalar(238, 242, 246), std::max(1, cvRound(2 * k)), cv::LINE_AA);
       cv::circle(img, cv::Point2d(pc.x - rb * 0.35, pc.y - rb * 0.35), std::max(1, cvRound(rb * 0.18)),
                  cv::Scalar(252, 252, 252), -1, cv::LINE_AA);
+      if (auto* mm = mask_of("gel_bubble")) cv::circle(*mm, pc, cvRound(rb + 2 * k), cv::Scalar(255), -1);
     }
   }
   if (flag("ink")) {
@@ -322,8 +368,10 @@ cv::Mat render_image(const DemoImage& im, int S) {
       double t = t0 + span * q / 24;
       arc.emplace_back(cvRound(c.x + rr * std::cos(t)), cvRound(c.y + rr * std::sin(t)));
     }
+    const cv::Mat before = masks ? img.clone() : cv::Mat();
     cv::polylines(img, std::vector<std::vector<cv::Point>>{arc}, false, jitter(r, cv::Scalar(140, 45, 115), 12),
                   std::max(2, cvRound(r.u(5, 9) * k)), cv::LINE_AA);
+    if (auto* mm = mask_of("ink")) mm->setTo(255, changed(before, img));
   }
   if (flag("ruler")) {
     const int side = r.i(0, 3), band = cvRound(16 * k);
@@ -334,6 +382,10 @@ cv::Mat render_image(const DemoImage& im, int S) {
                                 : cv::Rect(S - band, 0, band, S);
     cv::rectangle(m, rect, cv::Scalar(255), -1);
     blend(img, soft_mask(m, 0), cv::Scalar(205, 220, 228), 0.85);
+    if (masks) {
+      hide(m, "ruler");
+      cv::max(*mask_of("ruler"), m, *mask_of("ruler"));
+    }
     const double step = r.u(5, 6.5) * k;
     int q = 0;
     for (double t = r.u(0, step); t < S; t += step, ++q) {
@@ -360,25 +412,38 @@ cv::Mat render_image(const DemoImage& im, int S) {
       int th = r.bern(0.3) ? std::max(1, cvRound(2 * k)) : std::max(1, cvRound(1.2 * k));
       cv::polylines(img, std::vector<std::vector<cv::Point>>{pts}, false, jitter(r, cv::Scalar(25, 25, 32), 10), th,
                     cv::LINE_AA);
+      // 2 px wider than the stroke: its antialiased fringe is visible too.
+      if (auto* mm = mask_of("hair")) cv::polylines(*mm, std::vector<std::vector<cv::Point>>{pts}, false, cv::Scalar(255), th + 2);
     }
   }
   if (flag("dark_corner")) {
     const double R = r.u(0.5, 0.62) * S, soft = 6 * k;
     const cv::Point2d vc(S / 2.0 + r.normal() * 5 * k, S / 2.0 + r.normal() * 5 * k);
+    cv::Mat dark = cv::Mat::zeros(S, S, CV_8U);
     for (int y = 0; y < S; ++y) {
       cv::Vec3b* px = img.ptr<cv::Vec3b>(y);
+      uchar* dk = dark.ptr<uchar>(y);
       for (int x = 0; x < S; ++x) {
         double d = std::hypot(x - vc.x, y - vc.y);
         double m = std::clamp((d - R) / soft + 0.5, 0.0, 1.0);
         for (int ch = 0; ch < 3; ++ch) px[x][ch] = cv::saturate_cast<uchar>(px[x][ch] * (1 - m) + 8 * m);
+        dk[x] = m >= 0.5 ? 255 : 0;
       }
     }
+    if (masks) {
+      hide(dark, "dark_corner");
+      cv::max(*mask_of("dark_corner"), dark, *mask_of("dark_corner"));
+    }
   }
+  // A concept whose drawing ended up entirely hidden (or off the image) is absent from the masks.
+  if (masks)
+    for (auto& m : *masks)
+      if (!m.empty() && cv::countNonZero(m) == 0) m = cv::Mat();
   return img;
 }
 
 nlohmann::json to_json(const DemoWorldReport& r) {
-  return {{"dir", r.dir},       {"meta_csv", r.meta_csv},         {"images_dir", r.images_dir},
+  return {{"dir", r.dir},       {"meta_csv", r.meta_csv},         {"images_dir", r.images_dir}, {"masks", r.masks_path},
           {"encoder", r.encoder_path}, {"encoder_json", r.encoder_json}, {"n", r.n},
           {"n_train", r.n_train}, {"n_test", r.n_test},          {"n_malignant", r.n_malignant},
           {"seconds", r.seconds}};
@@ -392,7 +457,7 @@ void prepare_world_dir(const std::string& dir) {
   if (!fs::exists(d / kWorldMarker, ec))
     throw_input("{}: folder is not empty and holds no demo world (no {}); choose a new or empty folder", dir,
                 kWorldMarker);
-  for (const char* name : {"images", "meta.csv", "encoder.pt", "encoder.json"}) {
+  for (const char* name : {"images", "meta.csv", kWorldMasks, "encoder.pt", "encoder.json"}) {
     fs::remove_all(d / name, ec);
     if (ec) throw_input("{}: cannot remove the previous world's {} ({})", dir, name, ec.message());
   }
@@ -414,20 +479,32 @@ DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string&
   const std::vector<int> jpeg = {cv::IMWRITE_JPEG_QUALITY, p.jpeg_quality};
   Progress prog(progress, "demo-data", p.n, "images");
   const int workers = p.workers > 0 ? p.workers : std::min(resolve_threads(0), 16);
-  parallel_for(p.n, workers, [&](int64_t i) {
-    const DemoImage& im = world[i];
-    // Write beside, then rename: an interrupted run never leaves a truncated image.
-    const std::string path = (fs::path(dir) / "images" / im.id).string(), tmp = path + ".tmp.jpg";
-    bool ok = false;
-    try {
-      ok = cv::imwrite(tmp, render_image(im, p.image_size), jpeg);
-      if (ok) fs::rename(tmp, path);
-    } catch (const std::exception&) {
-      ok = false;
-    }
-    if (!ok) throw_input("{}: cannot write image", path);
-    prog.add(1);
-  });
+  const std::string masks_path = (fs::path(dir) / kWorldMasks).string();
+  const auto names = concept_names();
+  nlohmann::json masks_config = {{"source", "conceptlab demo world"}, {"seed", p.seed}, {"n", p.n}};
+  explain::MasksWriter masks_out(masks_path, names, p.image_size, p.image_size, masks_config);
+  // Rendered in blocks on the workers; the masks of a block are appended in image order.
+  constexpr int64_t kBlock = 64;
+  std::vector<std::vector<cv::Mat>> block_masks(kBlock);
+  for (int64_t b0 = 0; b0 < p.n; b0 += kBlock) {
+    const int64_t nb = std::min(kBlock, p.n - b0);
+    parallel_for(nb, workers, [&](int64_t j) {
+      const DemoImage& im = world[static_cast<size_t>(b0 + j)];
+      // Write beside, then rename: an interrupted run never leaves a truncated image.
+      const std::string path = (fs::path(dir) / "images" / im.id).string(), tmp = path + ".tmp.jpg";
+      bool ok = false;
+      try {
+        ok = cv::imwrite(tmp, render_image(im, p.image_size, &block_masks[static_cast<size_t>(j)]), jpeg);
+        if (ok) fs::rename(tmp, path);
+      } catch (const std::exception&) {
+        ok = false;
+      }
+      if (!ok) throw_input("{}: cannot write image", path);
+      prog.add(1);
+    });
+    for (int64_t j = 0; j < nb; ++j) masks_out.append(world[static_cast<size_t>(b0 + j)].id, block_masks[static_cast<size_t>(j)]);
+  }
+  masks_out.commit();
   prog.finish();
 
   CsvTable meta;
@@ -446,6 +523,7 @@ DemoWorldReport generate_demo_world(const DemoWorldParams& p, const std::string&
   rep.dir = dir;
   rep.meta_csv = meta.path;
   rep.images_dir = (fs::path(dir) / "images").string();
+  rep.masks_path = masks_path;
   rep.encoder_path = (fs::path(dir) / "encoder.pt").string();
   rep.encoder_json = (fs::path(dir) / "encoder.json").string();
   write_demo_encoder(rep.encoder_path, rep.encoder_json, p.workers);

@@ -54,21 +54,25 @@ struct DemoImage {
 // Draws the ground truth of every image (sequentially, so it does not depend on threading).
 std::vector<DemoImage> draw_world(const DemoWorldParams& p);
 
-// Renders one image (BGR uint8, size x size) from its flags; deterministic in render_seed.
-cv::Mat render_image(const DemoImage& im, int size);
+// Renders one image (BGR uint8, size x size) from its flags; deterministic in render_seed. With
+// masks, also where each concept is drawn: per concept (concept_names() order) a CV_8U size x size
+// mask (255 where the concept shows, after what later layers hide), empty when its flag is off.
+// Drawing the masks draws nothing at random, so the image is the same with or without them.
+cv::Mat render_image(const DemoImage& im, int size, std::vector<cv::Mat>* masks = nullptr);
 
 struct DemoWorldReport {
-  std::string dir, meta_csv, images_dir, encoder_path, encoder_json;
+  std::string dir, meta_csv, images_dir, masks_path, encoder_path, encoder_json;
   int64_t n = 0, n_train = 0, n_test = 0, n_malignant = 0;
   double seconds = 0;
 };
 nlohmann::json to_json(const DemoWorldReport& r);
 
 // Writes DIR/images/*.jpg, DIR/meta.csv (ImageID, label, malignant, split, one 0/1 column per
-// concept flag) and the
-// demo encoder DIR/encoder.pt + DIR/encoder.json. Creates DIR when missing.
+// concept flag), DIR/masks.h5 (where each concept is, a conceptlab.masks file: explain/masks.h)
+// and the demo encoder DIR/encoder.pt + DIR/encoder.json. Creates DIR when missing.
 // Marks a folder as holding a demo world (written first, so a half-written world is one too).
 inline constexpr const char* kWorldMarker = ".conceptlab-demo-world";
+inline constexpr const char* kWorldMasks = "masks.h5";
 // Readies dir for a new world: a missing or empty folder is fine; a previous world's images,
 // metadata and encoder are removed (no stale image survives); any other non-empty folder is
 // refused (InputError), so demo-data never mixes a world into a user's files.

@@ -59,6 +59,17 @@ std::string file_key(const std::string& path) {
   return hex_key({fs::absolute(path).string(), static_cast<int64_t>(size), static_cast<int64_t>(mtime)});
 }
 
+// Masks as a file, or a folder of PNGs: its files' keys, so a changed mask re-runs localisation.
+std::string masks_key(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return file_key(path);
+  std::vector<std::string> keys;
+  for (const auto& e : fs::recursive_directory_iterator(path, ec))
+    if (e.is_regular_file(ec)) keys.push_back(file_key(e.path().string()));
+  std::sort(keys.begin(), keys.end());
+  return hex_key(keys);
+}
+
 void write_json(const std::string& path, const nlohmann::json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
 
 // The SAE a `sae sweep` picked: sweep_dir is the sweep's folder or its sweep.json.
@@ -194,6 +205,9 @@ void validate(const PipelineParams& p) {
   if (!p.embed.patch_out.empty()) throw_usage("pipeline: embed.patch_out stays empty (the workspace names the patch file)");
   if (p.embed.patches && !p.data.embeddings.empty())
     throw_usage("pipeline: embed.patches needs the embed step; data.embeddings skips it (give the images instead)");
+  if (!p.data.masks.empty() && !p.embed.patches)
+    throw_usage("pipeline: data.masks needs embed.patches (masks are compared with patch activations)");
+  explain::validate(p.localize);
   if (p.data.label_col.empty()) throw_usage("pipeline: data.label_col is required");
   if (p.data.embeddings.empty() && p.embed.model.empty())
     throw_usage("pipeline: embed.model is required (or data.embeddings for precomputed embeddings)");
@@ -218,7 +232,7 @@ void validate(const PipelineParams& p) {
 }
 
 void resolve_paths(PipelineParams& p, const std::string& base_dir) {
-  for (std::string* s : {&p.data.csv, &p.data.image_root, &p.data.embeddings, &p.data.vocab, &p.embed.model,
+  for (std::string* s : {&p.data.csv, &p.data.image_root, &p.data.embeddings, &p.data.vocab, &p.data.masks, &p.embed.model,
                          &p.embed.preprocess_json, &p.sae_sweep})
     if (!s->empty() && fs::path(*s).is_relative()) *s = (fs::path(base_dir) / *s).lexically_normal().string();
 }
@@ -256,6 +270,7 @@ std::vector<std::string> step_outputs(const std::string& step, const PipelinePar
     case 4: {
       std::vector<std::string> out = {ws::kIndex, ws::kNames, ws::kMatch, ws::kGlobal, ws::kGlobalPng};
       if (!p.data.vocab.empty()) out.push_back(ws::kName);
+      if (!p.data.masks.empty()) out.push_back(ws::kLocalize);
       return out;  // + a montage per concept that named a latent (recorded in workspace.json)
     }
     case 5: {
@@ -403,7 +418,7 @@ struct Runner {
   std::string explain_key() const {
     return hex_key({"explain", p.stats, p.match, p.name, p.data.concept_cols, p.data.image_root, p.global_top,
                     p.montage_top, file_key(p.data.vocab), keys.at("encode"), keys.at("classify"), keys.at("sae"),
-                    file_key(p.data.csv)});
+                    file_key(p.data.csv), p.data.masks.empty() ? "" : hex_key({masks_key(p.data.masks), p.localize})});
   }
   void run_explain() {
     const Activations acts = read_activations(f(workspace::kActivations));
@@ -487,6 +502,28 @@ struct Runner {
       }
     }
     if (n_missing) spdlog::warn("explain: {} montage image(s) not found under {}; their tiles are blank", n_missing, root);
+    if (!p.data.masks.empty()) run_localize(match);
+  }
+  // Where each concept's best latent (the match table's, named or not) fires, against the
+  // concept's masks (concepts the masks lack are listed as such).
+  void run_localize(const nlohmann::json& match) {
+    const explain::MaskSource masks(p.data.masks);
+    const auto have = masks.concepts();
+    std::vector<std::pair<std::string, int64_t>> latents;
+    nlohmann::json skipped = nlohmann::json::array();
+    if (match.contains("concepts"))
+      for (const auto& c : match["concepts"]) {
+        if (c["best"].empty()) continue;
+        const std::string name = c["concept"].get<std::string>();
+        if (std::find(have.begin(), have.end(), name) == have.end()) skipped.push_back(name);
+        else latents.emplace_back(name, c["best"][0]["latent"].get<int64_t>());
+      }
+    const explain::PatchMaps maps(f(workspace::kPatchActivations));
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : explain::localize(maps.reader(), maps.geometry(), masks, latents, p.localize))
+      rows.push_back(explain::to_json(row));
+    write_json(f(workspace::kLocalize), {{"masks", p.data.masks}, {"params", p.localize}, {"concepts", rows},
+                                         {"not_in_masks", skipped}});
   }
 
   // ---- intervene
@@ -554,6 +591,7 @@ void Runner::run_report() {
   if (fs::exists(f(workspace::kName))) r["name"] = load_json_file(f(workspace::kName));
   r["global"] = load_json_file(f(workspace::kGlobal));
   r["interventions"] = load_json_file(f(workspace::kInterventions))["interventions"];
+  if (fs::exists(f(workspace::kLocalize))) r["localize"] = load_json_file(f(workspace::kLocalize));
   write_json(f(workspace::kReport), r);
 
   std::string md = fmt::format("# conceptlab report: {}\n\nConfig: `{}` (resolved, in report.json). Label: `{}`.\n\n",
@@ -570,6 +608,19 @@ void Runner::run_report() {
                         c["probe_auroc"].is_null() ? "-" : fmt::format("{:.3f}", c["probe_auroc"].get<double>()));
     md += "\n";
     for (const auto& c : p.data.concept_cols) md += png_line(c, workspace::montage_file(c), w);
+  }
+  if (r.contains("localize")) {
+    md += fmt::format("## Where the concept latents fire\nAgainst the masks `{}`: pointing game = the latent's most active "
+                      "patch overlaps the concept's mask (over images that show it); patch AUROC = its activation "
+                      "against \"the patch overlaps the mask\"; control = {} random latents.\n\n"
+                      "| concept | latent | images | pointing game | control | patch AUROC | control |\n|---|---|---|---|---|---|---|\n",
+                      p.data.masks, p.localize.random_latents);
+    auto num = [](const nlohmann::json& v) { return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("-"); };
+    for (const auto& c : r["localize"]["concepts"])
+      md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", c["concept"].get<std::string>(), c["latent"].dump(),
+                        c["n_images"].dump(), num(c["pointing"]), num(c["control_pointing"]), num(c["patch_auroc"]),
+                        num(c["control_auroc"]));
+    md += "\n";
   }
   const auto& cl = r["classify"];
   auto auc = [](const nlohmann::json& rep) {

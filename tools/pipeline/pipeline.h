@@ -20,6 +20,7 @@
 #include "core/device.h"
 #include "core/progress.h"
 #include "explain/experiment.h"
+#include "explain/localize.h"
 #include "explain/match.h"
 #include "explain/naming.h"
 #include "explain/rules.h"
@@ -41,9 +42,12 @@ struct DataParams {
   std::string subgroup_col;         // per-subgroup metrics, and the classifier fitted without its bias
   std::string embeddings;           // precomputed embeddings (skips the embed step)
   std::string vocab;                // concept vocabulary (conceptlab.vocab): naming by direction
+  // Ground-truth concept masks (a conceptlab.masks file or a DIR/<concept>/<id>.png folder); with
+  // embed.patches the explain step measures where each named latent fires against them.
+  std::string masks;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DataParams, csv, image_root, id_col, label_col, split_col, eval_split,
-                                                concept_cols, subgroup_col, embeddings, vocab)
+                                                concept_cols, subgroup_col, embeddings, vocab, masks)
 
 // One configured intervention (the top_n latents of a concept by a rule) and the curves: the
 // same structs `conceptlab intervene` and `explain curve` take (explain/rules.h).
@@ -68,12 +72,13 @@ struct PipelineParams {
   explain::NameParams name;
   int global_top = 10;
   int montage_top = 10;
+  explain::LocalizeParams localize;  // with data.masks: the random-latent control
   explain::InterveneParams intervene;
   std::vector<InterventionSpec> interventions;
   CurveParams curve;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PipelineParams, data, embed, pool, sae, sae_sweep, cbm, probe, stats, match,
-                                                name, global_top, montage_top, intervene, interventions, curve)
+                                                name, global_top, montage_top, localize, intervene, interventions, curve)
 void validate(const PipelineParams& p);
 // Relative paths of a config file (data.csv, data.image_root, data.embeddings, data.vocab,
 // embed.model, embed.preprocess_json, sae_sweep) made relative to base_dir, the config's folder.

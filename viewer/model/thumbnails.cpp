@@ -2,6 +2,7 @@
 #include "viewer/model/thumbnails.h"
 
 #include <algorithm>
+#include <exception>
 #include <filesystem>
 
 #include <opencv2/imgcodecs.hpp>
@@ -22,6 +23,12 @@ Thumbnail decode_thumbnail(const std::string& path, int size) {
     t.error = "not an image OpenCV reads";
     return t;
   }
+  return thumbnail_of(path, img, size);
+}
+
+Thumbnail thumbnail_of(const std::string& path, const cv::Mat& img, int size) {
+  Thumbnail t;
+  t.path = path;
   const double s = std::min(1.0, double(size) / double(std::max(img.cols, img.rows)));
   cv::Mat small;
   if (s < 1.0)
@@ -50,12 +57,21 @@ ThumbnailLoader::~ThumbnailLoader() {
 }
 
 void ThumbnailLoader::request(const std::string& path) {
+  request(path, [path, size = size_] { return decode_thumbnail(path, size); });
+}
+
+void ThumbnailLoader::request(const std::string& key, std::function<Thumbnail()> make) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!requested_.insert(path).second) return;
-    queue_.push_front(path);  // the latest request is what is on screen now
+    if (!requested_.insert(key).second) return;
+    queue_.emplace_front(key, std::move(make));  // the latest request is what is on screen now
   }
   cv_.notify_one();
+}
+
+void ThumbnailLoader::forget(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  requested_.erase(key);
 }
 
 std::vector<Thumbnail> ThumbnailLoader::take_ready() {
@@ -72,16 +88,22 @@ bool ThumbnailLoader::idle() const {
 
 void ThumbnailLoader::loop() {
   for (;;) {
-    std::string path;
+    std::pair<std::string, std::function<Thumbnail()>> job;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (stop_) return;
-      path = queue_.front();
+      job = std::move(queue_.front());
       queue_.pop_front();
       ++n_busy_;
     }
-    Thumbnail t = decode_thumbnail(path, size_);
+    Thumbnail t;
+    try {
+      t = job.second();
+    } catch (const std::exception& e) {  // a broken file must not end the thread: the tile says why
+      t.error = e.what();
+    }
+    t.path = job.first;
     std::lock_guard<std::mutex> lock(mu_);
     --n_busy_;
     ready_.push_back(std::move(t));

@@ -20,6 +20,7 @@
 #include "core/vocab.h"
 #include "core/workspace_layout.h"
 #include "explain/contrib.h"
+#include "explain/heatmap.h"
 #include "explain/naming.h"
 
 namespace fs = std::filesystem;
@@ -87,6 +88,7 @@ WorkspacePaths WorkspacePaths::from_workspace(const std::string& dir) {
   p.report = in_dir(dir, workspace::kReport);
   p.classify = in_dir(dir, workspace::kClassify);
   p.curve = in_dir(dir, workspace::kCurve);
+  p.patch_activations = in_dir(dir, workspace::kPatchActivations);
   p.fill_defaults();
   return p;
 }
@@ -106,18 +108,25 @@ const std::vector<std::string>& WorkspaceModel::classes() const {
   return cbm_file ? cbm_file->classes : none;
 }
 
-std::unique_ptr<WorkspaceModel> WorkspaceModel::load(const WorkspacePaths& paths, ProgressSink& progress) {
+LoadIssue load_issue(const std::string& file, const std::exception& e) {
+  std::string msg = e.what();
+  if (msg.rfind(file, 0) == 0 && msg.size() > file.size() + 2) msg = msg.substr(file.size() + 2);
+  return {file, msg};
+}
+
+std::unique_ptr<WorkspaceModel> WorkspaceModel::load(const WorkspacePaths& paths, ProgressSink& progress,
+                                                     bool open_patches) {
   auto m = std::make_unique<WorkspaceModel>();
   m->paths = paths;
   const auto t0 = std::chrono::steady_clock::now();
-  m->load_all(progress);
+  m->load_all(progress, open_patches);
   m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (const auto& i : m->issues) spdlog::warn("{}: {}", i.file, i.message);
   return m;
 }
 
-void WorkspaceModel::load_all(ProgressSink& progress) {
-  Progress prog(progress, "open workspace", 7, "files");
+void WorkspaceModel::load_all(ProgressSink& progress, bool open_patches) {
+  Progress prog(progress, "open workspace", 8, "files");
   // Each file on its own: a bad one is reported and the others still open.
   auto attempt = [&](const std::string& file, const auto& fn) {
     prog.check_cancel();
@@ -126,9 +135,7 @@ void WorkspaceModel::load_all(ProgressSink& progress) {
     } catch (const Cancelled&) {
       throw;
     } catch (const std::exception& e) {
-      std::string msg = e.what();
-      if (msg.rfind(file, 0) == 0 && msg.size() > file.size() + 2) msg = msg.substr(file.size() + 2);
-      issues.push_back({file, msg});
+      issues.push_back(load_issue(file, e));
     }
     prog.add(1);
   };
@@ -204,7 +211,44 @@ void WorkspaceModel::load_all(ProgressSink& progress) {
     if (!path.empty() && fs::exists(path)) attempt(path, [&, p = path, t = target] { *t = load_json_file(p); });
   if (!paths.curve.empty() && fs::exists(paths.curve))
     attempt(paths.curve, [&] { curves = explain::curve_series(explain::curve_points(read_csv(paths.curve), paths.curve)); });
+  // Patch activations are optional (embed.patches in the pipeline): absent, the overlays are off
+  // and nothing is reported; present but unusable, a problem like any other file.
+  if (has_acts() && paths.patch_activations.empty() && paths.dir.empty())
+    paths.patch_activations = explain::patch_activations_for(paths.activations);
+  if (open_patches && wants_patches())
+    attempt(paths.patch_activations, [&] { set_patch_activations(open_patch_activations()); });
   build_latent_rows();
+}
+
+bool WorkspaceModel::wants_patches() const {
+  return has_acts() && !paths.patch_activations.empty() && fs::exists(paths.patch_activations);
+}
+
+PatchActivations WorkspaceModel::open_patch_activations() const {
+  const std::string& path = paths.patch_activations;
+  PatchActivations p;
+  auto maps = std::make_shared<explain::PatchMaps>(path);  // InputError for image activations
+  if (maps->reader().n_latents() != n_latents())
+    throw_input("{}: {} latents, the activations have {} (patches of another SAE?)", path, maps->reader().n_latents(),
+                n_latents());
+  p.image_of_row.assign(acts.ids.size(), -1);
+  int64_t found = 0;
+  for (size_t r = 0; r < acts.ids.size(); ++r) found += (p.image_of_row[r] = maps->image_of(acts.ids[r])) >= 0;
+  if (found == 0)
+    throw_input("{}: none of its {} images is among the {} images of {}", path, maps->geometry().n_images(), n_images(),
+                paths.activations);
+  p.maps = std::move(maps);
+  return p;
+}
+
+void WorkspaceModel::set_patch_activations(PatchActivations p) {
+  patch_maps = std::move(p.maps);
+  patch_image_of_row = std::move(p.image_of_row);
+}
+
+int64_t WorkspaceModel::patch_image(int64_t row) const {
+  if (!patch_maps || row < 0 || row >= static_cast<int64_t>(patch_image_of_row.size())) return -1;
+  return patch_image_of_row[static_cast<size_t>(row)];
 }
 
 int64_t WorkspaceModel::default_latent() const {
@@ -398,6 +442,11 @@ LatentDetail latent_detail(const WorkspaceModel& m, int64_t latent, int64_t n_to
   return d;
 }
 
+int logit_class(const std::vector<double>& proba) {
+  if (proba.size() == 2) return 1;
+  return static_cast<int>(std::max_element(proba.begin(), proba.end()) - proba.begin());
+}
+
 ImageDetail image_detail(const WorkspaceModel& m, int64_t row, int64_t n_top) {
   ImageDetail d;
   d.row = row;
@@ -413,13 +462,8 @@ ImageDetail image_detail(const WorkspaceModel& m, int64_t row, int64_t n_top) {
   d.top_latents.assign(all.begin(), all.begin() + std::min<int64_t>(n_top, static_cast<int64_t>(all.size())));
   if (m.has_cbm()) {
     const auto local = explain::local_explanation(m.cbm, m.classes(), A, row);
-    size_t best = 0;
-    for (size_t k = 0; k < local.size(); ++k) {
-      d.proba.push_back(local[k].probability);
-      if (local[k].probability > local[best].probability) best = k;
-    }
-    // Binary: the positive class's evidence (the other is its negation); else the predicted class.
-    const auto& cls = local[local.size() == 2 ? 1 : best];
+    for (const auto& c : local) d.proba.push_back(c.probability);
+    const auto& cls = local[static_cast<size_t>(logit_class(d.proba))];
     for (const auto& t : cls.terms) {
       if (static_cast<int64_t>(d.contributions.size()) >= n_top) break;
       d.contributions.emplace_back(t.latent, t.mean_contribution);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <memory>
 #include <optional>
@@ -25,6 +26,10 @@
 #include "explain/data.h"
 #include "explain/rules.h"
 
+namespace cl::explain {
+class PatchMaps;
+}
+
 namespace cl::viewer {
 
 // Where the files are. from_workspace() fills them from DIR/workspace.json (the pipeline's fixed
@@ -32,6 +37,9 @@ namespace cl::viewer {
 struct WorkspacePaths {
   std::string dir;                                   // the workspace ("" with explicit files)
   std::string activations, index, names, cbm, probe, sae, embeddings;
+  // Patch activations for heatmap overlays (optional: absent turns overlays off). Explicit files:
+  // "" finds them through the activations' config (explain::patch_activations_for).
+  std::string patch_activations;
   std::string csv, image_root, report, classify, curve;
   std::string id_col = kDefaultIdCol, label_col, split_col, eval_split = "test", subgroup_col;
   std::vector<std::string> concept_cols;
@@ -46,6 +54,14 @@ struct WorkspacePaths {
 
 struct LoadIssue {
   std::string file, message;
+};
+// The problem an exception reports about a file (its message without the leading "FILE: ").
+LoadIssue load_issue(const std::string& file, const std::exception& e);
+
+// Patch activations opened for the heatmap overlays (see WorkspaceModel::open_patch_activations).
+struct PatchActivations {
+  std::shared_ptr<const explain::PatchMaps> maps;
+  std::vector<int64_t> image_of_row;  // acts row -> image in maps (-1: not there)
 };
 
 // One row of the latent browser.
@@ -62,7 +78,11 @@ struct LatentRow {
 class WorkspaceModel {
  public:
   // Never throws for a bad file: each failure is a LoadIssue. Throws Cancelled when asked.
-  static std::unique_ptr<WorkspaceModel> load(const WorkspacePaths& paths, ProgressSink& progress = silent_progress());
+  // open_patches false leaves the patch activations to open_patch_activations(): the viewer opens
+  // them after its first frame (reading a patch file's (image, patch) row ids takes seconds for
+  // 100,000 images).
+  static std::unique_ptr<WorkspaceModel> load(const WorkspacePaths& paths, ProgressSink& progress = silent_progress(),
+                                              bool open_patches = true);
 
   WorkspacePaths paths;
   std::vector<LoadIssue> issues;
@@ -91,11 +111,17 @@ class WorkspaceModel {
   // curve.csv (the pipeline's intervention curves), as plot series: one per rule, the random
   // orders folded into their mean (explain::curve_series).
   std::vector<explain::Series> curves;
+  // Patch activations (the spatial path), opened once: the heatmap overlays (overlays.h) read an
+  // image's patch rows from it on the thumbnail threads (HDF5 is built thread-safe).
+  std::shared_ptr<const explain::PatchMaps> patch_maps;
+  std::vector<int64_t> patch_image_of_row;  // acts row -> image in patch_maps (-1: not there)
 
   bool has_acts() const { return acts.acts.n_rows > 0 || !acts.ids.empty(); }
   bool has_index() const { return index.n_latents > 0; }
   bool has_cbm() const { return cbm_file.has_value(); }
   bool has_labels() const { return labelled.has_value(); }
+  bool has_patches() const { return patch_maps != nullptr; }
+  int64_t patch_image(int64_t row) const;  // the row's image in patch_maps; -1 when none
   int64_t n_images() const { return static_cast<int64_t>(acts.ids.size()); }
   int64_t n_latents() const { return acts.acts.n_cols; }
   const std::vector<std::string>& classes() const;
@@ -108,6 +134,15 @@ class WorkspaceModel {
   std::vector<std::string> annotation_columns() const;
   // Categorical columns usable as subgroups (2..20 distinct values), found when the CSV loads.
   const std::vector<std::string>& subgroup_columns() const { return subgroup_columns_; }
+
+  // Whether paths.patch_activations names a file to open (absent: overlays off, no problem).
+  bool wants_patches() const;
+  // Opens paths.patch_activations and checks them against the activations. InputError naming
+  // the file when they are image activations, another SAE's (latent count) or hold none of the
+  // images. Only reads the model, so a worker thread may run it while the frame thread draws;
+  // set_patch_activations installs the result (frame thread).
+  PatchActivations open_patch_activations() const;
+  void set_patch_activations(PatchActivations p);
 
   // Fills concept_names/concept_vectors (minutes for huge sets: run it on a worker thread).
   // Returns the problem ("" when none) instead of recording it, so the caller's thread does.
@@ -124,7 +159,7 @@ class WorkspaceModel {
   void rename_latent(int64_t latent, const std::string& name);
 
  private:
-  void load_all(ProgressSink& progress);
+  void load_all(ProgressSink& progress, bool open_patches);
   std::vector<std::string> find_subgroup_columns() const;
   std::vector<std::string> subgroup_columns_;
   void build_latent_rows();
@@ -141,13 +176,17 @@ struct LatentDetail {
 };
 LatentDetail latent_detail(const WorkspaceModel& m, int64_t latent, int64_t n_top = 64);
 
+// The class whose logit the image panel's contributions and the attribution heatmap explain:
+// binary models the positive class (class 0's logit is its negation), else the most probable.
+int logit_class(const std::vector<double>& proba);
+
 // Per image: probabilities and the latents behind each class logit.
 struct ImageDetail {
   int64_t row = -1;
   std::string id, label;
   std::vector<double> proba;                              // per class ("" when no CBM)
   std::vector<std::pair<int64_t, float>> top_latents;     // activation, strongest first
-  std::vector<std::pair<int64_t, double>> contributions;  // activation x class-1 (or predicted class) weight
+  std::vector<std::pair<int64_t, double>> contributions;  // activation x weight of logit_class(proba)
   std::vector<std::pair<std::string, std::string>> metadata;
 };
 ImageDetail image_detail(const WorkspaceModel& m, int64_t row, int64_t n_top = 20);
