@@ -1,6 +1,7 @@
 // HDF5 C API wrapper. Every failing call becomes cl::InputError naming the file and object;
 // HDF5's automatic error-stack printing is switched off so users see one clear line.
 #include "core/h5.h"
+#include "core/json_input.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -603,11 +604,7 @@ void FloatAppender::append(const float* rows, int64_t n_rows) {
 nlohmann::json read_attr_json(const File& f, hid_t obj, const std::string& name) {
   auto s = read_attr_string(obj, name);
   if (!s || s->empty()) return nlohmann::json::object();
-  try {
-    return nlohmann::json::parse(*s);
-  } catch (const std::exception&) {
-    throw_input("{}: attribute '{}' is not valid JSON", f.path, name);
-  }
+  return parse_json(*s, fmt::format("{}: attribute '{}'", f.path, name));
 }
 
 void write_header(const File& f, const std::string& format, const std::string& config_json) {

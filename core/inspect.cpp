@@ -1,5 +1,6 @@
 // `inspect`: a format-aware summary of any conceptlab file without loading the bulk data.
 #include "core/inspect.h"
+#include "core/json_input.h"
 
 #include <filesystem>
 
@@ -17,9 +18,9 @@ nlohmann::json json_attr(const h5::File& f, const std::string& name) {
   auto s = h5::read_attr_string(f.get(), name);
   if (!s || s->empty()) return nullptr;
   try {
-    return nlohmann::json::parse(*s);
-  } catch (const std::exception&) {
-    return *s;
+    return parse_json(*s, f.path);
+  } catch (const InputError&) {
+    return *s;  // shown as the text it is
   }
 }
 

@@ -1,5 +1,6 @@
 // Latent index file I/O (schema in latent_index.h).
 #include "core/latent_index.h"
+#include "core/json_input.h"
 
 #include <cmath>
 
@@ -70,7 +71,8 @@ LatentIndex read_latent_index(const std::string& path) {
   x.max = h5::read_dataset<float>(f, g, "max", &dims);
   expect("max", dims, {L});
   try {
-    x.quantile_levels = nlohmann::json::parse(h5::read_attr_string(g, "levels").value_or("[]")).get<std::vector<double>>();
+    x.quantile_levels =
+        parse_json(h5::read_attr_string(g, "levels").value_or("[]"), path + ": attribute 'levels'").get<std::vector<double>>();
   } catch (const nlohmann::json::exception&) {
     throw_input("{}: attribute latents/levels is not a JSON list of numbers", path);
   }

@@ -1,5 +1,6 @@
 // Manifest files: detection, parsing with errors that name the field, and writing.
 #include "core/manifest.h"
+#include "core/json_input.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -35,12 +36,7 @@ Manifest read_manifest(const std::string& path) {
   if (!in) throw_input("{}: cannot open the manifest", path);
   std::stringstream ss;
   ss << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw_input("{}: not a valid JSON manifest ({})", path, e.what());
-  }
+  const nlohmann::json j = parse_json(ss.str(), path, "a manifest");
   if (!j.is_object() || j.value("format", std::string()) != kManifestFormat)
     throw_input("{}: 'format' is {}, expected \"{}\"", path, j.is_object() && j.contains("format") ? j["format"].dump() : "missing",
                 kManifestFormat);

@@ -1,5 +1,6 @@
 // JSON config helpers: unknown-key check and file loading.
 #include "core/params.h"
+#include "core/json_input.h"
 
 #include <fstream>
 
@@ -21,11 +22,7 @@ void check_known_keys(const nlohmann::json& j, const nlohmann::json& defaults, c
 nlohmann::json load_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw_input("{}: cannot open config file", path);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw_input("{}: not valid JSON ({})", path, e.what());
-  }
+  return parse_json(in, path, "a config");
 }
 
 }  // namespace cl

@@ -1,5 +1,6 @@
 // Latent edits and their effect on a linear model's logits, as a sparse delta.
 #include "explain/intervention.h"
+#include "core/json_input.h"
 
 #include <algorithm>
 #include <cmath>
@@ -74,13 +75,7 @@ std::vector<LatentEdit> read_edits(const std::string& path, int64_t n_latents) {
   if (!std::filesystem::is_regular_file(path, ec))
     throw_input("{}: {}", path, std::filesystem::exists(path, ec) ? "is not a file (expected an edit file)" : "no such edit file");
   std::ifstream in(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception&) {
-    throw_input("{}: not valid JSON (expected an edit file)", path);
-  }
-  return edits_from_json(j, path, n_latents);
+  return edits_from_json(parse_json(in, path, "an edit file"), path, n_latents);
 }
 
 const char* edit_op_name(EditOp op) {

@@ -18,11 +18,15 @@
 #include "core/embeddings.h"
 #include "core/error.h"
 #include "core/h5.h"
+#include "core/json_input.h"
 #include "core/linear_model.h"
+#include "core/manifest.h"
 #include "core/output_claim.h"
 #include "core/random.h"
 #include "tests/test_util.h"
+#include "explain/intervention.h"
 #include "tools/demo/world.h"
+#include "tools/embed/preprocess.h"
 
 namespace fs = std::filesystem;
 using namespace cl;
@@ -397,3 +401,39 @@ TEST_CASE("reliability: every reader survives mutated files (short fuzz run)") {
   CHECK(r.out.find("crashes    0  hangs    0") != std::string::npos);
 }
 #endif
+
+TEST_CASE("reliability: JSON nested past the limit is one line naming the file, never a stack overflow") {
+  test::TempDir t;
+  constexpr int kDeep = 200000;
+  std::string deep_object;
+  for (int i = 0; i < kDeep; ++i) deep_object += "{\"a\":";
+  deep_object += "1" + std::string(kDeep, '}');
+  test::write_text(t.file("deep_object.json"), deep_object);
+  test::write_text(t.file("deep_array.json"), std::string(kDeep, '[') + std::string(kDeep, ']'));
+  for (const char* name : {"deep_object.json", "deep_array.json"}) {
+    CAPTURE(name);
+    // A pipeline config and a command's --config (before this limit: SIGSEGV).
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"-q", "run", t.file(name), "--workspace", t.file("ws")},
+             {"-q", "sae", "train", "--config", t.file(name), "--embeddings", t.file("none.h5"), "--out", t.file("s.h5")}}) {
+      const auto r = run_cli(args);
+      CHECK(r.exit_code == 1);
+      CHECK(r.err.find(t.file(name) + ": JSON nested deeper than 256 levels") != std::string::npos);
+      CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    }
+    // Edit files (intervene --edits, view --edits), manifests, preprocessing files.
+    CHECK_THROWS_WITH_AS(explain::read_edits(t.file(name), 64), doctest::Contains("nested deeper"), InputError);
+    CHECK_THROWS_WITH_AS(read_manifest(t.file(name)), doctest::Contains("nested deeper"), InputError);
+    CHECK_THROWS_WITH_AS(embed::load_preprocess(t.file(name)), doctest::Contains("nested deeper"), InputError);
+  }
+  // A config stored in an HDF5 attribute (every format's root "config").
+  {
+    h5::File f = h5::create(t.file("a.h5"));
+    f.path = t.file("a.h5");
+    h5::write_header(f, "conceptlab.test", deep_object);
+    CHECK_THROWS_WITH_AS(h5::read_attr_json(f, f.get(), "config"), doctest::Contains("a.h5: attribute 'config'"), InputError);
+  }
+  // The limit itself: 256 levels parse, 257 do not.
+  CHECK(parse_json(std::string(256, '[') + std::string(256, ']'), "ok").is_array());
+  CHECK_THROWS_AS(parse_json(std::string(257, '[') + std::string(257, ']'), "x"), InputError);
+}

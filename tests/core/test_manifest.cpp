@@ -200,7 +200,7 @@ TEST_CASE("manifest: parts that do not belong together are refused by name") {
     test::write_text(m, text);
     CHECK_THROWS_WITH_AS(read_manifest(m), doctest::Contains(msg.c_str()), InputError);
   };
-  bad("{", "not a valid JSON manifest");
+  bad("{", "not valid JSON, expected a manifest");
   // A .json that is no JSON object is named as not a manifest, not as "not an HDF5 file".
   test::write_text(tmp.file("list.json"), R"(["a.h5"])");
   CHECK_THROWS_WITH_AS(EmbeddingsReader{tmp.file("list.json")}, doctest::Contains("not a conceptlab manifest"), InputError);

@@ -2,6 +2,7 @@
 // batches flow decode pool -> Encoder -> checkpoint -> output writer, and the outputs are
 // committed together at the end. The parts live in decode_pool, encoder and run_checkpoint.
 #include "tools/embed/embed.h"
+#include "core/json_input.h"
 
 #include <algorithm>
 #include <chrono>
@@ -103,13 +104,8 @@ OutputParams resolve_output(const EmbedParams& p, bool* patches) {
   OutputParams o;
   if (patches) *patches = false;
   if (!fs::exists(path)) return o;
-  nlohmann::json j;
-  try {
-    std::ifstream in(path);
-    j = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw_input("{}: not valid JSON ({})", path, e.what());
-  }
+  std::ifstream in(path);
+  const nlohmann::json j = parse_json(in, path, "a preprocessing file");
   if (!j.is_object()) return o;
   try {
     if (j.contains("output") && j["output"].is_object()) o = j["output"].get<OutputParams>();

@@ -2,6 +2,7 @@
 // libImaging/Resample.c (ImagingResample, 8 bits per channel), because encoders trained in
 // PyTorch saw torchvision Resize on PIL images and a generic area filter drifts by ~0.5% cosine.
 #include "tools/embed/preprocess.h"
+#include "core/json_input.h"
 
 #include <algorithm>
 #include <cctype>
@@ -111,13 +112,7 @@ PreprocessParams preprocess_from_json(const nlohmann::json& j, const std::string
 PreprocessParams load_preprocess(const std::string& json_path) {
   std::ifstream in(json_path);
   if (!in) throw_input("{}: cannot open preprocessing JSON", json_path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw_input("{}: not valid JSON ({})", json_path, e.what());
-  }
-  return preprocess_from_json(j, json_path);
+  return preprocess_from_json(parse_json(in, json_path, "a preprocessing file"), json_path);
 }
 
 void validate(const PreprocessParams& p, const std::string& source) {

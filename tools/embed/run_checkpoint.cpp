@@ -1,5 +1,6 @@
 // OUT.partial records: batch encoding, checksummed records, resume with torn-tail repair.
 #include "tools/embed/run_checkpoint.h"
+#include "core/json_input.h"
 
 #include <cstring>
 #include <filesystem>
@@ -151,7 +152,12 @@ bool RunCheckpoint::resume(const std::string& path, const nlohmann::json& header
     if (sum != fnv1a(payload.data(), payload.size())) break;
     if (!have_header) {
       if (type != 0) break;
-      nlohmann::json found = nlohmann::json::parse(payload, nullptr, false);
+      nlohmann::json found;
+      try {
+        found = parse_json(payload, path);
+      } catch (const InputError&) {
+        found = nullptr;  // reported below as a different run
+      }
       if (found != header) {
         std::string diff;
         for (auto& [k, v] : header.items())
