@@ -5,6 +5,7 @@
 #include "tools/demo/encoder.h"
 
 #include <array>
+#include <functional>
 #include <cmath>
 
 #include <torch/script.h>
@@ -208,6 +209,34 @@ torch::Tensor training_features(torch::jit::Module& m, std::vector<std::vector<i
   return torch::cat(parts, 0);
 }
 
+// Concept detectors on features f [n, d]: the features standardised, then per concept c an L2
+// logistic regression of the labels `labels(c, y, rows)` gives (rows empty = all rows). Sets the
+// module's buffers names = {mean, sd, weights [d, C], biases [C]}.
+void fit_detectors(torch::jit::Module& m, const std::array<const char*, 4>& names, const torch::Tensor& f, int64_t C,
+                   int workers, const std::function<void(int64_t, std::vector<int>&, std::vector<int64_t>&)>& labels) {
+  const auto mu = f.mean(0), sd = f.std(0).clamp_min(1e-6);
+  const auto fs = ((f - mu) / sd).contiguous();
+  const CsrMatrix X = csr_from_dense(fs.data_ptr<float>(), fs.size(0), fs.size(1));
+  cbm::LogRegParams lp;
+  lp.penalty = "l2";
+  lp.alpha = 1e-4;
+  lp.solver = "lbfgs";
+  const int64_t d = fs.size(1);
+  auto w = torch::zeros({d, C}), b = torch::zeros({C});
+  parallel_for(C, workers, [&](int64_t c) {
+    std::vector<int> y;
+    std::vector<int64_t> rows;
+    labels(c, y, rows);
+    const auto fit = cbm::fit_logreg(X, y, 2, lp, rows);
+    for (int64_t j = 0; j < d; ++j) w[j][c] = static_cast<float>(fit.weights[static_cast<size_t>(j)]);
+    b[c] = static_cast<float>(fit.bias[0]);
+  });
+  m.setattr(names[0], mu);
+  m.setattr(names[1], sd);
+  m.setattr(names[2], w);
+  m.setattr(names[3], b);
+}
+
 }  // namespace
 
 void write_demo_encoder(const std::string& model_path, const std::string& json_path, int workers) {
@@ -289,45 +318,20 @@ void write_demo_encoder(const std::string& model_path, const std::string& json_p
     torch::Tensor cell_f;
     std::vector<int8_t> cell_y;
     const torch::Tensor f = training_features(m, flags, cell_f, cell_y, workers);
-    const auto mu = f.mean(0), sd = f.std(0).clamp_min(1e-6);
-    const auto fs = ((f - mu) / sd).contiguous();
-    const CsrMatrix X = csr_from_dense(fs.data_ptr<float>(), fs.size(0), fs.size(1));
-    cbm::LogRegParams lp;
-    lp.penalty = "l2";
-    lp.alpha = 1e-4;
-    lp.solver = "lbfgs";
-    auto w_head = torch::zeros({n_feat, C}), b_head = torch::zeros({C});
-    parallel_for(C, workers, [&](int64_t c) {
-      const auto fit = cbm::fit_logreg(X, flags[static_cast<size_t>(c)], 2, lp);
-      for (int64_t j = 0; j < n_feat; ++j) w_head[j][c] = static_cast<float>(fit.weights[static_cast<size_t>(j)]);
-      b_head[c] = static_cast<float>(fit.bias[0]);
-    });
-    m.setattr("f_mu", mu);
-    m.setattr("f_sd", sd);
-    m.setattr("w_head", w_head);
-    m.setattr("b_head", b_head);
-    // The patch detectors: the same, per grid cell, on the cell's features against its labels.
-    const auto c_mu = cell_f.mean(0), c_sd = cell_f.std(0).clamp_min(1e-6);
-    const auto cfs = ((cell_f - c_mu) / c_sd).contiguous();
-    const CsrMatrix Xc = csr_from_dense(cfs.data_ptr<float>(), cfs.size(0), cfs.size(1));
-    auto w_cell = torch::zeros({n_cell_feat, C}), b_cell = torch::zeros({C});
-    parallel_for(C, workers, [&](int64_t c) {
-      std::vector<int> y(static_cast<size_t>(cfs.size(0)));
-      std::vector<int64_t> rows;
-      for (int64_t i = 0; i < cfs.size(0); ++i) {
-        const int8_t v = cell_y[static_cast<size_t>(i * C + c)];
-        if (v < 0) continue;
-        y[static_cast<size_t>(i)] = v;
-        rows.push_back(i);
-      }
-      const auto fit = cbm::fit_logreg(Xc, y, 2, lp, rows);
-      for (int64_t j = 0; j < n_cell_feat; ++j) w_cell[j][c] = static_cast<float>(fit.weights[static_cast<size_t>(j)]);
-      b_cell[c] = static_cast<float>(fit.bias[0]);
-    });
-    m.setattr("c_mu", c_mu);
-    m.setattr("c_sd", c_sd);
-    m.setattr("w_cell", w_cell);
-    m.setattr("b_cell", b_cell);
+    fit_detectors(m, {"f_mu", "f_sd", "w_head", "b_head"}, f, C, workers,
+                  [&](int64_t c, std::vector<int>& y, std::vector<int64_t>&) { y = flags[static_cast<size_t>(c)]; });
+    // The patch detectors: the same, per grid cell, on the cell's features against its labels
+    // (cells labelled -1 left out).
+    fit_detectors(m, {"c_mu", "c_sd", "w_cell", "b_cell"}, cell_f, C, workers,
+                  [&](int64_t c, std::vector<int>& y, std::vector<int64_t>& rows) {
+                    y.assign(static_cast<size_t>(cell_f.size(0)), 0);
+                    for (int64_t i = 0; i < cell_f.size(0); ++i) {
+                      const int8_t v = cell_y[static_cast<size_t>(i * C + c)];
+                      if (v < 0) continue;
+                      y[static_cast<size_t>(i)] = v;
+                      rows.push_back(i);
+                    }
+                  });
     m.save(model_path);
   } catch (const c10::Error& e) {
     throw_input("{}: cannot build or save the demo encoder ({})", model_path, std::string(e.what()).substr(0, 300));
