@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdlib>
 
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <type_traits>
@@ -554,6 +555,49 @@ void Appender<T>::append(const T* rows, int64_t n_rows) {
   rows_ += n_rows;
 }
 
+uint16_t float_to_half_bits(float f) {
+  uint32_t x = 0;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u, abs = x & 0x7fffffffu;
+  if (abs >= 0x7f800000u) return static_cast<uint16_t>(sign | (abs > 0x7f800000u ? 0x7e00u : 0x7c00u));  // NaN, Inf
+  if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds past 65504: Inf
+  if (abs < 0x38800000u) {
+    // Below 2^-14: a subnormal half, the implicit bit made explicit, rounded to nearest even.
+    if (abs < 0x33000000u) return static_cast<uint16_t>(sign);  // below half of the smallest subnormal
+    const uint32_t e = abs >> 23, m = (abs & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126u - e;  // 14 + 23 - 10 - (e - 127) + ... : m >> shift is the subnormal's mantissa
+    uint32_t h = m >> shift;
+    const uint32_t rest = m & ((1u << shift) - 1u), halfway = 1u << (shift - 1u);
+    if (rest > halfway || (rest == halfway && (h & 1u))) ++h;
+    return static_cast<uint16_t>(sign | h);
+  }
+  // Normal: rebias the exponent, round the 13 dropped mantissa bits to nearest even; a carry out
+  // of the mantissa moves into the exponent, which is the right result (and Inf past 65504).
+  uint32_t h = ((abs - 0x38000000u) >> 13);
+  const uint32_t rest = abs & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;
+  return static_cast<uint16_t>(sign | h);
+}
+
+float half_bits_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  uint32_t x = 0;
+  if (e == 0x1f) {
+    x = sign | 0x7f800000u | (m << 13);
+  } else if (e != 0) {
+    x = sign | ((e + 112u) << 23) | (m << 13);
+  } else if (m != 0) {
+    const float v = std::ldexp(static_cast<float>(m), -24);  // subnormal: m * 2^-24, exact in float
+    std::memcpy(&x, &v, 4);
+    x |= sign;
+  } else {
+    x = sign;
+  }
+  float f = 0;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
 Id half_float_type() {
   Id t(H5Tcopy(H5T_IEEE_F32LE));
   H5Tset_fields(t, 15, 10, 5, 0, 10);
@@ -564,7 +608,7 @@ Id half_float_type() {
 
 FloatAppender::FloatAppender(hid_t loc, const std::string& name, const std::vector<int64_t>& row_dims,
                              int64_t chunk_rows, bool half)
-    : row_dims_(row_dims) {
+    : row_dims_(row_dims), half_(half) {
   const int nd = static_cast<int>(row_dims.size()) + 1;
   std::vector<hsize_t> dims(static_cast<size_t>(nd), 0), maxd(static_cast<size_t>(nd)), chunk(static_cast<size_t>(nd));
   maxd[0] = H5S_UNLIMITED;
@@ -594,8 +638,20 @@ void FloatAppender::append(const float* rows, int64_t n_rows) {
   cnt[0] = static_cast<hsize_t>(n_rows);
   H5Sselect_hyperslab(space, H5S_SELECT_SET, off.data(), nullptr, cnt.data(), nullptr);
   Id mem(H5Screate_simple(nd, cnt.data(), nullptr));
-  if (H5Dwrite(dset_, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, rows) < 0)
-    throw_input("{}: cannot append to dataset {} (disk full?)", file_of(dset_), obj_name(dset_));
+  herr_t rc = 0;
+  if (half_) {
+    // Converted here, not by HDF5: its float32 -> half conversion (1.10) loses the carry when
+    // rounding up to the next power of two (0.99992 is stored as 0.5).
+    size_t n = static_cast<size_t>(n_rows);
+    for (int64_t dd : row_dims_) n *= static_cast<size_t>(dd);
+    std::vector<uint16_t> bits(n);
+    for (size_t i = 0; i < n; ++i) bits[i] = float_to_half_bits(rows[i]);
+    const Id half_t = half_float_type();
+    rc = H5Dwrite(dset_, half_t, mem, space, H5P_DEFAULT, bits.data());
+  } else {
+    rc = H5Dwrite(dset_, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, rows);
+  }
+  if (rc < 0) throw_input("{}: cannot append to dataset {} (disk full?)", file_of(dset_), obj_name(dset_));
   rows_ += n_rows;
 }
 

@@ -107,7 +107,8 @@ class Appender {
 
 // A float dataset grown by appending rows of shape row_dims: [0, row_dims...] with an unlimited
 // first dimension and chunk_rows rows per chunk. Rows come as float32 and are stored as float32,
-// or as IEEE half (half = true; HDF5 converts, rounding to nearest; h5py reads it as float16).
+// or as IEEE half (half = true; rounded to nearest even by float_to_half_bits; h5py reads it as
+// float16).
 class FloatAppender {
  public:
   FloatAppender(hid_t loc, const std::string& name, const std::vector<int64_t>& row_dims, int64_t chunk_rows,
@@ -119,8 +120,13 @@ class FloatAppender {
   Id dset_;
   std::vector<int64_t> row_dims_;
   int64_t rows_ = 0;
+  bool half_ = false;
 };
 Id half_float_type();  // IEEE binary16, little-endian, laid out as h5py's float16
+// IEEE binary16 bits of f rounded to nearest even (overflow to Inf, subnormals kept, NaN stays
+// NaN), and back (exact).
+uint16_t float_to_half_bits(float f);
+float half_bits_to_float(uint16_t h);
 
 // Root-attribute contract of every conceptlab file.
 constexpr int64_t kSchemaVersion = 1;
