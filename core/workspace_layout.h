@@ -30,6 +30,11 @@ inline constexpr const char* kGlobalPng = "global.png";
 inline constexpr const char* kInterventions = "interventions.json";
 inline constexpr const char* kCurve = "curve.csv";
 inline constexpr const char* kCurvePng = "curve.png";
+// With run_bench: `sae bench`'s outputs in a folder of their own.
+inline constexpr const char* kBenchDir = "bench";
+inline constexpr const char* kBench = "bench/bench.json";
+inline constexpr const char* kBenchCsv = "bench/bench.csv";
+inline constexpr const char* kBenchMd = "bench/bench.md";
 inline constexpr const char* kReport = "report.json";
 inline constexpr const char* kReportMd = "report.md";
 inline constexpr const char* kEdits = "edits.json";              // the viewer's default Save

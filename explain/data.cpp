@@ -43,6 +43,21 @@ Annotations read_annotations(const std::string& csv_path, const std::string& id_
   return a;
 }
 
+std::vector<std::string> read_id_column(const std::string& csv_path, const std::string& id_col,
+                                        const std::string& column, const std::vector<std::string>& ids) {
+  const CsvTable t = read_csv(csv_path);
+  const auto index = index_by(t, id_col);
+  const size_t c = t.col(column);
+  std::vector<std::string> out;
+  out.reserve(ids.size());
+  for (const auto& id : ids) {
+    const auto it = index.find(id);
+    if (it == index.end()) throw_input("{}: image id '{}' has no row (column '{}'), expected one per image", csv_path, id, id_col);
+    out.push_back(trim_copy(t.rows[it->second][c]));
+  }
+  return out;
+}
+
 DenseRows dense_embedding_rows_for_ids(const std::string& path, const std::vector<std::string>& ids) {
   const Embeddings e = read_embeddings(path);
   std::unordered_map<std::string, int64_t> at;

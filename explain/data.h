@@ -23,6 +23,10 @@ struct Annotations {
 Annotations read_annotations(const std::string& csv_path, const std::string& id_col,
                              const std::vector<std::string>& columns, const std::vector<std::string>& ids);
 
+// One column's (trimmed) cell per id, in the order of `ids`; InputError naming the CSV and the
+// first id without a row.
+std::vector<std::string> read_id_column(const std::string& csv_path, const std::string& id_col,
+                                        const std::string& column, const std::vector<std::string>& ids);
 // Rows of an embeddings file in the order of `ids`, as CSR (dense rows, zeros dropped); InputError
 // naming the file and the first id it lacks.
 CsrMatrix embedding_rows_for_ids(const std::string& embeddings_path, const std::vector<std::string>& ids);

@@ -179,29 +179,27 @@ SweepResult sweep_saes(const SweepData& data, const std::vector<sae::TrainParams
     sae::nested_sizes(tp, nl);
   }
   SweepResult r;
-  r.n_test = std::max<int64_t>(1, std::llround(p.holdout * static_cast<double>(n)));
-  r.n_train = n - r.n_test;
-  if (r.n_test < 2 || r.n_train < 2)
-    throw_input("{}: {} rows; holdout {} leaves {} training and {} held-out rows, expected at least 2 of each",
-                data.embeddings_path, n, p.holdout, r.n_train, r.n_test);
-  std::vector<int64_t> perm = iota_indices(n);
-  Rng rng(splitmix64(p.seed));
-  rng.shuffle(perm);
-  std::vector<int64_t> test_rows(perm.begin(), perm.begin() + r.n_test), train_rows(perm.begin() + r.n_test, perm.end());
-  std::sort(test_rows.begin(), test_rows.end());
-  std::sort(train_rows.begin(), train_rows.end());
-  std::vector<char> is_test(static_cast<size_t>(n), 0);
-  for (int64_t i : test_rows) is_test[static_cast<size_t>(i)] = 1, r.heldout_ids.push_back(data.ids[static_cast<size_t>(i)]);
+  // The split of `sae bench` (explain::split_rows), so a bench with sweep_bench_params scores the
+  // same rows.
+  const RowSplit split = split_rows(n, p.holdout, p.seed, {}, data.embeddings_path);
+  r.n_test = static_cast<int64_t>(split.test.size());
+  r.n_train = static_cast<int64_t>(split.train.size());
+  const std::vector<int64_t>& test_rows = split.test;
+  const std::vector<int64_t>& train_rows = split.train;
+  const std::vector<char>& is_test = split.is_test;
+  for (int64_t i : test_rows) r.heldout_ids.push_back(data.ids[static_cast<size_t>(i)]);
   const std::vector<float> x_train = gather_rows(data.x_nd, d, train_rows), x_test = gather_rows(data.x_nd, d, test_rows);
 
   const Annotations& ann = data.annotations;
   std::vector<ColumnSplit> cols;
   for (const auto& labels : ann.labels) cols.push_back(split_column(labels, is_test, p.min_positives));
-  // The probe does not depend on the SAE: once per column, on the same rows the SAEs are scored on.
-  const CsrMatrix emb = csr_from_dense(data.x_nd, n, d);
-  std::vector<double> probe(cols.size(), std::numeric_limits<double>::quiet_NaN());
-  for (size_t c = 0; c < cols.size(); ++c)
-    if (cols[c].note.empty()) probe[c] = heldout_probe_auroc(emb, cols[c].y, cols[c].train, cols[c].test);
+  // The bench's view of the same split; its dense probe (once per column) is the sweep's probe.
+  const BenchParams bp = sweep_bench_params(p);
+  BenchData bd;
+  bd.x_nd = data.x_nd, bd.n = n, bd.d = d, bd.ids = data.ids, bd.annotations = ann, bd.columns = ann.names;
+  bd.embeddings_path = data.embeddings_path;
+  const auto bench_split = make_bench_split(bd, split, bp);
+  std::vector<double> probe = bench_split->dense_probe;
   r.mean_probe_auroc = mean_of(probe);
   // Labels with the other side masked, the same for every SAE.
   std::vector<ConceptLabels> on_train, on_test;
@@ -259,11 +257,23 @@ SweepResult sweep_saes(const SweepData& data, const std::vector<sae::TrainParams
     }
     e.mean_auroc = mean_of(best);
     e.mean_set_auroc = mean_of(sets);
+    e.bench = score_dictionary(*sae::load_sae_dictionary(e.sae_path, device), bd, *bench_split, bp);
+    e.bench.label = e.label, e.bench.kind = "sae", e.bench.path = e.sae_path;
     r.entries.push_back(std::move(e));
     prog.add(1);
   }
   pick_sae(r, p);
   return r;
+}
+
+BenchParams sweep_bench_params(const SweepParams& p) {
+  BenchParams b;
+  b.holdout = p.holdout;
+  b.seed = p.seed;
+  b.min_positives = p.min_positives;
+  b.threads = p.threads;
+  b.baselines.clear();
+  return b;
 }
 
 void pick_sae(SweepResult& r, const SweepParams& p) {
@@ -346,7 +356,7 @@ nlohmann::json to_json(const SweepResult& r, const SweepParams& p) {
                        {"n_latents", e.n_latents}, {"heldout", h}, {"mean_auroc", json_number(e.mean_auroc)},
                        {"mean_set_auroc", json_number(e.mean_set_auroc)}, {"pareto", e.pareto},
                        {"picked", static_cast<int64_t>(i) == r.pick}, {"train_seconds", e.train_seconds},
-                       {"columns", cols}});
+                       {"columns", cols}, {"bench", to_json(e.bench, sweep_bench_params(p))}});
   }
   j["entries"] = entries;
   if (r.pick >= 0) {
@@ -362,6 +372,9 @@ void write_sweep_outputs(const SweepResult& r, const SweepParams& p, const std::
   CsvTable t;
   t.header = {"sae", "label", "arch", "n_latents", "k", "prefixes", "heldout_fvu", "heldout_l0", "dead_fraction",
               "mean_auroc", "mean_set_auroc", "mean_probe_auroc", "pareto", "picked", "train_seconds"};
+  const BenchParams bp = sweep_bench_params(p);
+  for (int k : bp.probe_ks) t.header.push_back(fmt::format("sparse_probe_auroc_k{}", k));
+  for (int n : bp.tpp_ns) t.header.push_back(fmt::format("tpp_n{}", n));
   const std::vector<std::string> col_names =
       r.entries.empty() ? std::vector<std::string>{} : [&] {
         std::vector<std::string> v;
@@ -379,6 +392,8 @@ void write_sweep_outputs(const SweepResult& r, const SweepParams& p, const std::
                                     f(e.heldout.dead_fraction), f(e.mean_auroc), f(e.mean_set_auroc),
                                     f(r.mean_probe_auroc), e.pareto ? "1" : "0",
                                     static_cast<int64_t>(i) == r.pick ? "1" : "0", fmt::format("{:.1f}", e.train_seconds)};
+    for (size_t k = 0; k < bp.probe_ks.size(); ++k) row.push_back(k < e.bench.mean_probe_auroc.size() ? f(e.bench.mean_probe_auroc[k]) : "");
+    for (size_t k = 0; k < bp.tpp_ns.size(); ++k) row.push_back(k < e.bench.tpp.tpp.size() ? f(e.bench.tpp.tpp[k]) : "");
     for (const auto& c : e.columns) row.push_back(f(c.auroc)), row.push_back(f(c.set_auroc));
     t.rows.push_back(std::move(row));
   }

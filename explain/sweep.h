@@ -15,6 +15,7 @@
 
 #include "core/device.h"
 #include "core/progress.h"
+#include "explain/bench.h"
 #include "explain/data.h"
 #include "sae/sae.h"
 
@@ -66,6 +67,7 @@ struct SweepEntry {
   double mean_set_auroc = std::numeric_limits<double>::quiet_NaN();
   bool pareto = false;  // no other SAE has lower-or-equal FVU and higher-or-equal mean AUROC (one strictly)
   double train_seconds = 0;
+  BenchEntry bench;     // `sae bench`'s scores of this SAE on the same split (sweep_bench_params)
 };
 
 struct SweepResult {
@@ -86,6 +88,10 @@ struct SweepData {
   Annotations annotations;
   std::string embeddings_path;  // provenance in each SAE file
 };
+
+// The bench settings a sweep scores each SAE with: its split (holdout, seed), min_positives and
+// threads, no baselines and no SCR pairs; `sae bench` with these settings gives the same entry.
+BenchParams sweep_bench_params(const SweepParams& p);
 
 // Trains every grid point into out_dir/sae_NN.h5 (with its log) and scores it. Writes nothing
 // else; write_sweep_outputs writes the table, the JSON and the plot.

@@ -52,6 +52,7 @@ Command command_intervene();
 Command command_run();
 // Subcommands that live in a file of their own (sae_sweep.cpp).
 Runner setup_sae_sweep(CLI::App* sub);
+Runner setup_sae_bench(CLI::App* sub);
 #ifdef CONCEPTLAB_HAVE_VIEWER
 Command command_view();
 #endif

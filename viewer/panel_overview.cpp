@@ -1,4 +1,5 @@
-// Overview panel: the dataset and its class balance, the SAE's metrics, the classifiers' scores.
+// Overview panel: the dataset and its class balance, the SAE's metrics, its bench row against
+// the baselines (with a bench step), the classifiers' scores.
 #include <cmath>
 
 #include <fmt/format.h>
@@ -74,6 +75,32 @@ void draw_overview(Ui& ui) {
     metric_row("L0", num(sae, {"l0"}), "{:.2f}");
     metric_row("dead", num(sae, {"dead_fraction"}), "{:.3f}");
     ImGui::EndTable();
+  }
+  const BenchSummary bench = bench_summary(m.report);
+  if (!bench.rows.empty()) {
+    ImGui::Spacing();
+    ImGui::Text("SAE bench (held out; bench/bench.md)");
+    ImGui::Separator();
+    if (ImGui::BeginTable("bench", 5, ImGuiTableFlags_Borders | ImGuiTableFlags_SizingFixedFit)) {
+      ImGui::TableSetupColumn("dictionary");
+      ImGui::TableSetupColumn("FVU");
+      ImGui::TableSetupColumn("L0");
+      ImGui::TableSetupColumn(fmt::format("probing k={}", bench.probe_k).c_str());
+      ImGui::TableSetupColumn(fmt::format("TPP n={}", bench.tpp_n).c_str());
+      ImGui::TableHeadersRow();
+      for (const auto& r : bench.rows) {
+        ImGui::TableNextRow();
+        ImGui::TableNextColumn();
+        ImGui::TextUnformatted(r.kind == "sae" ? fmt::format("{} (this SAE)", r.label).c_str() : r.label.c_str());
+        for (double v : {r.fvu, r.l0, r.probe_auroc, r.tpp}) {
+          ImGui::TableNextColumn();
+          ImGui::TextUnformatted(std::isnan(v) ? "-" : fmt::format("{:.3f}", v).c_str());
+        }
+      }
+      ImGui::EndTable();
+    }
+    if (!std::isnan(bench.dense_probe_auroc))
+      ImGui::TextDisabled("dense probe on the embeddings (the ceiling): %.3f", bench.dense_probe_auroc);
   }
   ImGui::Spacing();
   ImGui::Text("Classifiers (test split)");

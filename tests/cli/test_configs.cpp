@@ -10,6 +10,7 @@
 #include "cbm/protocol.h"
 #include "core/npy_io.h"
 #include "core/params.h"
+#include "explain/bench.h"
 #include "explain/heatmap.h"
 #include "explain/localize.h"
 #include "explain/experiment.h"
@@ -80,6 +81,7 @@ TEST_CASE("every configs/*.json mirrors its params struct field for field") {
   check_config<explain::HeatmapParams>("explain-heatmap.json", true, [](const auto& p) { explain::validate(p); });
   check_config<explain::LocalizeParams>("explain-localize.json", true, [](const auto& p) { explain::validate(p); });
   check_config<explain::SweepParams>("sae-sweep.json", true, [](const auto& p) { explain::validate(p); });
+  check_config<explain::BenchParams>("sae-bench.json", true, [](const auto& p) { explain::validate(p); });
   {
     // Not a params struct: a grid (lists of TrainParams values), read the way `sae sweep --grid` reads it.
     const std::string grid = std::string(CONCEPTLAB_SOURCE_DIR) + "/configs/sae-sweep-grid.json";

@@ -51,7 +51,7 @@ TEST_CASE("demo-data and demo commands") {
     ran.push_back(s["step"]);
     CHECK(s["ran"] == true);  // a fresh world: every step runs
   }
-  CHECK(ran == std::vector<std::string>{"embed", "sae", "encode", "classify", "explain", "intervene", "report"});
+  CHECK(ran == std::vector<std::string>{"embed", "sae", "encode", "classify", "explain", "intervene", "bench", "report"});
   const auto& sae = dj["sae"];
   CHECK(sae["n_latents"] == 512);
   CHECK(sae["fvu"].get<double>() < 1.5);  // 5 epochs on 81 train images: barely fitted, but finite

@@ -229,6 +229,22 @@ TEST_CASE("sae cli: sweep trains a grid, scores it on held-out rows, writes the 
   for (const char* f : {"sweep.csv", "sweep.json", "sweep.png", "heldout.csv", "sae_00.h5", "sae_01.h5"})
     CHECK(std::filesystem::exists(std::filesystem::path(out) / f));
   CHECK(read_sae((std::filesystem::path(out) / "sae_01.h5").string()).prefixes == std::vector<int64_t>{16, 32});
+  // The sweep scores each SAE with `sae bench`'s code on the same split: a bench of the same file
+  // with the sweep's holdout and seed gives the same figures.
+  {
+    const auto b = test::run_cli({"-q", "sae", "bench", "--embeddings", emb, "--labels", labels, "--columns", "c0,c1",
+                                  "--saes", (std::filesystem::path(out) / "sae_00.h5").string(), "--baselines", "",
+                                  "--device", "cpu", "--out", tmp.file("bench"), "--json"});
+    INFO(b.err);
+    REQUIRE(b.exit_code == 0);
+    const auto bj = nlohmann::json::parse(b.out);
+    const auto& mine = j["entries"][0]["bench"];
+    const auto& theirs = bj["entries"][0];
+    CHECK(mine["sparse_probing"]["mean_auroc"] == theirs["sparse_probing"]["mean_auroc"]);
+    CHECK(mine["tpp"]["tpp"] == theirs["tpp"]["tpp"]);
+    CHECK(mine["reconstruction"]["fvu"] == theirs["reconstruction"]["fvu"]);
+    CHECK(mine["sparse_probing"]["mean_auroc"][0].get<double>() > 0.5);
+  }
 
   // The table for people: one row per SAE and the pick with its reason (same folder again: replaced).
   args = base;

@@ -71,6 +71,9 @@ TEST_CASE("pipeline: deleting any file of a finished workspace re-runs exactly t
   PipelineParams p = test_params();
   p.sae.epochs = 40;
   p.data.image_root = "images";
+  p.run_bench = true;  // the bench step's folder too
+  p.bench.baselines = {"pca"};
+  p.bench.spurious = {"c0:grp"};
   resolve_paths(p, t.file("data"));
   RunOptions o;
   o.workspace = t.file("ws");
@@ -86,14 +89,18 @@ TEST_CASE("pipeline: deleting any file of a finished workspace re-runs exactly t
     }
   for (const auto& f : step_outputs("explain", p)) CHECK(writer.at(f) == "explain");
   int n_montages = 0;
-  for (const auto& e : fs::directory_iterator(t.file("ws"))) {
-    const std::string name = e.path().filename().string();
+  for (const auto& e : fs::recursive_directory_iterator(t.file("ws"))) {
+    if (e.is_directory()) continue;
+    const std::string name = fs::relative(e.path(), t.file("ws")).string();
     if (name == "workspace.json") continue;
     n_montages += name.rfind("montage_", 0) == 0;
     INFO(name);
     REQUIRE_MESSAGE(writer.count(name) == 1, "a workspace file no step claims");  // every file has a writer
   }
   CHECK(n_montages >= 3);
+  CHECK(writer.at("bench/scr_c0_grp.png") == "bench");  // a chart the step recorded
+  CHECK(first.report["bench"]["entries"].size() == 2);   // the workspace's SAE and PCA
+  CHECK(cl::test::read_text(t.file("ws/report.md")).find("## SAE bench") != std::string::npos);
   for (const auto& [name, step] : writer) {
     INFO(name);
     fs::remove(t.file("ws/" + name));
@@ -160,6 +167,7 @@ TEST_CASE("pipeline: a second run is all cached, and a changed setting re-runs e
   auto r3 = run_pipeline(p, o);
   auto want = all(true);
   want["embed"] = want["sae"] = want["encode"] = false;
+  want["bench"] = false;  // off (run_bench false): its key does not depend on the classifiers
   CHECK(ran(r3) == want);
   CHECK(fs::last_write_time(t.file("ws/sae.h5")) == sae_time);
   CHECK(r3.report["config"]["cbm"]["model"]["alpha"] == 3e-3);
@@ -184,7 +192,7 @@ TEST_CASE("pipeline: a second run is all cached, and a changed setting re-runs e
   RunOptions of = o;
   of.force = "intervene";
   want = all(false);
-  want["intervene"] = want["report"] = true;
+  want["intervene"] = want["bench"] = want["report"] = true;
   CHECK(ran(run_pipeline(p, of)) == want);
   p.sae.seed = 9;  // the SAE and all after it are stale now
   RunOptions ot = o;
@@ -236,7 +244,7 @@ TEST_CASE("conceptlab run: a SIGKILL in the middle of SAE training resumes to th
   INFO(full.err);
   REQUIRE(full.exit_code == 0);
   auto fj = nlohmann::json::parse(full.out);
-  CHECK(fj["steps"].size() == 7);
+  CHECK(fj["steps"].size() == 8);
 
   std::vector<std::string> args = {"-q", "run", t.file("cfg/run.json"), "--workspace", t.file("ws"), "--device", "cpu"};
   pid_t pid = ::fork();

@@ -379,3 +379,28 @@ TEST_CASE("viewer model: thumbnails decode off the frame thread, missing files a
     }
   }
 }
+
+TEST_CASE("viewer model: the Overview's bench rows come from report.json's bench, missing fields as NaN") {
+  nlohmann::json report = {
+      {"bench",
+       {{"mean_dense_probe_auroc", 0.91},
+        {"entries",
+         {{{"label", "sae.h5"}, {"kind", "sae"}, {"n_latents", 64}, {"fvu", 0.12}, {"l0", 8.0}, {"probe_k", {2, 5}},
+           {"mean_probe_auroc", {0.81, 0.86}}, {"tpp_n", {3}}, {"tpp", {0.2}}},
+          {{"label", "PCA n24 L0 8"}, {"kind", "pca"}, {"n_latents", 24}, {"fvu", 0.05}, {"l0", 8.0},
+           {"mean_probe_auroc", {nullptr}}, {"tpp", nlohmann::json::array()}}}}}}};
+  const BenchSummary b = bench_summary(report);
+  REQUIRE(b.rows.size() == 2);
+  CHECK(b.probe_k == 2);
+  CHECK(b.tpp_n == 3);
+  CHECK(b.dense_probe_auroc == doctest::Approx(0.91));
+  CHECK(b.rows[0].label == "sae.h5");
+  CHECK(b.rows[0].kind == "sae");
+  CHECK(b.rows[0].probe_auroc == doctest::Approx(0.81));
+  CHECK(b.rows[0].tpp == doctest::Approx(0.2));
+  CHECK(b.rows[1].fvu == doctest::Approx(0.05));
+  CHECK(std::isnan(b.rows[1].probe_auroc));
+  CHECK(std::isnan(b.rows[1].tpp));
+  CHECK(bench_summary(nlohmann::json::object()).rows.empty());
+  CHECK(bench_summary(nlohmann::json{{"bench", "junk"}}).rows.empty());
+}

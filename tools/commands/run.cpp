@@ -12,7 +12,7 @@
 namespace cl::cli {
 
 Command command_run() {
-  return {"run", "the whole pipeline, cached: embed, sae, encode, classify, explain, intervene, report",
+  return {"run", "the whole pipeline, cached: embed, sae, encode, classify, explain, intervene, bench, report",
           [](CLI::App& sub) -> Runner {
             struct Args {
               std::string config, workspace, force, from, to, device;

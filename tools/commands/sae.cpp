@@ -1,4 +1,4 @@
-// `conceptlab sae train|encode|eval|import|sweep`: options -> sae::TrainParams / ApplyParams -> one
+// `conceptlab sae train|encode|eval|import|sweep|bench`: options -> sae::TrainParams / ApplyParams -> one
 // cl::sae library call.
 #include <spdlog/spdlog.h>
 
@@ -233,14 +233,16 @@ Command command_sae() {
             auto* im = sae.add_subcommand("import", "convert the reference project's autoencoder.pth to an SAE file");
             auto* sw = sae.add_subcommand("sweep", "train a grid of SAEs, score reconstruction and concept alignment "
                                                    "on held-out rows, pick one");
-            for (auto* c : {tr, en, ev, im, sw}) c->option_defaults()->always_capture_default();
+            auto* be = sae.add_subcommand("bench", "score SAEs against PCA / NMF / k-means baselines on image labels: "
+                                                   "reconstruction, sparse probing, SCR, TPP, stability");
+            for (auto* c : {tr, en, ev, im, sw, be}) c->option_defaults()->always_capture_default();
             const std::vector<std::pair<CLI::App*, Runner>> runners = {{tr, setup_train(tr)}, {en, setup_encode(en)},
                                                                        {ev, setup_sae_eval(ev)},  {im, setup_import(im)},
-                                                                       {sw, setup_sae_sweep(sw)}};
+                                                                       {sw, setup_sae_sweep(sw)}, {be, setup_sae_bench(be)}};
             return [runners](const Context& ctx) -> int {
               for (const auto& [sub, run] : runners)
                 if (sub->parsed()) return run(ctx);
-              throw_usage("sae: expected one of train, encode, eval, import, sweep");
+              throw_usage("sae: expected one of train, encode, eval, import, sweep, bench");
             };
           }};
 }

@@ -102,9 +102,14 @@ struct Workspace {
     if (state["steps"].contains(step) && state["steps"][step].contains("outputs") && state["steps"][step]["outputs"].is_array())
       for (const auto& o : state["steps"][step]["outputs"])
         if (o.is_string() && std::find(fixed.begin(), fixed.end(), o.get<std::string>()) == fixed.end()) {
-          // Only plain names inside the workspace: workspace.json is not trusted to point elsewhere.
+          // Only names inside the workspace (a plain name, or one in the bench folder):
+          // workspace.json is not trusted to point elsewhere.
           const std::string name = o.get<std::string>();
-          if (!name.empty() && name.find('/') == std::string::npos && name != ".." && name != workspace::kState)
+          const std::string bench_prefix = std::string(workspace::kBenchDir) + "/";
+          const bool in_bench = name.rfind(bench_prefix, 0) == 0 && name.size() > bench_prefix.size() &&
+                                name.find('/', bench_prefix.size()) == std::string::npos;
+          if (!name.empty() && (name.find('/') == std::string::npos || in_bench) && name.find("..") == std::string::npos &&
+              name != workspace::kState)
             fixed.push_back(name);
         }
     return fixed;
@@ -229,6 +234,13 @@ void validate(const PipelineParams& p) {
     explain::validate(iv, "pipeline: intervention");
   }
   explain::validate(p.curve, "pipeline: curve");
+  if (p.run_bench) {
+    explain::validate(p.bench);
+    if (p.data.concept_cols.empty()) throw_usage("pipeline: run_bench needs data.concept_cols (the columns it probes)");
+    if (p.embed.patches)
+      throw_usage("pipeline: run_bench scores an SAE of image embeddings; with embed.patches the workspace's SAE is a "
+                  "patch SAE (run `conceptlab sae bench` on an SAE trained on embeddings.h5 instead)");
+  }
 }
 
 void resolve_paths(PipelineParams& p, const std::string& base_dir) {
@@ -238,14 +250,15 @@ void resolve_paths(PipelineParams& p, const std::string& base_dir) {
 }
 
 const std::vector<std::string>& step_names() {
-  static const std::vector<std::string> names = {"embed", "sae", "encode", "classify", "explain", "intervene", "report"};
+  static const std::vector<std::string> names = {"embed", "sae", "encode", "classify", "explain", "intervene", "bench", "report"};
   return names;
 }
 
 size_t step_index(const std::string& step) {
   const auto& names = step_names();
   const auto it = std::find(names.begin(), names.end(), step);
-  if (it == names.end()) throw_usage("step '{}': expected one of embed, sae, encode, classify, explain, intervene, report", step);
+  if (it == names.end())
+    throw_usage("step '{}': expected one of embed, sae, encode, classify, explain, intervene, bench, report", step);
   return static_cast<size_t>(it - names.begin());
 }
 
@@ -277,6 +290,10 @@ std::vector<std::string> step_outputs(const std::string& step, const PipelinePar
       std::vector<std::string> out = {ws::kInterventions};
       if (!p.curve.by.empty()) out.push_back(ws::kCurve), out.push_back(ws::kCurvePng);
       return out;
+    }
+    case 6: {
+      if (!p.run_bench) return {};
+      return {ws::kBench, ws::kBenchCsv, ws::kBenchMd};
     }
     default: return {ws::kReport, ws::kReportMd};
   }
@@ -566,10 +583,43 @@ struct Runner {
     write_json(f(workspace::kInterventions), {{"interventions", list}, {"curves", explain::to_json(points)}});
   }
 
+  // ---- bench
+  std::string bench_key() const {
+    if (!p.run_bench) return hex_key({"bench-off"});
+    return hex_key({"bench", p.bench, p.data.concept_cols, p.data.id_col, file_key(p.data.csv), keys.at("sae"),
+                    keys.at("embed")});
+  }
+  void run_bench() {
+    if (!p.run_bench) return;
+    EmbeddingsReader reader(emb());
+    std::vector<float> x(static_cast<size_t>(reader.rows() * reader.dim()));
+    reader.read_rows(0, reader.rows(), x.data());
+    explain::BenchData data;
+    data.x_nd = x.data(), data.n = reader.rows(), data.d = reader.dim(), data.ids = reader.ids();
+    data.embeddings_path = emb();
+    data.columns = p.data.concept_cols;
+    std::vector<std::string> cols = p.data.concept_cols;
+    for (const auto& pair : p.bench.spurious)
+      for (const auto& c : {pair.substr(0, pair.find(':')), pair.substr(pair.find(':') + 1)})
+        if (std::find(cols.begin(), cols.end(), c) == cols.end()) cols.push_back(c);
+    data.annotations = explain::read_annotations(p.data.csv, p.data.id_col, cols, data.ids);
+    if (!p.bench.split_col.empty())
+      data.split_values = explain::read_id_column(p.data.csv, p.data.id_col, p.bench.split_col, data.ids);
+    explain::BenchInputs in;
+    in.saes = {f(workspace::kSae)};
+    const auto r = explain::bench_saes(data, in, p.bench, device, progress);
+    fs::create_directories(f(workspace::kBenchDir));
+    for (const auto& name : explain::write_bench_outputs(r, p.bench, f(workspace::kBenchDir), {emb(), f(workspace::kSae)})) {
+      const std::string rel = std::string(workspace::kBenchDir) + "/" + name;
+      const auto fixed = step_outputs("bench", p);
+      if (std::find(fixed.begin(), fixed.end(), rel) == fixed.end()) extra_outputs.push_back(rel);
+    }
+  }
+
   // ---- report
   std::string report_key() const {
     return hex_key({"report", keys.at("embed"), keys.at("sae"), keys.at("encode"), keys.at("classify"),
-                    keys.at("explain"), keys.at("intervene")});
+                    keys.at("explain"), keys.at("intervene"), keys.at("bench")});
   }
   void run_report();
 };
@@ -592,6 +642,17 @@ void Runner::run_report() {
   r["global"] = load_json_file(f(workspace::kGlobal));
   r["interventions"] = load_json_file(f(workspace::kInterventions))["interventions"];
   if (fs::exists(f(workspace::kLocalize))) r["localize"] = load_json_file(f(workspace::kLocalize));
+  if (p.run_bench && fs::exists(f(workspace::kBench))) {
+    // The table's rows, without the per-column detail (that stays in bench/bench.json).
+    const nlohmann::json b = load_json_file(f(workspace::kBench));
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& e : b["entries"])
+      rows.push_back({{"label", e["label"]}, {"kind", e["kind"]}, {"n_latents", e["n_latents"]},
+                      {"fvu", e["reconstruction"]["fvu"]}, {"l0", e["reconstruction"]["l0"]},
+                      {"probe_k", e["sparse_probing"]["k"]}, {"mean_probe_auroc", e["sparse_probing"]["mean_auroc"]},
+                      {"tpp_n", e["tpp"]["n"]}, {"tpp", e["tpp"]["tpp"]}});
+    r["bench"] = {{"file", workspace::kBench}, {"mean_dense_probe_auroc", b["mean_dense_probe_auroc"]}, {"entries", rows}};
+  }
   write_json(f(workspace::kReport), r);
 
   std::string md = fmt::format("# conceptlab report: {}\n\nConfig: `{}` (resolved, in report.json). Label: `{}`.\n\n",
@@ -633,6 +694,18 @@ void Runner::run_report() {
     md += fmt::format("| concept bottleneck fitted without the `{}` bias | {} |\n", p.data.subgroup_col, auc(cl["unbiased"]));
   md += "\n";
   md += png_line("global explanations", workspace::kGlobalPng, w);
+  if (r.contains("bench")) {
+    auto num = [](const nlohmann::json& v) { return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("-"); };
+    md += fmt::format("## SAE bench (held out; [{}]({}))\nSparse probing = mean AUROC of a probe on the top latent per "
+                      "concept; dense probe on the embeddings: {}.\n\n| dictionary | latents | FVU | L0 | probing k={} | "
+                      "TPP n={} |\n|---|---|---|---|---|---|\n",
+                      workspace::kBenchMd, workspace::kBenchMd, num(r["bench"]["mean_dense_probe_auroc"]),
+                      p.bench.probe_ks.front(), p.bench.tpp_ns.front());
+    for (const auto& e : r["bench"]["entries"])
+      md += fmt::format("| {} | {} | {} | {:.1f} | {} | {} |\n", e["label"].get<std::string>(), e["n_latents"].dump(),
+                        num(e["fvu"]), e["l0"].get<double>(), num(e["mean_probe_auroc"][0]), num(e["tpp"][0]));
+    md += "\n";
+  }
   if (!r["interventions"].empty()) {
     md += "## Interventions\n| concept | latents | AUROC before | after | random control (95%) |\n|---|---|---|---|---|\n";
     for (const auto& iv : r["interventions"]) {
@@ -686,6 +759,7 @@ RunResult run_pipeline(const PipelineParams& p, const RunOptions& o, ProgressSin
       {"classify", [&] { return r.classify_key(); }, [&] { r.run_classify(); }},
       {"explain", [&] { return r.explain_key(); }, [&] { r.run_explain(); }},
       {"intervene", [&] { return r.intervene_key(); }, [&] { r.run_intervene(); }},
+      {"bench", [&] { return r.bench_key(); }, [&] { r.run_bench(); }},
       {"report", [&] { return r.report_key(); }, [&] { r.run_report(); }}};
   RunResult out;
   out.workspace = o.workspace;

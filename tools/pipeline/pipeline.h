@@ -20,6 +20,7 @@
 #include "core/device.h"
 #include "core/progress.h"
 #include "explain/experiment.h"
+#include "explain/bench.h"
 #include "explain/localize.h"
 #include "explain/match.h"
 #include "explain/naming.h"
@@ -76,9 +77,14 @@ struct PipelineParams {
   explain::InterveneParams intervene;
   std::vector<InterventionSpec> interventions;
   CurveParams curve;
+  // The bench step (`conceptlab sae bench` on the workspace's SAE, its embeddings and
+  // data.concept_cols, against the baselines; bench's own seeded split): off unless run_bench.
+  bool run_bench = false;
+  explain::BenchParams bench;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PipelineParams, data, embed, pool, sae, sae_sweep, cbm, probe, stats, match,
-                                                name, global_top, montage_top, localize, intervene, interventions, curve)
+                                                name, global_top, montage_top, localize, intervene, interventions, curve,
+                                                run_bench, bench)
 void validate(const PipelineParams& p);
 // Relative paths of a config file (data.csv, data.image_root, data.embeddings, data.vocab,
 // embed.model, embed.preprocess_json, sae_sweep) made relative to base_dir, the config's folder.

@@ -537,4 +537,33 @@ std::vector<std::pair<int64_t, double>> nearest_images(const WorkspaceModel& m, 
   return out;
 }
 
+BenchSummary bench_summary(const nlohmann::json& report) {
+  BenchSummary b;
+  const auto num = [](const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); };
+  const auto first = [&](const nlohmann::json& e, const char* key) {
+    return e.contains(key) && e[key].is_array() && !e[key].empty() ? num(e[key][0]) : std::nan("");
+  };
+  if (!report.is_object() || !report.contains("bench") || !report["bench"].is_object()) return b;
+  const nlohmann::json& j = report["bench"];
+  b.dense_probe_auroc = j.contains("mean_dense_probe_auroc") ? num(j["mean_dense_probe_auroc"]) : std::nan("");
+  if (!j.contains("entries") || !j["entries"].is_array()) return b;
+  for (const auto& e : j["entries"]) {
+    if (!e.is_object()) continue;
+    BenchRow r;
+    r.label = e.value("label", std::string());
+    r.kind = e.value("kind", std::string());
+    r.n_latents = e.contains("n_latents") && e["n_latents"].is_number_integer() ? e["n_latents"].get<int64_t>() : 0;
+    r.fvu = e.contains("fvu") ? num(e["fvu"]) : std::nan("");
+    r.l0 = e.contains("l0") ? num(e["l0"]) : std::nan("");
+    r.probe_auroc = first(e, "mean_probe_auroc");
+    r.tpp = first(e, "tpp");
+    if (e.contains("probe_k") && e["probe_k"].is_array() && !e["probe_k"].empty() && e["probe_k"][0].is_number_integer())
+      b.probe_k = e["probe_k"][0].get<int>();
+    if (e.contains("tpp_n") && e["tpp_n"].is_array() && !e["tpp_n"].empty() && e["tpp_n"][0].is_number_integer())
+      b.tpp_n = e["tpp_n"][0].get<int>();
+    b.rows.push_back(std::move(r));
+  }
+  return b;
+}
+
 }  // namespace cl::viewer

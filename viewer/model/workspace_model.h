@@ -207,6 +207,21 @@ struct GroupView {
 };
 GroupView group_view(const WorkspaceModel& m, const std::string& column, const std::string& value, int64_t top = 20);
 
+// The SAE bench rows of the report (the pipeline's bench step): the workspace's SAE and the
+// baselines at its L0, each with its held-out FVU, L0, mean sparse-probing AUROC at the first k
+// and TPP at the first n. Empty without a bench in report.json.
+struct BenchRow {
+  std::string label, kind;
+  int64_t n_latents = 0;
+  double fvu = 0, l0 = 0, probe_auroc = 0, tpp = 0;  // NaN where the report has none
+};
+struct BenchSummary {
+  int probe_k = 1, tpp_n = 1;
+  double dense_probe_auroc = 0;  // the ceiling (NaN: none)
+  std::vector<BenchRow> rows;
+};
+BenchSummary bench_summary(const nlohmann::json& report);
+
 // Nearest images to an embedding through the workspace's SAE: cosine of activation vectors.
 std::vector<std::pair<int64_t, double>> nearest_images(const WorkspaceModel& m, const std::vector<std::pair<int64_t, float>>& code,
                                                         int64_t top = 16);
