@@ -36,12 +36,6 @@ double mean_finite(const std::vector<double>& v) {
   return c > 0 ? s / static_cast<double>(c) : kNaN;
 }
 
-std::vector<float> gather(const float* x_nd, int64_t d, const std::vector<int64_t>& rows) {
-  std::vector<float> out(rows.size() * static_cast<size_t>(d));
-  for (size_t i = 0; i < rows.size(); ++i) std::copy_n(x_nd + rows[i] * d, d, out.data() + i * static_cast<size_t>(d));
-  return out;
-}
-
 // Balanced accuracy of logits (class 1 when > 0) against y over the listed rows.
 double balanced_accuracy(const std::vector<double>& logits, const std::vector<int>& y, const std::vector<int64_t>& rows) {
   int64_t tp = 0, pos = 0, tn = 0, neg = 0;
@@ -277,6 +271,17 @@ CsrMatrix select_latents(const CsrMatrix& acts, const std::vector<int64_t>& late
   return out;
 }
 
+void read_bench_labels(BenchData& data, const std::string& csv_path, const std::string& id_col, const BenchParams& p) {
+  std::vector<std::string> cols = data.columns;
+  for (const auto& pair : p.spurious) {
+    const auto colon = pair.find(':');
+    for (const auto& c : {pair.substr(0, colon), pair.substr(colon + 1)})
+      if (std::find(cols.begin(), cols.end(), c) == cols.end()) cols.push_back(c);
+  }
+  data.annotations = read_annotations(csv_path, id_col, cols, data.ids);
+  if (!p.split_col.empty()) data.split_values = read_id_column(csv_path, id_col, p.split_col, data.ids);
+}
+
 std::shared_ptr<const BenchSplit> make_bench_split(const BenchData& data, const RowSplit& split, const BenchParams& p) {
   auto s = std::make_shared<BenchSplit>();
   s->rows = split;
@@ -300,7 +305,7 @@ std::shared_ptr<const BenchSplit> make_bench_split(const BenchData& data, const 
     }
     std::string note;
     if (std::min({pt, nt, pe, ne}) < p.min_positives)
-      note = fmt::format("too few annotated rows: {} positive / {} negative training rows, {} / {} held out "
+      note = fmt::format("too few annotated rows to score: {} positive / {} negative training rows, {} / {} held out "
                          "(min_positives {})", pt, nt, pe, ne, p.min_positives);
     s->names.push_back(name);
     s->y.push_back(lab);
@@ -325,7 +330,7 @@ std::shared_ptr<const BenchSplit> make_bench_split(const BenchData& data, const 
     q.l = column(q.label);
     s->pairs.push_back(std::move(q));
   }
-  s->x_test = gather(data.x_nd, data.d, split.test);
+  s->x_test = gather_rows(data.x_nd, data.d, split.test);
   return s;
 }
 
@@ -651,11 +656,16 @@ BenchResult bench_saes(const BenchData& data, const BenchInputs& in, const Bench
   for (const auto& [a, b] : in.compare) stab_files.push_back(a), stab_files.push_back(b);
   const int64_t n_steps = static_cast<int64_t>(in.saes.size() + p.baselines.size()) + (stab_files.empty() ? 0 : 1);
   Progress prog(progress, "sae bench", n_steps, "dictionaries");
-  for (const auto& path : in.saes) {
-    prog.set_note(file_name(path));
-    const auto dict = sae::load_sae_dictionary(path, device);
+  // An SAE file as a dictionary of these embeddings (InputError naming both on another dim).
+  const auto load = [&](const std::string& path) {
+    auto dict = sae::load_sae_dictionary(path, device);
     if (dict->d_in() != data.d)
       throw_input("{}: dim {}, the SAE {} expects {}", data.embeddings_path, data.d, path, dict->d_in());
+    return dict;
+  };
+  for (const auto& path : in.saes) {
+    prog.set_note(file_name(path));
+    const auto dict = load(path);
     BenchEntry e = score_dictionary(*dict, data, *s, p);
     e.label = sae_label(path, in.saes), e.kind = "sae", e.path = path;
     r.entries.push_back(std::move(e));
@@ -670,7 +680,7 @@ BenchResult bench_saes(const BenchData& data, const BenchInputs& in, const Bench
     rng.shuffle(fit_rows);
     fit_rows.resize(std::min<size_t>(fit_rows.size(), static_cast<size_t>(p.baseline_fit_rows)));
     std::sort(fit_rows.begin(), fit_rows.end());
-    const std::vector<float> xf = gather(data.x_nd, data.d, fit_rows);
+    const std::vector<float> xf = gather_rows(data.x_nd, data.d, fit_rows);
     const int64_t nf = static_cast<int64_t>(fit_rows.size()), l0 = static_cast<int64_t>(r.baseline_l0);
     for (const auto& b : p.baselines) {
       prog.set_note(b);
@@ -697,10 +707,8 @@ BenchResult bench_saes(const BenchData& data, const BenchInputs& in, const Bench
     const auto get = [&](const std::string& path) -> const Dictionary* {
       const auto it = std::find(loaded_paths.begin(), loaded_paths.end(), path);
       if (it != loaded_paths.end()) return loaded[static_cast<size_t>(it - loaded_paths.begin())].get();
-      loaded.push_back(sae::load_sae_dictionary(path, device));
+      loaded.push_back(load(path));
       loaded_paths.push_back(path);
-      if (loaded.back()->d_in() != data.d)
-        throw_input("{}: dim {}, the SAE {} expects {}", data.embeddings_path, data.d, path, loaded.back()->d_in());
       return loaded.back().get();
     };
     for (const auto& g : in.seed_groups) {

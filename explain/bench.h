@@ -180,6 +180,10 @@ struct BenchData {
   std::string embeddings_path;
 };
 
+// Reads data.annotations (data.columns plus both columns of every p.spurious pair) and, with
+// p.split_col, data.split_values from the labels CSV, joined on data.ids.
+void read_bench_labels(BenchData& data, const std::string& csv_path, const std::string& id_col, const BenchParams& p);
+
 struct BenchInputs {
   std::vector<std::string> saes;                     // SAE files, benchmarked in order
   std::vector<std::vector<std::string>> seed_groups;  // each: SAE files of one config trained with different seeds

@@ -208,12 +208,22 @@ std::string bench_markdown(const BenchResult& r, const BenchParams& p) {
 
 }  // namespace
 
+namespace {
+
 std::string scr_chart_name(const std::string& spurious, const std::string& label) {
   return fmt::format("scr_{}_{}.png", safe(spurious), safe(label));
 }
 
+// The files every bench writes; an SCR chart per scored pair comes on top.
+const std::vector<std::string>& fixed_output_files() {
+  static const std::vector<std::string> files = {"bench.csv", "bench.json", "bench.md", "probing.png", "pareto.png"};
+  return files;
+}
+
+}  // namespace
+
 std::vector<std::string> bench_output_files(const BenchParams& p) {
-  std::vector<std::string> out = {"bench.csv", "bench.json", "bench.md", "probing.png", "pareto.png"};
+  std::vector<std::string> out = fixed_output_files();
   for (const auto& pair : p.spurious) {
     const auto colon = pair.find(':');
     out.push_back(scr_chart_name(pair.substr(0, colon), pair.substr(colon + 1)));
@@ -224,7 +234,7 @@ std::vector<std::string> bench_output_files(const BenchParams& p) {
 std::vector<std::string> write_bench_outputs(const BenchResult& r, const BenchParams& p, const std::string& out_dir,
                                              const std::vector<std::string>& inputs) {
   const fs::path dir(out_dir);
-  std::vector<std::string> written = {"bench.csv", "bench.json", "bench.md", "probing.png", "pareto.png"};
+  std::vector<std::string> written = fixed_output_files();
   write_csv((dir / "bench.csv").string(), bench_table(r, p), inputs);
   write_file_atomic((dir / "bench.json").string(), to_json(r, p).dump(2) + "\n", inputs);
   write_file_atomic((dir / "bench.md").string(), bench_markdown(r, p), inputs);

@@ -1,6 +1,7 @@
 // CSV joins for explain: annotation columns and labelled evaluation sets.
 #include "explain/data.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <unordered_map>
@@ -55,6 +56,12 @@ std::vector<std::string> read_id_column(const std::string& csv_path, const std::
     if (it == index.end()) throw_input("{}: image id '{}' has no row (column '{}'), expected one per image", csv_path, id, id_col);
     out.push_back(trim_copy(t.rows[it->second][c]));
   }
+  return out;
+}
+
+std::vector<float> gather_rows(const float* x_nd, int64_t d, const std::vector<int64_t>& rows) {
+  std::vector<float> out(rows.size() * static_cast<size_t>(d));
+  for (size_t i = 0; i < rows.size(); ++i) std::copy_n(x_nd + rows[i] * d, d, out.data() + i * static_cast<size_t>(d));
   return out;
 }
 

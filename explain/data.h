@@ -38,6 +38,8 @@ struct DenseRows {
 };
 DenseRows dense_embedding_rows_for_ids(const std::string& embeddings_path, const std::vector<std::string>& ids);
 
+// Rows `rows` of x_nd [n, d], in that order: [rows.size(), d].
+std::vector<float> gather_rows(const float* x_nd, int64_t d, const std::vector<int64_t>& rows);
 // A labelled dataset over the features (cbm::load_dataset) plus an evaluation set over its rows:
 // the rows of `eval_split` when a split column is given (else all rows), the training rows, and
 // the subgroup column's values when given.

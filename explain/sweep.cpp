@@ -124,46 +124,6 @@ double mean_of(const std::vector<double>& v) {
   return c > 0 ? s / static_cast<double>(c) : std::numeric_limits<double>::quiet_NaN();
 }
 
-std::vector<float> gather_rows(const float* x_nd, int64_t d, const std::vector<int64_t>& rows) {
-  std::vector<float> out(rows.size() * static_cast<size_t>(d));
-  for (size_t i = 0; i < rows.size(); ++i)
-    std::copy_n(x_nd + rows[i] * d, d, out.data() + i * static_cast<size_t>(d));
-  return out;
-}
-
-// One annotated column over the split: the 0/1 targets and the annotated rows on each side.
-struct ColumnSplit {
-  std::vector<int> y;  // [n], 0 where not annotated (those rows are in neither list)
-  std::vector<int64_t> train, test;
-  ConceptLabels train_only, test_only;  // labels with the other side's rows masked (-1)
-  int64_t pos_train = 0, neg_train = 0, pos_test = 0, neg_test = 0;
-  std::string note;  // why it is not scored ("" = scored)
-};
-
-ColumnSplit split_column(const ConceptLabels& labels, const std::vector<char>& is_test, int min_positives) {
-  ColumnSplit c;
-  c.y.assign(labels.size(), 0);
-  c.train_only.assign(labels.size(), -1);
-  c.test_only.assign(labels.size(), -1);
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i] < 0) continue;
-    c.y[i] = labels[i];
-    if (is_test[i]) {
-      c.test.push_back(static_cast<int64_t>(i)), c.test_only[i] = labels[i];
-      (labels[i] ? c.pos_test : c.neg_test) += 1;
-    } else {
-      c.train.push_back(static_cast<int64_t>(i)), c.train_only[i] = labels[i];
-      (labels[i] ? c.pos_train : c.neg_train) += 1;
-    }
-  }
-  const int64_t least = std::min({c.pos_train, c.neg_train, c.pos_test, c.neg_test});
-  if (least < min_positives)
-    c.note = fmt::format("too few annotated rows to score: {} positive / {} negative training rows, {} / {} held out "
-                         "(min_positives {})",
-                         c.pos_train, c.neg_train, c.pos_test, c.neg_test, min_positives);
-  return c;
-}
-
 }  // namespace
 
 SweepResult sweep_saes(const SweepData& data, const std::vector<sae::TrainParams>& grid, const SweepParams& p,
@@ -184,26 +144,26 @@ SweepResult sweep_saes(const SweepData& data, const std::vector<sae::TrainParams
   const RowSplit split = split_rows(n, p.holdout, p.seed, {}, data.embeddings_path);
   r.n_test = static_cast<int64_t>(split.test.size());
   r.n_train = static_cast<int64_t>(split.train.size());
-  const std::vector<int64_t>& test_rows = split.test;
-  const std::vector<int64_t>& train_rows = split.train;
-  const std::vector<char>& is_test = split.is_test;
-  for (int64_t i : test_rows) r.heldout_ids.push_back(data.ids[static_cast<size_t>(i)]);
-  const std::vector<float> x_train = gather_rows(data.x_nd, d, train_rows), x_test = gather_rows(data.x_nd, d, test_rows);
-
+  for (int64_t i : split.test) r.heldout_ids.push_back(data.ids[static_cast<size_t>(i)]);
+  // The bench's view of the same split: per column its annotated rows on each side and whether
+  // it is scored, the held-out rows, and the dense probe (once per column, the sweep's probe).
   const Annotations& ann = data.annotations;
-  std::vector<ColumnSplit> cols;
-  for (const auto& labels : ann.labels) cols.push_back(split_column(labels, is_test, p.min_positives));
-  // The bench's view of the same split; its dense probe (once per column) is the sweep's probe.
   const BenchParams bp = sweep_bench_params(p);
   BenchData bd;
   bd.x_nd = data.x_nd, bd.n = n, bd.d = d, bd.ids = data.ids, bd.annotations = ann, bd.columns = ann.names;
   bd.embeddings_path = data.embeddings_path;
   const auto bench_split = make_bench_split(bd, split, bp);
-  std::vector<double> probe = bench_split->dense_probe;
+  const BenchSplit& cols = *bench_split;
+  const std::vector<float> x_train = gather_rows(data.x_nd, d, split.train);
+  std::vector<double> probe = cols.dense_probe;
   r.mean_probe_auroc = mean_of(probe);
   // Labels with the other side masked, the same for every SAE.
   std::vector<ConceptLabels> on_train, on_test;
-  for (const auto& c : cols) on_train.push_back(c.train_only), on_test.push_back(c.test_only);
+  for (const auto& labels : cols.y) {
+    ConceptLabels tr(labels.size(), -1), te(labels.size(), -1);
+    for (size_t i = 0; i < labels.size(); ++i) (split.is_test[i] ? te : tr)[i] = labels[i];
+    on_train.push_back(std::move(tr)), on_test.push_back(std::move(te));
+  }
   MatchParams mp;
   mp.max_latents = p.max_latents;
   mp.path_alphas = p.path_alphas;
@@ -230,17 +190,17 @@ SweepResult sweep_saes(const SweepData& data, const std::vector<sae::TrainParams
     e.n_latents = w.n_latents;
 
     const sae::Model model(w, device);
-    e.heldout = model.evaluate(x_test.data(), r.n_test);
+    e.heldout = model.evaluate(cols.x_test.data(), r.n_test);
     const CsrMatrix acts = model.encode(data.x_nd, n);  // every row, in file order
     const CscMatrix csc = to_csc(acts);
     const auto au_train = latent_aurocs(csc, on_train, p.threads), au_test = latent_aurocs(csc, on_test, p.threads);
     std::vector<double> best, sets;
-    for (size_t c = 0; c < cols.size(); ++c) {
+    for (size_t c = 0; c < cols.names.size(); ++c) {
       ColumnScore s;
       s.name = ann.names[c];
-      s.n_pos_train = cols[c].pos_train, s.n_pos_test = cols[c].pos_test;
-      s.n_test = cols[c].pos_test + cols[c].neg_test;
-      s.note = cols[c].note;
+      s.n_pos_train = cols.pos_train[c], s.n_pos_test = cols.pos_test[c];
+      s.n_test = static_cast<int64_t>(cols.test[c].size());
+      s.note = cols.notes[c];
       if (s.note.empty()) {
         // The best latent is chosen where the SAE was trained; only its held-out AUROC is reported,
         // so a large dictionary does not win by the luck of its maximum over many latents.
@@ -249,7 +209,7 @@ SweepResult sweep_saes(const SweepData& data, const std::vector<sae::TrainParams
           if (!std::isnan(a) && (s.best_latent < 0 || a > s.auroc_train)) s.best_latent = j, s.auroc_train = a;
         }
         if (s.best_latent >= 0) s.auroc = au_test[c][static_cast<size_t>(s.best_latent)];
-        s.set_auroc = heldout_set_auroc(acts, csc, cols[c].y, cols[c].train, cols[c].test, mp, &s.latent_set);
+        s.set_auroc = heldout_set_auroc(acts, csc, cols.y01[c], cols.train[c], cols.test[c], mp, &s.latent_set);
         s.probe_auroc = probe[c];
       }
       best.push_back(s.auroc), sets.push_back(s.set_auroc);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -46,6 +47,17 @@ void append_topk_abs(const torch::Tensor& z, int64_t l0, CsrMatrix& out) {
   const int32_t* ip = idx.data_ptr<int32_t>();
   const float* vp = val.data_ptr<float>();
   for (int64_t i = 0; i < n; ++i) out.append_row(ip + i * k, vp + i * k, k);
+}
+
+// Codes of rows x_nd [n, d] over n_latents latents, kChunkRows rows at a time: code(x_chunk, out)
+// appends one CSR row per row of the chunk.
+CsrMatrix encode_in_chunks(const float* x_nd, int64_t n, int64_t d, int64_t n_latents,
+                           const std::function<void(const torch::Tensor&, CsrMatrix&)>& code) {
+  CsrMatrix out;
+  out.n_cols = n_latents;
+  for (int64_t s = 0; s < n; s += kChunkRows) code(rows_tensor(x_nd + s * d, std::min(kChunkRows, n - s), d), out);
+  out.n_rows = n;
+  return out;
 }
 
 // Dense [codes.n_rows, L] of a CSR chunk, for a dense product.
@@ -91,15 +103,9 @@ class PcaDictionary final : public Dictionary {
   int64_t n_latents() const override { return V_.size(0); }
   int64_t d_in() const override { return V_.size(1); }
   CsrMatrix encode(const float* x_nd, int64_t n) const override {
-    CsrMatrix out;
-    out.n_cols = n_latents();
-    const int64_t d = V_.size(1);
-    for (int64_t s = 0; s < n; s += kChunkRows) {
-      const int64_t c = std::min(kChunkRows, n - s);
-      append_topk_abs((rows_tensor(x_nd + s * d, c, d) - mean_).mm(V_.t()).contiguous(), l0_, out);
-    }
-    out.n_rows = n;
-    return out;
+    return encode_in_chunks(x_nd, n, d_in(), n_latents(), [this](const torch::Tensor& x, CsrMatrix& out) {
+      append_topk_abs((x - mean_).mm(V_.t()).contiguous(), l0_, out);
+    });
   }
   std::vector<float> decode(const CsrMatrix& codes) const override { return decode_linear(codes, V_, mean_); }
   std::vector<float> decoder_rows() const override { return to_vector(V_); }
@@ -109,15 +115,10 @@ class PcaDictionary final : public Dictionary {
   int64_t l0_;
 };
 
-// Non-negative least squares codes w >= 0 minimising |x - w H|^2 by multiplicative updates from
-// a positive start; H [r, d] >= 0.
-torch::Tensor nnls_codes(const torch::Tensor& x, const torch::Tensor& H, const torch::Tensor& HHt, int iters) {
-  constexpr double eps = 1e-10;
-  const torch::Tensor XHt = x.mm(H.t());
-  // Start from the least-squares scale of each atom alone, clipped positive.
-  torch::Tensor W = (XHt / (HHt.diag().unsqueeze(0) + eps)).clamp_min(1e-6) / static_cast<double>(H.size(0));
-  for (int it = 0; it < iters; ++it) W.mul_(XHt / (W.mm(HHt) + eps));
-  return W;
+// Lee-Seung multiplicative updates of codes W >= 0 for |x - W H|^2 with H fixed, given XHt = x H^T
+// and HHt = H H^T; zeros stay zero.
+void nnls_updates(torch::Tensor& W, const torch::Tensor& XHt, const torch::Tensor& HHt, int iters) {
+  for (int it = 0; it < iters; ++it) W.mul_(XHt / (W.mm(HHt) + 1e-10));
 }
 
 class NmfDictionary final : public Dictionary {
@@ -125,26 +126,20 @@ class NmfDictionary final : public Dictionary {
   NmfDictionary(torch::Tensor H, int64_t l0, int iters) : H_(std::move(H)), HHt_(H_.mm(H_.t())), l0_(l0), iters_(iters) {}
   int64_t n_latents() const override { return H_.size(0); }
   int64_t d_in() const override { return H_.size(1); }
+  // The non-negative least-squares code (from the least-squares scale of each atom alone, clipped
+  // positive), then its l0 largest coefficients refitted alone: truncating alone would lose the
+  // dropped atoms' mass.
   CsrMatrix encode(const float* x_nd, int64_t n) const override {
-    CsrMatrix out;
-    out.n_cols = n_latents();
-    const int64_t d = H_.size(1);
-    for (int64_t s = 0; s < n; s += kChunkRows) {
-      const int64_t c = std::min(kChunkRows, n - s);
-      const torch::Tensor x = rows_tensor(x_nd + s * d, c, d);
-      torch::Tensor W = nnls_codes(x, H_, HHt_, iters_);
+    return encode_in_chunks(x_nd, n, d_in(), n_latents(), [this](const torch::Tensor& x, CsrMatrix& out) {
+      const torch::Tensor XHt = x.mm(H_.t());
+      torch::Tensor W = (XHt / (HHt_.diag().unsqueeze(0) + 1e-10)).clamp_min(1e-6) / static_cast<double>(H_.size(0));
+      nnls_updates(W, XHt, HHt_, iters_);
       if (l0_ < W.size(1)) {
-        // Keep the l0 largest coefficients and refit them alone: multiplicative updates keep the
-        // zeros at zero, so this is the NNLS on the kept atoms (truncating alone loses the rest's mass).
-        const torch::Tensor keep = torch::zeros_like(W).scatter_(1, std::get<1>(W.topk(l0_, 1)), 1.0);
-        W = W * keep;
-        const torch::Tensor XHt = x.mm(H_.t());
-        for (int it = 0; it < iters_; ++it) W.mul_(XHt / (W.mm(HHt_) + 1e-10));
+        W = W * torch::zeros_like(W).scatter_(1, std::get<1>(W.topk(l0_, 1)), 1.0);
+        nnls_updates(W, XHt, HHt_, iters_);
       }
       append_topk_abs(W.contiguous(), l0_, out);
-    }
-    out.n_rows = n;
-    return out;
+    });
   }
   std::vector<float> decode(const CsrMatrix& codes) const override { return decode_linear(codes, H_, {}); }
   std::vector<float> decoder_rows() const override { return to_vector(H_); }
@@ -166,19 +161,12 @@ class KmeansDictionary final : public Dictionary {
   int64_t n_latents() const override { return C_.size(0); }
   int64_t d_in() const override { return C_.size(1); }
   CsrMatrix encode(const float* x_nd, int64_t n) const override {
-    CsrMatrix out;
-    out.n_cols = n_latents();
-    const int64_t d = C_.size(1);
-    for (int64_t s = 0; s < n; s += kChunkRows) {
-      const int64_t c = std::min(kChunkRows, n - s);
-      const torch::Tensor x = rows_tensor(x_nd + s * d, c, d);
+    return encode_in_chunks(x_nd, n, d_in(), n_latents(), [this](const torch::Tensor& x, CsrMatrix& out) {
       const torch::Tensor j = sq_dist(x, C_, c2_).argmin(1);
       const torch::Tensor scale = (x * C_.index_select(0, j)).sum(1) / c2_.index_select(0, j).clamp_min(1e-12);
       const torch::Tensor jj = j.to(torch::kInt).contiguous(), sc = scale.contiguous();
-      for (int64_t i = 0; i < c; ++i) out.append_row(jj.data_ptr<int32_t>() + i, sc.data_ptr<float>() + i, 1);
-    }
-    out.n_rows = n;
-    return out;
+      for (int64_t i = 0; i < x.size(0); ++i) out.append_row(jj.data_ptr<int32_t>() + i, sc.data_ptr<float>() + i, 1);
+    });
   }
   std::vector<float> decode(const CsrMatrix& codes) const override { return decode_linear(codes, C_, {}); }
   std::vector<float> decoder_rows() const override { return to_vector(C_); }
@@ -224,7 +212,7 @@ std::unique_ptr<Dictionary> fit_nmf(const float* x_nd, int64_t n, int64_t d, int
   torch::Tensor H = uniform_tensor(r, d, 0.1 * scale, 2 * scale, seed + 1);
   for (int it = 0; it < iters; ++it) {
     H.mul_(W.t().mm(X) / (W.t().mm(W).mm(H) + eps));
-    W.mul_(X.mm(H.t()) / (W.mm(H.mm(H.t())) + eps));
+    nnls_updates(W, X.mm(H.t()), H.mm(H.t()), 1);
   }
   // Unit-norm atoms, so codes of different atoms are on one scale (the product W H is unchanged).
   H = H / H.norm(2, 1, true).clamp_min(1e-12);

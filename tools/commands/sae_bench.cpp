@@ -93,7 +93,7 @@ Runner setup_sae_bench(CLI::App* s) {
       in.compare.emplace_back(v[0], v[1]);
     }
     std::vector<std::string> inputs = {a->embeddings, a->labels};
-    for (const auto* list : {&in.saes}) inputs.insert(inputs.end(), list->begin(), list->end());
+    inputs.insert(inputs.end(), in.saes.begin(), in.saes.end());
     for (const auto& g : in.seed_groups) inputs.insert(inputs.end(), g.begin(), g.end());
     for (const auto& [x, y] : in.compare) inputs.push_back(x), inputs.push_back(y);
     for (const auto& f : inputs)
@@ -110,12 +110,7 @@ Runner setup_sae_bench(CLI::App* s) {
     data.x_nd = x.data(), data.n = reader.rows(), data.d = reader.dim(), data.ids = reader.ids();
     data.embeddings_path = a->embeddings;
     data.columns = a->columns;
-    std::vector<std::string> read_cols = a->columns;
-    for (const auto& pair : p.spurious)
-      for (const auto& col : {pair.substr(0, pair.find(':')), pair.substr(pair.find(':') + 1)})
-        if (std::find(read_cols.begin(), read_cols.end(), col) == read_cols.end()) read_cols.push_back(col);
-    data.annotations = explain::read_annotations(a->labels, a->id_col, read_cols, data.ids);
-    if (!p.split_col.empty()) data.split_values = explain::read_id_column(a->labels, a->id_col, p.split_col, data.ids);
+    explain::read_bench_labels(data, a->labels, a->id_col, p);
     // Checked before the folder is made: a run that cannot start leaves nothing behind.
     for (const auto& name : explain::bench_output_files(p)) check_not_input((fs::path(a->out) / name).string(), inputs);
     fs::create_directories(a->out);

@@ -598,20 +598,14 @@ struct Runner {
     data.x_nd = x.data(), data.n = reader.rows(), data.d = reader.dim(), data.ids = reader.ids();
     data.embeddings_path = emb();
     data.columns = p.data.concept_cols;
-    std::vector<std::string> cols = p.data.concept_cols;
-    for (const auto& pair : p.bench.spurious)
-      for (const auto& c : {pair.substr(0, pair.find(':')), pair.substr(pair.find(':') + 1)})
-        if (std::find(cols.begin(), cols.end(), c) == cols.end()) cols.push_back(c);
-    data.annotations = explain::read_annotations(p.data.csv, p.data.id_col, cols, data.ids);
-    if (!p.bench.split_col.empty())
-      data.split_values = explain::read_id_column(p.data.csv, p.data.id_col, p.bench.split_col, data.ids);
+    explain::read_bench_labels(data, p.data.csv, p.data.id_col, p.bench);
     explain::BenchInputs in;
     in.saes = {f(workspace::kSae)};
     const auto r = explain::bench_saes(data, in, p.bench, device, progress);
     fs::create_directories(f(workspace::kBenchDir));
+    const auto fixed = step_outputs("bench", p);
     for (const auto& name : explain::write_bench_outputs(r, p.bench, f(workspace::kBenchDir), {emb(), f(workspace::kSae)})) {
       const std::string rel = std::string(workspace::kBenchDir) + "/" + name;
-      const auto fixed = step_outputs("bench", p);
       if (std::find(fixed.begin(), fixed.end(), rel) == fixed.end()) extra_outputs.push_back(rel);
     }
   }
